@@ -1,0 +1,53 @@
+//! Meridian's web UI: a Yew single-page app, built for `wasm32-unknown-unknown` and served
+//! by the Meridian server from `static/`.
+//!
+//! Layout:
+//! - [`app`]: the routes, the header (who am I, connection indicator) and the contexts
+//!   every page reads: the [`net::realtime::Realtime`] handle, its
+//!   [`net::realtime::RealtimeStatus`] and the [`session::SessionState`].
+//! - [`pages`]: one module per page.
+//! - [`components`]: widgets that several pages share.
+//! - [`net`]: typed HTTP helpers and the realtime client (WebSocket with reconnect,
+//!   heartbeat and an offline outbox).
+//! - [`store`]: browser storage: IndexedDB, the outbox kept in it, and the
+//!   BroadcastChannel between tabs.
+//! - [`browser`]: the few small facts read from the browser (clock, randomness, URLs).
+//!
+//! Invariants:
+//! - Wire types come from `meridian_shared`; nothing here redefines them.
+//! - Page logic that can be pure is a reducer or a plain function, tested natively with
+//!   `cargo test -p meridian-web`; code that touches the DOM is never called by those
+//!   tests.
+
+pub mod app;
+pub mod browser;
+pub mod components;
+pub mod net;
+pub mod pages;
+pub mod session;
+pub mod store;
+
+use wasm_bindgen::prelude::*;
+
+/// The id of the element that `static/index.html` gives the app to render into.
+pub const ROOT_ELEMENT_ID: &str = "app";
+
+/// Entry point, run once when the wasm module is instantiated: replaces the loading
+/// indicator in `#app` (or, without it, renders into `<body>`) with [`app::App`].
+#[wasm_bindgen(start)]
+pub fn start() {
+    let Some(document) = web_sys::window().and_then(|window| window.document()) else {
+        return;
+    };
+    match document.get_element_by_id(ROOT_ELEMENT_ID) {
+        Some(root) => {
+            // The loading indicator the server sent is replaced, not kept beside the app.
+            root.set_inner_html("");
+            root.remove_attribute("aria-busy").ok();
+            yew::Renderer::<app::App>::with_root(root).render();
+        }
+        None => {
+            yew::Renderer::<app::App>::new().render();
+        }
+    }
+}

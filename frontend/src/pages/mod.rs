@@ -1,0 +1,7 @@
+//! One module per page. Each page's pure logic (reducers, view models) sits beside its
+//! component and is tested natively.
+
+pub mod auth;
+pub mod home;
+pub mod not_found;
+pub mod status;

@@ -1,0 +1,132 @@
+//! The `meridian` command line: `meridian serve --listen ADDR --data-dir DIR`, each flag
+//! also settable from the environment (MERIDIAN_LISTEN, MERIDIAN_DATA_DIR, DATABASE_URL,
+//! ...). Prints `Meridian listening on http://ADDR` on stdout once it accepts connections,
+//! and shuts down gracefully on SIGTERM or Ctrl-C.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::{serve, AppState, Config, SystemClock};
+
+#[derive(Debug, Parser)]
+#[command(name = "meridian", version, about = "Meridian: ten distributed systems in one product")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (API, realtime channel and web UI).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "MERIDIAN_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory for the embedded database and other files.
+    #[arg(long, env = "MERIDIAN_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// `postgres://...` to use PostgreSQL instead of the embedded SQLite.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// The web UI's files.
+    #[arg(long, env = "MERIDIAN_STATIC_DIR", default_value = "static")]
+    static_dir: PathBuf,
+    /// Mark the session cookie Secure (when served over HTTPS).
+    #[arg(long, env = "MERIDIAN_SECURE_COOKIES")]
+    secure_cookies: bool,
+    /// Days after which an idle guest session is deleted.
+    #[arg(long, env = "MERIDIAN_GUEST_TTL_DAYS", default_value_t = 30)]
+    guest_ttl_days: u64,
+}
+
+/// The binary's entry point.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("meridian: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(run_serve(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("meridian: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = Config::new(args.data_dir);
+    config.listen = args.listen;
+    config.database_url = args.database_url.filter(|url| !url.is_empty());
+    config.static_dir = args.static_dir;
+    config.secure_cookies = args.secure_cookies;
+    config.guest_session_ttl = Duration::from_secs(args.guest_ttl_days * 24 * 3600);
+    let listen = config.listen;
+    let state = AppState::start(config, Arc::new(SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        %addr,
+        database = state.db.backend.as_str(),
+        instance = %state.instance_id,
+        "Meridian started"
+    );
+    println!("Meridian listening on http://{addr}");
+    std::io::stdout().flush()?;
+    serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("Meridian stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,69 @@
+//! The server's settings, from the command line and the environment (see `cli`), or built
+//! directly by tests.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything a server instance needs to know at start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the server listens (used by the binary; tests bind their own listener).
+    pub listen: SocketAddr,
+    /// Where the embedded database and other files live.
+    pub data_dir: PathBuf,
+    /// `postgres://...` for PostgreSQL, `sqlite://...` for a specific SQLite file; `None`
+    /// for SQLite at `<data_dir>/meridian.db`.
+    pub database_url: Option<String>,
+    /// The web UI: `index.html`, CSS and the built bundle under `pkg/`.
+    pub static_dir: PathBuf,
+    /// Mark the session cookie `Secure` (set when served over HTTPS).
+    pub secure_cookies: bool,
+    /// Guest sessions idle for longer than this are deleted by the cleanup job.
+    pub guest_session_ttl: Duration,
+    /// The largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// How often the server pings each WebSocket and tells clients to ping.
+    pub heartbeat: Duration,
+    /// A WebSocket silent for this long is closed.
+    pub client_timeout: Duration,
+    /// How many messages may wait for one slow WebSocket client before it is dropped.
+    pub outbound_queue: usize,
+    /// Failed sign-ins allowed per account within `signin_window`.
+    pub signin_failures_per_account: usize,
+    /// Sign-in and sign-up attempts allowed per client address within `signin_window`.
+    pub signin_attempts_per_address: usize,
+    pub signin_window: Duration,
+}
+
+impl Config {
+    /// Defaults for a server with its data in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: data_dir.into(),
+            database_url: None,
+            static_dir: PathBuf::from("static"),
+            secure_cookies: false,
+            guest_session_ttl: Duration::from_secs(30 * 24 * 3600),
+            body_limit_bytes: 2 * 1024 * 1024,
+            heartbeat: Duration::from_secs(15),
+            client_timeout: Duration::from_secs(45),
+            outbound_queue: 256,
+            signin_failures_per_account: 5,
+            signin_attempts_per_address: 30,
+            signin_window: Duration::from_secs(15 * 60),
+        }
+    }
+
+    /// The URL the database is opened with.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("meridian.db").display()
+            ),
+        }
+    }
+}

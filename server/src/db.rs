@@ -1,0 +1,130 @@
+//! The database: one `sqlx::AnyPool` over SQLite (the embedded default) or PostgreSQL,
+//! with migrations per backend applied at start.
+//!
+//! Invariants:
+//! - SQL is written once for both backends: `$1`-style parameters (SQLite accepts them),
+//!   times as `BIGINT` milliseconds since the Unix epoch, ids as `TEXT`, no booleans.
+//! - A transaction that writes starts with its write, so that SQLite takes the write lock
+//!   at once and waits for it (`busy_timeout`) instead of failing to upgrade a read lock.
+//! - SQLite runs in WAL mode with `synchronous=FULL`: an acknowledged commit survives a
+//!   crash of the process or the machine.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use meridian_shared::api::DatabaseBackend;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("cannot apply migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A handle on the database, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: DatabaseBackend,
+    /// The URL it was opened with (PostgreSQL's LISTEN connection opens its own).
+    pub url: String,
+}
+
+impl Db {
+    /// Opens the database at `url`, creating an SQLite file (and its directory) if needed,
+    /// and applies the migrations.
+    pub async fn open(url: &str) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            DatabaseBackend::Postgres
+        } else if url.starts_with("sqlite:") {
+            DatabaseBackend::Sqlite
+        } else {
+            return Err(DbError::UnsupportedUrl(url.to_owned()));
+        };
+        if backend == DatabaseBackend::Sqlite {
+            create_sqlite_dir(url)?;
+        }
+        let options = AnyConnectOptions::from_str(url).map_err(DbError::Connect)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                DatabaseBackend::Sqlite => 8,
+                DatabaseBackend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == DatabaseBackend::Sqlite {
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = FULL",
+                            "PRAGMA busy_timeout = 10000",
+                            "PRAGMA foreign_keys = ON",
+                        ] {
+                            conn.execute(pragma).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(DbError::Connect)?;
+        let migrator = match backend {
+            DatabaseBackend::Sqlite => &SQLITE_MIGRATIONS,
+            DatabaseBackend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&pool).await?;
+        Ok(Db {
+            pool,
+            backend,
+            url: url.to_owned(),
+        })
+    }
+
+    /// Answers whether the database responds.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+}
+
+fn create_sqlite_dir(url: &str) -> Result<(), DbError> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|source| DbError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// True when `err` is a unique-constraint violation (on either backend).
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db.is_unique_violation(),
+        _ => false,
+    }
+}

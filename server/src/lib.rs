@@ -1,0 +1,278 @@
+//! Meridian's server: a thin axum/tokio layer over the authoritative state in the
+//! database.
+//!
+//! ```text
+//! cli        the `meridian` binary: config from flags and environment, signals
+//! config     Config: every setting of an instance
+//! db         Db: the sqlx pool (SQLite or PostgreSQL) and migrations
+//! error      ApiError and the extractors whose rejections become it
+//! auth/      accounts, sessions (guest on first request), sign-in limits
+//! realtime/  the WebSocket channel, topic log, broadcast hub, PostgreSQL bridge
+//! health     GET /api/health
+//! web        static files, SPA fallback, the rendered index.html, caching
+//! trace_context  W3C traceparent on every request
+//! ```
+//!
+//! [`app`] builds the router from an [`AppState`]; [`serve`] runs it on a listener the
+//! caller has bound (tests bind `127.0.0.1:0`) until a shutdown future resolves.
+
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod realtime;
+pub mod trace_context;
+pub mod web;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::compression::CompressionLayer;
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use crate::clock::{Clock, ManualClock, SystemClock};
+pub use crate::config::Config;
+pub use crate::db::Db;
+
+/// Everything a request handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub hub: realtime::hub::Hub,
+    pub auth_limits: Arc<auth::AuthLimits>,
+    pub publish_locks: Arc<realtime::PublishLocks>,
+    /// A random id of this process.
+    pub instance_id: Arc<str>,
+    pub started_at: Instant,
+    /// Cancelled when the server begins to shut down.
+    pub shutdown: CancellationToken,
+    /// Background tasks and open WebSockets, which shutdown waits for.
+    pub tasks: TaskTracker,
+    pub web: Arc<web::WebAssets>,
+}
+
+/// Why an instance could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error("cannot LISTEN for other instances' events: {0}")]
+    Listen(#[source] sqlx::Error),
+}
+
+impl AppState {
+    /// Opens the database (migrating it), connects to the other instances when on
+    /// PostgreSQL, and starts the background jobs.
+    pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
+        let db = Db::open(&config.database_url()).await?;
+        let state = AppState {
+            hub: realtime::hub::Hub::new(config.outbound_queue),
+            auth_limits: Arc::new(auth::AuthLimits::new(&config)),
+            publish_locks: Arc::default(),
+            instance_id: Arc::from(hex::encode(rand::random::<[u8; 8]>())),
+            started_at: Instant::now(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            web: Arc::new(web::WebAssets::load(&config.static_dir)),
+            config: Arc::new(config),
+            clock,
+            db,
+        };
+        if state.db.backend == meridian_shared::api::DatabaseBackend::Postgres {
+            let listener = realtime::pg::listen(&state.db.url)
+                .await
+                .map_err(StartError::Listen)?;
+            state.hub.set_remote(Arc::new(realtime::pg::PgRemote {
+                pool: state.db.pool.clone(),
+                origin: state.instance_id.to_string(),
+            }));
+            state.tasks.spawn(realtime::pg::relay(
+                listener,
+                state.hub.clone(),
+                state.db.pool.clone(),
+                state.instance_id.clone(),
+                state.shutdown.clone(),
+            ));
+        }
+        state.tasks.spawn(maintenance_loop(state.clone()));
+        Ok(state)
+    }
+}
+
+/// What one maintenance pass removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    pub guest_sessions_deleted: u64,
+    pub events_trimmed: u64,
+}
+
+/// Deletes idle guest sessions (older than `guest_session_ttl`) and trims topic logs.
+pub async fn run_maintenance(state: &AppState) -> Result<MaintenanceReport, sqlx::Error> {
+    let ttl_ms = state.config.guest_session_ttl.as_millis() as i64;
+    let idle_before = state.clock.now_ms() - ttl_ms;
+    Ok(MaintenanceReport {
+        guest_sessions_deleted: auth::store::delete_idle_guest_sessions(
+            &state.db.pool,
+            idle_before,
+        )
+        .await?,
+        events_trimmed: realtime::store::trim(
+            &state.db.pool,
+            realtime::RETAINED_EVENTS_PER_TOPIC,
+        )
+        .await?,
+    })
+}
+
+async fn maintenance_loop(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match run_maintenance(&state).await {
+            Ok(report) => tracing::info!(?report, "maintenance done"),
+            Err(err) => tracing::warn!(%err, "maintenance failed"),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "Meridian",
+    description = "Ten distributed systems in one browser-first product. Every error is `{\"code\": ..., \"message\": ...}`."
+))]
+struct ApiDoc;
+
+/// Every endpoint, with its OpenAPI description.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(openapi_json))
+        .merge(health::routes())
+        .merge(auth::routes())
+        .merge(realtime::routes())
+}
+
+static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
+    let (_, doc) = api_routes().split_for_parts();
+    doc.to_pretty_json().expect("the OpenAPI document serialises")
+});
+
+/// The OpenAPI document of every endpoint (generated from the code).
+pub fn openapi_json_text() -> &'static str {
+    &OPENAPI_JSON
+}
+
+/// This OpenAPI 3.1 document.
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json"))
+)]
+async fn openapi_json() -> Response {
+    (
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        openapi_json_text(),
+    )
+        .into_response()
+}
+
+/// The whole HTTP surface of an instance.
+pub fn app(state: AppState) -> Router {
+    let (api, _) = api_routes().split_for_parts();
+    let api = api
+        .route("/api", any(error::api_not_found))
+        .route("/api/{*rest}", any(error::api_not_found))
+        .method_not_allowed_fallback(error::method_not_allowed);
+    let static_files = ServeDir::new(&state.config.static_dir)
+        .append_index_html_on_directories(false)
+        .fallback(get(web::spa_fallback).with_state(state.clone()));
+    Router::new()
+        .merge(api)
+        .route("/", get(web::index))
+        .route("/index.html", get(web::index))
+        .fallback_service(static_files)
+        .layer(axum::middleware::from_fn(web::cache_control_middleware))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::session::session_middleware,
+        ))
+        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+        .layer(CompressionLayer::new())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let trace_id = request
+                    .extensions()
+                    .get::<trace_context::RequestTrace>()
+                    .map(|t| t.context.trace_id_hex())
+                    .unwrap_or_default();
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    trace_id = %trace_id,
+                )
+            }),
+        )
+        .layer(axum::middleware::from_fn(
+            trace_context::trace_context_middleware,
+        ))
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves (or `state.shutdown` is
+/// cancelled). Then stops accepting, lets in-flight requests finish, closes every
+/// WebSocket with a close frame, and waits (up to 10 s) for background tasks.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let token = state.shutdown.clone();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown => trigger.cancel(),
+            _ = trigger.cancelled() => {}
+        }
+    });
+    let router = app(state.clone());
+    let result = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { token.cancelled().await })
+    .await;
+    state.shutdown.cancel();
+    state.tasks.close();
+    if tokio::time::timeout(Duration::from_secs(10), state.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks did not stop within 10 s");
+    }
+    state.db.pool.close().await;
+    result
+}

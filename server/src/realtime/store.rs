@@ -1,0 +1,140 @@
+//! SQL for the realtime topic log.
+
+use meridian_shared::realtime::Event;
+use sqlx::{AnyConnection, AnyPool, Row};
+
+/// Takes the next sequence number of a topic. The first statement of a publish: it
+/// takes the topic row's write lock, so publishes to one topic are serialised on every
+/// instance and commit in sequence order.
+pub async fn next_seq(conn: &mut AnyConnection, topic: &str) -> Result<u64, sqlx::Error> {
+    let head: i64 = sqlx::query_scalar(
+        "INSERT INTO realtime_topics (topic, head) VALUES ($1, 1)
+         ON CONFLICT (topic) DO UPDATE SET head = realtime_topics.head + 1
+         RETURNING head",
+    )
+    .bind(topic)
+    .fetch_one(conn)
+    .await?;
+    Ok(head as u64)
+}
+
+/// The sequence number an op already got in a topic, if it was applied.
+pub async fn seq_of_op(
+    conn: &mut AnyConnection,
+    topic: &str,
+    op_id: &str,
+) -> Result<Option<u64>, sqlx::Error> {
+    let seq: Option<i64> =
+        sqlx::query_scalar("SELECT seq FROM realtime_events WHERE topic = $1 AND op_id = $2")
+            .bind(topic)
+            .bind(op_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(seq.map(|s| s as u64))
+}
+
+pub async fn insert_event(
+    conn: &mut AnyConnection,
+    event: &Event,
+    payload_json: &str,
+    session_id: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO realtime_events (topic, seq, op_id, payload, session_id, created_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&event.topic)
+    .bind(event.seq as i64)
+    .bind(&event.op_id)
+    .bind(payload_json)
+    .bind(session_id)
+    .bind(event.at_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// PostgreSQL only: queues a notification, delivered when the transaction commits.
+pub async fn notify(
+    conn: &mut AnyConnection,
+    channel: &str,
+    payload: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1 AS sent FROM (SELECT pg_notify($1, $2)) AS n")
+        .bind(channel)
+        .bind(payload)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The latest sequence number of a topic (0 for a topic never published to).
+pub async fn head(pool: &AnyPool, topic: &str) -> Result<u64, sqlx::Error> {
+    let head: Option<i64> = sqlx::query_scalar("SELECT head FROM realtime_topics WHERE topic = $1")
+        .bind(topic)
+        .fetch_optional(pool)
+        .await?;
+    Ok(head.unwrap_or(0) as u64)
+}
+
+/// The newest `limit` events of a topic with `since < seq <= until`, oldest first.
+pub async fn events_between(
+    pool: &AnyPool,
+    topic: &str,
+    since: u64,
+    until: u64,
+    limit: usize,
+) -> Result<Vec<Event>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT seq, op_id, payload, created_at_ms FROM realtime_events
+         WHERE topic = $1 AND seq > $2 AND seq <= $3 ORDER BY seq DESC LIMIT $4",
+    )
+    .bind(topic)
+    .bind(since as i64)
+    .bind(until as i64)
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await?;
+    let mut events = rows
+        .into_iter()
+        .map(|row| event_from_row(topic, &row))
+        .collect::<Result<Vec<_>, _>>()?;
+    events.reverse();
+    Ok(events)
+}
+
+/// One event by its place in a topic.
+pub async fn event(pool: &AnyPool, topic: &str, seq: u64) -> Result<Option<Event>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT seq, op_id, payload, created_at_ms FROM realtime_events
+         WHERE topic = $1 AND seq = $2",
+    )
+    .bind(topic)
+    .bind(seq as i64)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|row| event_from_row(topic, &row)).transpose()
+}
+
+fn event_from_row(topic: &str, row: &sqlx::any::AnyRow) -> Result<Event, sqlx::Error> {
+    let payload: String = row.try_get(2)?;
+    Ok(Event {
+        topic: topic.to_owned(),
+        seq: row.try_get::<i64, _>(0)? as u64,
+        op_id: row.try_get(1)?,
+        payload: serde_json::from_str(&payload).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        at_ms: row.try_get(3)?,
+    })
+}
+
+/// Deletes events more than `keep` behind their topic's head. Returns how many.
+pub async fn trim(pool: &AnyPool, keep: u64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM realtime_events WHERE seq <= (SELECT t.head FROM realtime_topics t
+                                                   WHERE t.topic = realtime_events.topic) - $1",
+    )
+    .bind(keep as i64)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,16 @@
+//! The catalogue of Meridian's systems that exist in this build, shown on the home page.
+//!
+//! A system is listed here only once it works end to end: its API, its page and its
+//! tests. The list grows as systems land.
+
+/// One system of Meridian, as the home page lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SystemInfo {
+    /// The path of its page in the web UI.
+    pub path: &'static str,
+    pub name: &'static str,
+    pub summary: &'static str,
+}
+
+/// Every system that exists in this build, in the order the home page shows them.
+pub const SYSTEMS: &[SystemInfo] = &[];
