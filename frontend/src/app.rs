@@ -43,8 +43,8 @@ pub enum Route {
 fn switch(route: Route) -> Html {
     match route {
         Route::Home => html! { <HomePage /> },
-        Route::SignIn => html! { <AuthPage mode={AuthMode::SignIn} /> },
-        Route::SignUp => html! { <AuthPage mode={AuthMode::SignUp} /> },
+        Route::SignIn => html! { <AuthPage key="signin" mode={AuthMode::SignIn} /> },
+        Route::SignUp => html! { <AuthPage key="signup" mode={AuthMode::SignUp} /> },
         Route::Status => html! { <StatusPage /> },
         Route::NotFound => html! { <NotFoundPage /> },
     }
@@ -114,7 +114,11 @@ fn connection_detail(status: &RealtimeStatus) -> String {
                 detail.push_str(&format!(
                     " {} unsent {} will go out on reconnect.",
                     status.pending,
-                    if status.pending == 1 { "change" } else { "changes" }
+                    if status.pending == 1 {
+                        "change"
+                    } else {
+                        "changes"
+                    }
                 ));
             }
             detail
@@ -198,8 +202,10 @@ fn Header() -> Html {
     let whoami = if session.is_loading() {
         html! { <span class="whoami muted" data-testid="whoami" aria-busy="true">{ "…" }</span> }
     } else {
-        let title = match &*session {
-            SessionState::Unknown { error } => Some(format!("Could not confirm your session: {error}")),
+        let title = match &session {
+            SessionState::Unknown { error } => {
+                Some(format!("Could not confirm your session: {error}"))
+            }
             _ => None,
         };
         html! {

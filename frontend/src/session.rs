@@ -23,7 +23,9 @@ pub enum SessionState {
     Loading,
     Known(Me),
     /// The session could not be learned; the page acts as a guest until it can.
-    Unknown { error: String },
+    Unknown {
+        error: String,
+    },
 }
 
 /// A change to [`SessionState`].
@@ -134,7 +136,10 @@ mod tests {
         let state = reduce(SessionState::Loading, SessionAction::Loaded(alice()));
         let state = reduce(state, SessionAction::Failed("offline".into()));
         assert_eq!(state.username(), Some("alice"));
-        let unknown = reduce(SessionState::Loading, SessionAction::Failed("offline".into()));
+        let unknown = reduce(
+            SessionState::Loading,
+            SessionAction::Failed("offline".into()),
+        );
         assert_eq!(
             unknown,
             SessionState::Unknown {

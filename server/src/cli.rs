@@ -15,7 +15,11 @@ use clap::{Parser, Subcommand};
 use crate::{serve, AppState, Config, SystemClock};
 
 #[derive(Debug, Parser)]
-#[command(name = "meridian", version, about = "Meridian: ten distributed systems in one product")]
+#[command(
+    name = "meridian",
+    version,
+    about = "Meridian: ten distributed systems in one product"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -58,6 +62,7 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

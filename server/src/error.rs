@@ -58,11 +58,7 @@ impl ApiError {
     pub fn too_many(message: impl Into<String>, retry_after_secs: u64) -> ApiError {
         ApiError {
             retry_after: Some(retry_after_secs.max(1)),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                message,
-            )
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message)
         }
     }
 

@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -136,11 +136,8 @@ pub async fn run_maintenance(state: &AppState) -> Result<MaintenanceReport, sqlx
             idle_before,
         )
         .await?,
-        events_trimmed: realtime::store::trim(
-            &state.db.pool,
-            realtime::RETAINED_EVENTS_PER_TOPIC,
-        )
-        .await?,
+        events_trimmed: realtime::store::trim(&state.db.pool, realtime::RETAINED_EVENTS_PER_TOPIC)
+            .await?,
     })
 }
 
@@ -176,7 +173,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
     let (_, doc) = api_routes().split_for_parts();
-    doc.to_pretty_json().expect("the OpenAPI document serialises")
+    doc.to_pretty_json()
+        .expect("the OpenAPI document serialises")
 });
 
 /// The OpenAPI document of every endpoint (generated from the code).
@@ -222,19 +220,21 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
         .layer(CompressionLayer::new())
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let trace_id = request
-                    .extensions()
-                    .get::<trace_context::RequestTrace>()
-                    .map(|t| t.context.trace_id_hex())
-                    .unwrap_or_default();
-                tracing::info_span!(
-                    "request",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    trace_id = %trace_id,
-                )
-            }),
+            TraceLayer::new_for_http()
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
+                .make_span_with(|request: &Request| {
+                    let trace_id = request
+                        .extensions()
+                        .get::<trace_context::RequestTrace>()
+                        .map(|t| t.context.trace_id_hex())
+                        .unwrap_or_default();
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        trace_id = %trace_id,
+                    )
+                }),
         )
         .layer(axum::middleware::from_fn(
             trace_context::trace_context_middleware,

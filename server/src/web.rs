@@ -121,9 +121,8 @@ pub async fn spa_fallback(state: State<AppState>, request: Request) -> Response 
 /// Whether a bundle file name carries a content hash: `name-<16+ hex>.ext`.
 pub fn is_hashed_name(name: &str) -> bool {
     let stem = name.split('.').next().unwrap_or("");
-    stem.rsplit_once('-').is_some_and(|(_, hash)| {
-        hash.len() >= 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())
-    })
+    stem.rsplit_once('-')
+        .is_some_and(|(_, hash)| hash.len() >= 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Sets `Cache-Control` on static files (responses that do not set their own).

@@ -28,7 +28,9 @@ impl fmt::Display for TraceParentError {
         f.write_str(match self {
             TraceParentError::Length => "traceparent has the wrong length",
             TraceParentError::Version => "traceparent version ff is invalid",
-            TraceParentError::Format => "traceparent is not `vv-traceid-parentid-flags` in lowercase hex",
+            TraceParentError::Format => {
+                "traceparent is not `vv-traceid-parentid-flags` in lowercase hex"
+            }
             TraceParentError::ZeroId => "traceparent trace id and parent id must not be all zeros",
         })
     }

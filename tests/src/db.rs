@@ -32,7 +32,10 @@ impl TestDatabase {
         match backend {
             Backend::Sqlite => TestDatabase {
                 backend,
-                url: format!("sqlite://{}?mode=rwc", dir.path().join("meridian.db").display()),
+                url: format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("meridian.db").display()
+                ),
                 dir,
                 pg_admin_url: None,
                 pg_name: None,
@@ -75,8 +78,7 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let (Some(admin_url), Some(name)) = (self.pg_admin_url.take(), self.pg_name.take())
-        else {
+        let (Some(admin_url), Some(name)) = (self.pg_admin_url.take(), self.pg_name.take()) else {
             return;
         };
         // Best effort, off the test's runtime (which may be shutting down).
@@ -85,7 +87,9 @@ impl Drop for TestDatabase {
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
-                let mut admin = PgConnection::connect(&admin_url).await.map_err(std::io::Error::other)?;
+                let mut admin = PgConnection::connect(&admin_url)
+                    .await
+                    .map_err(std::io::Error::other)?;
                 admin
                     .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
                     .await

@@ -41,7 +41,9 @@ impl HttpError {
             }
             HttpError::Api { body, .. } => body.message.clone(),
             HttpError::Unexpected { status, .. } => {
-                format!("The server gave an unexpected answer (HTTP {status}). Try again in a moment.")
+                format!(
+                    "The server gave an unexpected answer (HTTP {status}). Try again in a moment."
+                )
             }
         }
     }
@@ -136,9 +138,9 @@ async fn send<T: DeserializeOwned>(
     // when the answer arrives cancels the timer.
     let controller = AbortController::new().ok();
     let signal = controller.as_ref().map(|controller| controller.signal());
-    let _deadline = controller.clone().map(|controller| {
-        Timeout::new(REQUEST_TIMEOUT_MS, move || controller.abort())
-    });
+    let _deadline = controller
+        .clone()
+        .map(|controller| Timeout::new(REQUEST_TIMEOUT_MS, move || controller.abort()));
     let builder = builder
         .header("Accept", "application/json")
         .cache(RequestCache::NoStore)
@@ -151,10 +153,7 @@ async fn send<T: DeserializeOwned>(
     let timed_out = || signal.as_ref().is_some_and(|signal| signal.aborted());
     let response = request.send().await.map_err(|error| {
         if timed_out() {
-            HttpError::Network(format!(
-                "no answer within {} s",
-                REQUEST_TIMEOUT_MS / 1000
-            ))
+            HttpError::Network(format!("no answer within {} s", REQUEST_TIMEOUT_MS / 1000))
         } else {
             HttpError::Network(error.to_string())
         }

@@ -861,11 +861,12 @@ impl Realtime {
                             }
                         });
                     let client = Rc::downgrade(&self.inner);
-                    let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
-                        if let Some(client) = Realtime::upgrade(&client) {
-                            client.on_close(generation, event.code(), &event.reason());
-                        }
-                    });
+                    let on_close =
+                        Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
+                            if let Some(client) = Realtime::upgrade(&client) {
+                                client.on_close(generation, event.code(), &event.reason());
+                            }
+                        });
                     ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
                     ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
                     state.socket = Some(Socket {
@@ -1149,7 +1150,13 @@ impl Realtime {
         self.changed(Changed::Topic(topic));
     }
 
-    fn on_error(&self, code: String, message: String, op_id: Option<String>, topic: Option<String>) {
+    fn on_error(
+        &self,
+        code: String,
+        message: String,
+        op_id: Option<String>,
+        topic: Option<String>,
+    ) {
         let mut forget = None;
         {
             let mut state = self.inner.state.borrow_mut();

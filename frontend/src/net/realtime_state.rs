@@ -481,7 +481,10 @@ mod tests {
         assert!(log.acknowledged(event(2)));
         assert_eq!(log.watermark(), 0, "seq 1 is still missing");
         assert!(log.event(event(1)));
-        assert!(!log.event(event(2)), "the broadcast of our own op is a duplicate");
+        assert!(
+            !log.event(event(2)),
+            "the broadcast of our own op is a duplicate"
+        );
         assert_eq!(log.watermark(), 2);
         let seqs: Vec<u64> = log.events().map(|event| event.seq).collect();
         assert_eq!(seqs, vec![1, 2]);

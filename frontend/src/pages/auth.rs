@@ -277,8 +277,14 @@ mod tests {
 
     #[test]
     fn credentials_need_both_fields() {
-        assert_eq!(credentials_from("  ", "secret"), Err("Enter a username.".into()));
-        assert_eq!(credentials_from("alice", ""), Err("Enter a password.".into()));
+        assert_eq!(
+            credentials_from("  ", "secret"),
+            Err("Enter a username.".into())
+        );
+        assert_eq!(
+            credentials_from("alice", ""),
+            Err("Enter a password.".into())
+        );
         assert_eq!(
             credentials_from(" alice ", " pass word "),
             Ok(Credentials {

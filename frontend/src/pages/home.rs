@@ -26,8 +26,11 @@ fn SystemCard(props: &SystemCardProps) -> Html {
     let navigator = use_navigator();
     let system = props.system;
     let onclick = Callback::from(move |event: MouseEvent| {
-        let plain_click = !(event.meta_key() || event.ctrl_key() || event.shift_key() || event.alt_key());
-        if let (true, Some(route), Some(navigator)) = (plain_click, internal_route(system.path), &navigator) {
+        let plain_click =
+            !(event.meta_key() || event.ctrl_key() || event.shift_key() || event.alt_key());
+        if let (true, Some(route), Some(navigator)) =
+            (plain_click, internal_route(system.path), &navigator)
+        {
             event.prevent_default();
             navigator.push(&route);
         }

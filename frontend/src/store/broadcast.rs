@@ -50,7 +50,11 @@ impl TabChannel {
         let channel = BroadcastChannel::new(CHANNEL_NAME)
             .map_err(|_| "this browser has no BroadcastChannel".to_owned())?;
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            if let Some(message) = event.data().as_string().as_deref().and_then(TabMessage::decode)
+            if let Some(message) = event
+                .data()
+                .as_string()
+                .as_deref()
+                .and_then(TabMessage::decode)
             {
                 on_message(message);
             }
@@ -83,7 +87,10 @@ mod tests {
 
     #[test]
     fn messages_are_typed_json() {
-        assert_eq!(TabMessage::AuthChanged.encode(), r#"{"type":"auth_changed"}"#);
+        assert_eq!(
+            TabMessage::AuthChanged.encode(),
+            r#"{"type":"auth_changed"}"#
+        );
         assert_eq!(
             TabMessage::OutboxChanged.encode(),
             r#"{"type":"outbox_changed"}"#

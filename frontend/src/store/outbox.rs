@@ -261,7 +261,11 @@ mod tests {
         let mut clock = CreationClock::default();
         assert_eq!(clock.next(100), 100);
         assert_eq!(clock.next(100), 101);
-        assert_eq!(clock.next(50), 102, "a clock step back does not reorder ops");
+        assert_eq!(
+            clock.next(50),
+            102,
+            "a clock step back does not reorder ops"
+        );
         assert_eq!(clock.next(500), 500);
     }
 }

@@ -123,9 +123,13 @@ async fn switch_session(
         (Some(_), None) => Some(old.id.clone()),
         (Some(_), Some(_)) => old.guest_session_id.clone(),
     };
-    let (new, token) =
-        session::create_session(state, user, guest_session_id, user_agent(headers).as_deref())
-            .await?;
+    let (new, token) = session::create_session(
+        state,
+        user,
+        guest_session_id,
+        user_agent(headers).as_deref(),
+    )
+    .await?;
     store::revoke_session(&state.db.pool, &old.id, state.clock.now_ms()).await?;
     state
         .hub
@@ -344,7 +348,9 @@ async fn revoke_session(
 ) -> ApiResult<StatusCode> {
     let user = signed_in(&session)?;
     if !store::session_belongs_to(&state.db.pool, &id, &user.id).await? {
-        return Err(ApiError::not_found(format!("no live session {id:?} of yours")));
+        return Err(ApiError::not_found(format!(
+            "no live session {id:?} of yours"
+        )));
     }
     store::revoke_session(&state.db.pool, &id, state.clock.now_ms()).await?;
     state

@@ -106,7 +106,10 @@ mod tests {
     #[test]
     fn policy_names_the_problem() {
         assert_eq!(check_username("al"), Err(CredentialError::InvalidUsername));
-        assert_eq!(check_username("al ice"), Err(CredentialError::InvalidUsername));
+        assert_eq!(
+            check_username("al ice"),
+            Err(CredentialError::InvalidUsername)
+        );
         assert_eq!(check_username("alice_01"), Ok(()));
         assert_eq!(
             check_password_strength("alice", "short"),

@@ -55,7 +55,9 @@ pub async fn session_by_token(
         let username: Option<String> = row.try_get(2)?;
         Ok(SessionRow {
             id: row.try_get(0)?,
-            user: user_id.zip(username).map(|(id, username)| UserInfo { id, username }),
+            user: user_id
+                .zip(username)
+                .map(|(id, username)| UserInfo { id, username }),
             guest_session_id: row.try_get(3)?,
             last_seen_ms: row.try_get(4)?,
         })

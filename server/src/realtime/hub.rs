@@ -244,7 +244,10 @@ mod tests {
         assert_eq!(slow.queue.recv().await.unwrap().seq, 1);
         assert_eq!(slow.queue.recv().await.unwrap().seq, 2);
         assert!(slow.queue.recv().await.is_none());
-        assert_eq!(slow.close_reason.get().unwrap().0, close_code::SLOW_CONSUMER);
+        assert_eq!(
+            slow.close_reason.get().unwrap().0,
+            close_code::SLOW_CONSUMER
+        );
     }
 
     #[tokio::test]
@@ -252,7 +255,8 @@ mod tests {
         let hub = Hub::new(4);
         let mut a = hub.register("s1");
         let b = hub.register("s2");
-        hub.close_session("s1", close_code::SESSION_REVOKED, "revoked").await;
+        hub.close_session("s1", close_code::SESSION_REVOKED, "revoked")
+            .await;
         assert!(a.queue.recv().await.is_none());
         assert_eq!(
             a.close_reason.get().unwrap(),

@@ -451,14 +451,13 @@ impl Connection {
         topic: String,
         payload: serde_json::Value,
     ) -> ServerMessage {
-        let error = |code: &str, message: String, op_id: String, topic: String| {
-            ServerMessage::Error {
+        let error =
+            |code: &str, message: String, op_id: String, topic: String| ServerMessage::Error {
                 code: code.into(),
                 message,
                 op_id: Some(op_id),
                 topic: Some(topic),
-            }
-        };
+            };
         if !valid_op_id(&op_id) {
             return error(
                 "invalid_op_id",

@@ -1,0 +1,125 @@
+# Shared set-up steps of scripts/run.sh and scripts/test.sh. Each step checks first and
+# installs only what is missing, so a second run is fast. Everything comes from the
+# package registries (Debian, crates.io); nothing downloads a binary from elsewhere.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+APT_UPDATED=""
+# ensure_apt PACKAGE...: installs the Debian packages that are not installed yet.
+ensure_apt() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing ${missing[*]}"
+    if [ -z "$APT_UPDATED" ]; then
+        as_root apt-get update -qq
+        APT_UPDATED=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The wasm32 toolchain: rustup's target where it can be installed, otherwise Debian's
+# rustc-web with the standard library built from source (DESIGN.md §5).
+WASM_CARGO=(cargo)
+WASM_ENV=()
+WASM_BUILD_STD=()
+setup_wasm_toolchain() {
+    # Only a target rustup already has: fetching one is a download from outside the
+    # package registries.
+    if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+        WASM_CARGO=(cargo)
+        WASM_ENV=(RUSTFLAGS='--cfg getrandom_backend="wasm_js"')
+        WASM_BUILD_STD=()
+        return
+    fi
+    ensure_apt rustc-web cargo-web rust-web-src lld-22
+    WASM_CARGO=(/usr/bin/cargo)
+    WASM_ENV=(
+        RUSTC_BOOTSTRAP=1
+        RUSTC=/usr/bin/rustc
+        CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-22
+        RUSTFLAGS='--cfg getrandom_backend="wasm_js"'
+    )
+    WASM_BUILD_STD=(-Z build-std=std,panic_abort)
+}
+
+# wasm-bindgen-cli of exactly the version in Cargo.lock.
+ensure_wasm_bindgen() {
+    local want have
+    want="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)"
+    have="$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)"
+    [ "$have" = "$want" ] && return 0
+    say "installing wasm-bindgen-cli $want"
+    cargo install wasm-bindgen-cli --version "$want" --locked --quiet \
+        || cargo install wasm-bindgen-cli --version "$want" --quiet
+}
+
+# Builds the web UI into static/pkg with content-hashed names and a manifest.json the
+# server reads to fill index.html.
+build_web() {
+    setup_wasm_toolchain
+    if [ ! -f Cargo.lock ]; then cargo generate-lockfile; fi
+    ensure_wasm_bindgen
+    say "building the web UI (wasm)"
+    env "${WASM_ENV[@]}" "${WASM_CARGO[@]}" build -p meridian-web --profile wasm \
+        --target wasm32-unknown-unknown "${WASM_BUILD_STD[@]}" --quiet
+    local out="target/web-bindgen"
+    rm -rf "$out" && mkdir -p "$out"
+    wasm-bindgen --target web --no-typescript --out-dir "$out" \
+        target/wasm32-unknown-unknown/wasm/meridian_web.wasm
+    local js_hash wasm_hash css_hash
+    wasm_hash="$(sha256sum "$out/meridian_web_bg.wasm" | cut -c1-16)"
+    css_hash="$(sha256sum static/style.css | cut -c1-16)"
+    # The script's name also depends on the wasm it loads.
+    js_hash="$(cat "$out/meridian_web.js" "$out/meridian_web_bg.wasm" | sha256sum | cut -c1-16)"
+    rm -rf static/pkg && mkdir -p static/pkg
+    cp "$out/meridian_web.js" "static/pkg/meridian_web-$js_hash.js"
+    cp "$out/meridian_web_bg.wasm" "static/pkg/meridian_web_bg-$wasm_hash.wasm"
+    cp static/style.css "static/pkg/style-$css_hash.css"
+    if [ -d "$out/snippets" ]; then cp -r "$out/snippets" static/pkg/; fi
+    cat > static/pkg/manifest.json <<JSON
+{"script": "meridian_web-$js_hash.js", "wasm": "meridian_web_bg-$wasm_hash.wasm", "style": "style-$css_hash.css"}
+JSON
+    say "web UI: $(du -h "static/pkg/meridian_web_bg-$wasm_hash.wasm" | cut -f1) wasm ($(gzip -c "static/pkg/meridian_web_bg-$wasm_hash.wasm" | wc -c) bytes gzipped)"
+}
+
+# A private PostgreSQL for the tests, under target/ (started as the postgres user when
+# run as root, since PostgreSQL refuses to run as root). Sets MERIDIAN_TEST_PG_URL.
+PG_PORT="${MERIDIAN_TEST_PG_PORT:-55432}"
+start_test_postgres() {
+    if [ -n "${MERIDIAN_TEST_PG_URL:-}" ]; then
+        return 0
+    fi
+    ensure_apt postgresql
+    local bin dir run=()
+    bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+    dir="${TMPDIR:-/tmp}/meridian-test-postgres-$PG_PORT"
+    if [ "$(id -u)" = 0 ]; then
+        run=(runuser -u postgres --)
+        mkdir -p "$dir" && chown postgres "$dir"
+    else
+        mkdir -p "$dir"
+    fi
+    if ! "${run[@]}" "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+        if [ ! -f "$dir/data/PG_VERSION" ]; then
+            say "creating a test PostgreSQL cluster in $dir"
+            "${run[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust \
+                --no-sync -E UTF8 >/dev/null
+        fi
+        say "starting the test PostgreSQL on 127.0.0.1:$PG_PORT"
+        "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 start \
+            -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400" >/dev/null
+    fi
+    export MERIDIAN_TEST_PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+}
