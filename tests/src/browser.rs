@@ -321,7 +321,7 @@ async fn wait_for_driver(webdriver_url: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let status_url = format!("{webdriver_url}/status");
     let deadline = Instant::now() + DRIVER_START_TIMEOUT;
-    let mut last = String::from("no answer yet");
+    let mut last;
     loop {
         match http.get(&status_url).send().await {
             Ok(response) => match response.json::<Value>().await {

@@ -1,0 +1,120 @@
+//! The product in a real browser: headless Chromium against the real server binary
+//! serving the built web UI (`static/`, with the bundle in `static/pkg/`), on SQLite.
+//!
+//! The selectors are the web UI's test contract (`data-testid`s in frontend/src): the
+//! header's `whoami` and `connection`, the auth forms' `input[name=...]`, `signout`, the
+//! status page's `health-database` and `realtime-state`, and the lobby's `lobby-input`,
+//! `lobby-send` and `lobby-message` (with `data-pending`).
+
+use std::path::PathBuf;
+
+use meridian_tests::browser::Browser;
+use meridian_tests::db::{Backend, TestDatabase};
+use meridian_tests::process::ServerProcess;
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_meridian-under-test");
+const USERNAME: &str = "dora";
+const PASSWORD: &str = "explorer-2024";
+
+/// The repository's `static/`, which must hold the built bundle.
+fn static_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static");
+    let manifest = dir.join("pkg/manifest.json");
+    assert!(
+        manifest.is_file(),
+        "{} is missing: the web UI is not built. Run scripts/build-web.sh first.",
+        manifest.display()
+    );
+    dir
+}
+
+async fn submit_credentials(browser: &Browser) {
+    browser.fill("input[name=username]", USERNAME).await;
+    browser.fill("input[name=password]", PASSWORD).await;
+    browser.click("form button[type=submit]").await;
+}
+
+/// Waits until the lobby shows a message with `text` whose `data-pending` is `pending`.
+async fn wait_for_lobby_message(browser: &Browser, text: &str, pending: &str) {
+    browser
+        .wait_until(
+            &format!("the lobby message {text:?} with data-pending={pending}"),
+            "return Array.from(document.querySelectorAll('[data-testid=lobby-message]'))
+                .some(e => e.textContent.includes(arguments[0])
+                    && e.getAttribute('data-pending') === arguments[1]);",
+            vec![json!(text), json!(pending)],
+            "[data-testid=lobby-message]",
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_signs_up_signs_in_and_talks_across_tabs() {
+    let static_dir = static_dir();
+    let db = TestDatabase::create(Backend::Sqlite).await;
+    let server = ServerProcess::start_with(BIN, &db.url, db.data_dir(), &static_dir).await;
+    let browser = Browser::start().await;
+
+    // A first visit: a guest, live.
+    browser.goto(&server.url("/")).await;
+    browser.wait_for_text("[data-testid=whoami]", "Guest").await;
+    browser
+        .wait_for_attr("[data-testid=connection]", "data-state", "online")
+        .await;
+
+    // Sign up.
+    browser.goto(&server.url("/signup")).await;
+    browser.wait_for_text("[data-testid=whoami]", "Guest").await;
+    submit_credentials(&browser).await;
+    browser
+        .wait_for_text("[data-testid=whoami]", USERNAME)
+        .await;
+
+    // Sign out.
+    browser.click("button[data-testid=signout]").await;
+    browser.wait_for_text("[data-testid=whoami]", "Guest").await;
+
+    // Sign in again.
+    browser.goto(&server.url("/signin")).await;
+    browser.wait_for_text("[data-testid=whoami]", "Guest").await;
+    submit_credentials(&browser).await;
+    browser
+        .wait_for_text("[data-testid=whoami]", USERNAME)
+        .await;
+    browser
+        .wait_for_attr("[data-testid=connection]", "data-state", "online")
+        .await;
+
+    // The status page.
+    browser.goto(&server.url("/status")).await;
+    browser
+        .wait_for_text("[data-testid=health-database]", "sqlite")
+        .await;
+    browser
+        .wait_for_attr("[data-testid=realtime-state]", "data-state", "online")
+        .await;
+
+    // Two tabs: a message sent in one appears in the other.
+    let first_tab = browser.current_tab().await;
+    let second_tab = browser.open_tab().await;
+    browser.switch_to(&second_tab).await;
+    browser.goto(&server.url("/status")).await;
+    browser
+        .wait_for_text("[data-testid=whoami]", USERNAME)
+        .await;
+    browser
+        .wait_for_attr("[data-testid=realtime-state]", "data-state", "online")
+        .await;
+
+    let text = "hello from the first tab";
+    browser.switch_to(&first_tab).await;
+    browser.fill("input[data-testid=lobby-input]", text).await;
+    browser.click("button[data-testid=lobby-send]").await;
+    wait_for_lobby_message(&browser, text, "false").await;
+
+    browser.switch_to(&second_tab).await;
+    wait_for_lobby_message(&browser, text, "false").await;
+
+    browser.close().await;
+}
