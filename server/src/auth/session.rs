@@ -26,6 +26,7 @@ pub const COOKIE_NAME: &str = "meridian_session";
 const COOKIE_MAX_AGE_SECS: u64 = 400 * 24 * 3600;
 /// `last_seen_ms` is written at most this often per session.
 const TOUCH_EVERY_MS: i64 = 60_000;
+const REALTIME_PATH: &str = "/api/realtime";
 
 /// The session of the current request.
 #[derive(Debug, Clone)]
@@ -34,8 +35,6 @@ pub struct Session {
     pub user: Option<UserInfo>,
     /// For an account session: the guest session it was signed in from.
     pub guest_session_id: Option<String>,
-    /// True when this request had no valid cookie and the session was just created.
-    pub fresh: bool,
 }
 
 impl Session {
@@ -54,6 +53,18 @@ impl Session {
             user: self.user.clone(),
             guest_session_id: self.guest_session_id.clone(),
         }
+    }
+}
+
+/// `Option<Session>`: for the one route that does not create a guest session.
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Session {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Session>, Self::Rejection> {
+        Ok(parts.extensions.get::<Session>().cloned())
     }
 }
 
@@ -130,7 +141,6 @@ pub async fn create_session(
         id,
         user,
         guest_session_id,
-        fresh: true,
     };
     Ok((session, token))
 }
@@ -178,9 +188,11 @@ pub async fn session_middleware(
                 id: row.id,
                 user: row.user,
                 guest_session_id: row.guest_session_id,
-                fresh: false,
             }
         }
+        // The realtime channel requires an existing session: a cookie-less upgrade is
+        // refused by its handler, without storing a session nobody can use.
+        None if request.uri().path() == REALTIME_PATH => return next.run(request).await,
         None => {
             let user_agent = request
                 .headers()

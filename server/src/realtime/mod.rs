@@ -130,19 +130,19 @@ pub async fn publish(
 )]
 async fn realtime_socket(
     State(state): State<AppState>,
-    session: Session,
+    session: Option<Session>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade.map_err(|rejection| {
         ApiError::new(rejection.status(), "not_websocket", rejection.body_text())
     })?;
-    if session.fresh {
+    let Some(session) = session else {
         return Err(ApiError::unauthorized(
             "no_session",
             "open the realtime channel with the session cookie the server gave you",
         ));
-    }
+    };
     if !same_origin(&headers) {
         return Err(ApiError::forbidden(
             "cross_origin",
