@@ -1,6 +1,8 @@
 //! Clients of a test server, as browsers are: [`Client`] is one browser's HTTP side (a
 //! reqwest client with its own cookie jar), [`Realtime`] one of its WebSocket
-//! connections to `/api/realtime`, authenticated by that jar's session cookie.
+//! connections to `/api/realtime`, authenticated by that jar's session cookie. A client
+//! talks to an in-process [`TestServer`] ([`Client::new`]) or to any server by its base
+//! URL ([`Client::at`]), such as a [`ServerProcess`](crate::process::ServerProcess).
 //!
 //! [`SilentSocket`] is a connection whose client has frozen: after its handshake it never
 //! writes again, so it answers no heartbeat (tungstenite answers pings whenever it reads,
@@ -117,23 +119,52 @@ pub struct Client {
 impl Client {
     /// A new browser (no cookies yet) for `server`.
     pub fn new(server: &TestServer) -> Client {
-        Client::with_user_agent(server, "meridian-tests")
+        Client::at(&server.base_url())
+    }
+
+    /// A new browser (no cookies yet) for the server at `base_url` (`http://host:port`):
+    /// an in-process [`TestServer`] or a [`ServerProcess`](crate::process::ServerProcess).
+    pub fn at(base_url: &str) -> Client {
+        Client::with_user_agent_at(base_url, "meridian-tests")
     }
 
     /// A new browser that sends this `User-Agent`.
     pub fn with_user_agent(server: &TestServer, user_agent: &str) -> Client {
-        Client::build(server, user_agent, Arc::new(Jar::default()))
+        Client::with_user_agent_at(&server.base_url(), user_agent)
+    }
+
+    /// A new browser for the server at `base_url` that sends this `User-Agent`.
+    pub fn with_user_agent_at(base_url: &str, user_agent: &str) -> Client {
+        Client::build(base_url, user_agent, Arc::new(Jar::default()))
     }
 
     /// A new browser holding someone's session token (a copied or replayed cookie).
     pub fn with_session_token(server: &TestServer, token: &str) -> Client {
-        let jar = Arc::new(Jar::default());
-        let base = Url::parse(&server.base_url()).expect("a valid URL");
-        jar.add_cookie_str(&format!("{SESSION_COOKIE}={token}; Path=/"), &base);
-        Client::build(server, "meridian-tests", jar)
+        Client::with_session_token_at(&server.base_url(), token)
     }
 
-    fn build(server: &TestServer, user_agent: &str, jar: Arc<Jar>) -> Client {
+    /// A new browser for the server at `base_url` holding someone's session token.
+    pub fn with_session_token_at(base_url: &str, token: &str) -> Client {
+        let jar = Arc::new(Jar::default());
+        jar.add_cookie_str(
+            &format!("{SESSION_COOKIE}={token}; Path=/"),
+            &parse_base(base_url),
+        );
+        Client::build(base_url, "meridian-tests", jar)
+    }
+
+    /// The same browser (the same cookie jar, shared, and the same HTTP client) talking
+    /// to the server at `base_url`: another instance, or a restarted one. Its cookies
+    /// are host-only, so those of `127.0.0.1` go to every port of it.
+    pub fn same_browser_at(&self, base_url: &str) -> Client {
+        Client {
+            http: self.http.clone(),
+            jar: self.jar.clone(),
+            base: parse_base(base_url),
+        }
+    }
+
+    fn build(base_url: &str, user_agent: &str, jar: Arc<Jar>) -> Client {
         let http = reqwest::Client::builder()
             .cookie_provider(jar.clone())
             .user_agent(user_agent)
@@ -143,7 +174,7 @@ impl Client {
         Client {
             http,
             jar,
-            base: Url::parse(&server.base_url()).expect("a valid URL"),
+            base: parse_base(base_url),
         }
     }
 
@@ -227,6 +258,10 @@ impl Client {
             .find(|(name, _)| *name == SESSION_COOKIE)
             .map(|(_, value)| value.to_owned())
     }
+}
+
+fn parse_base(base_url: &str) -> Url {
+    Url::parse(base_url).unwrap_or_else(|e| panic!("{base_url:?} is not a valid URL: {e}"))
 }
 
 fn credentials(username: &str, password: &str) -> Credentials {
@@ -392,6 +427,54 @@ impl Realtime {
         match self.next_frame().await {
             Frame::Close(code, reason) => (code, reason),
             other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+
+    /// Reads protocol messages until `pick` returns something, and returns that; the
+    /// messages before it are skipped. A close, the end or [`RECV_TIMEOUT`] passing
+    /// without a message fails the test.
+    pub async fn recv_until<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&ServerMessage) -> Option<T>,
+    ) -> T {
+        let mut skipped = Vec::new();
+        loop {
+            let message = match self.next_frame().await {
+                Frame::Message(message) => message,
+                other => panic!("expected {what}, got {other:?} after {skipped:?}"),
+            };
+            match pick(&message) {
+                Some(found) => return found,
+                None => skipped.push(message),
+            }
+        }
+    }
+
+    /// Skips every frame (protocol messages included) until the server's close frame,
+    /// which must carry a code, then keeps reading until the connection ends (at most
+    /// [`RECV_TIMEOUT`]) so that the close is answered: `(code, reason)`. An error or
+    /// the end before the close frame fails the test, and so does [`RECV_TIMEOUT`]
+    /// passing between two frames.
+    pub async fn recv_close_and_answer(&mut self) -> (u16, String) {
+        loop {
+            let frame = tokio::time::timeout(RECV_TIMEOUT, self.socket.next())
+                .await
+                .unwrap_or_else(|_| panic!("no close frame within {RECV_TIMEOUT:?}"));
+            match frame {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    // tungstenite sends its answer to a close on the next read.
+                    let _ = tokio::time::timeout(RECV_TIMEOUT, async {
+                        while let Some(Ok(_)) = self.socket.next().await {}
+                    })
+                    .await;
+                    return (u16::from(frame.code), frame.reason.to_string());
+                }
+                Some(Ok(Message::Close(None))) => panic!("a close frame without a code"),
+                Some(Ok(_)) => continue,
+                Some(Err(err)) => panic!("the WebSocket failed before a close frame: {err}"),
+                None => panic!("the WebSocket ended without a close frame"),
+            }
         }
     }
 
