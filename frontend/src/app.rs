@@ -21,7 +21,7 @@ use crate::net::realtime::{ConnectionState, Realtime, RealtimeConfig, RealtimeSt
 use crate::pages::auth::{AuthMode, AuthPage};
 use crate::pages::home::HomePage;
 use crate::pages::not_found::NotFoundPage;
-use crate::pages::status::StatusPage;
+use crate::pages::status::{describe_rtt, StatusPage};
 use crate::session::{SessionAction, SessionState};
 
 /// Every page of the app.
@@ -98,7 +98,10 @@ pub fn App() -> Html {
 fn connection_detail(status: &RealtimeStatus) -> String {
     match status.state {
         ConnectionState::Online => match status.rtt_ms {
-            Some(rtt) => format!("Live updates are on ({rtt:.0} ms round trip)."),
+            Some(rtt) => format!(
+                "Live updates are on ({} round trip).",
+                describe_rtt(Some(rtt))
+            ),
             None => "Live updates are on.".to_owned(),
         },
         ConnectionState::Connecting => "Connecting to the server…".to_owned(),

@@ -42,6 +42,24 @@ pub mod close_code {
     pub const SLOW_CONSUMER: u16 = 4008;
 }
 
+/// The `code` of an `error` message. Codes marked retryable may succeed when the same
+/// message is sent again later; the others are final for that message.
+pub mod error_code {
+    pub const INVALID_TOPIC: &str = "invalid_topic";
+    pub const FORBIDDEN_TOPIC: &str = "forbidden_topic";
+    pub const TOO_MANY_SUBSCRIPTIONS: &str = "too_many_subscriptions";
+    pub const INVALID_OP_ID: &str = "invalid_op_id";
+    pub const INVALID_PAYLOAD: &str = "invalid_payload";
+    /// Retryable: the connection published too fast.
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// Retryable: the server could not reach its database.
+    pub const UNAVAILABLE: &str = "unavailable";
+
+    pub fn is_retryable(code: &str) -> bool {
+        matches!(code, RATE_LIMITED | UNAVAILABLE)
+    }
+}
+
 /// A message from the browser to the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -75,14 +93,17 @@ pub enum ServerMessage {
     /// The first message on every connection.
     Welcome {
         connection_id: String,
+        /// The same id as `Me::session_id` of the session that connected.
         session_id: String,
         /// The id of the server instance this connection reached.
         instance_id: String,
         /// How often the client should ping, in milliseconds.
         heartbeat_ms: u64,
     },
-    /// A subscribe succeeded. `head` is the topic's latest sequence number; `truncated`
-    /// says that events between `since` and the replayed ones are no longer kept.
+    /// A subscribe succeeded. `head` is the topic's latest sequence number. With `since`,
+    /// the replay that follows is the newest events after `since` (at most
+    /// [`MAX_REPLAY`]); `truncated` says that older ones between `since` and the first
+    /// replayed event are not sent (or no longer kept).
     Subscribed {
         topic: String,
         head: u64,

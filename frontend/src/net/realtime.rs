@@ -40,7 +40,7 @@ use yew::Callback;
 
 use super::http::{self, HttpError};
 use super::realtime_state::{
-    backoff_delay_ms, is_permanent_publish_error, Heartbeat, RecentOps, Rejection, TopicLog,
+    backoff_delay_ms, is_permanent_error, Heartbeat, RecentOps, Rejection, TopicLog,
 };
 use crate::browser;
 use crate::store::broadcast::{TabChannel, TabMessage};
@@ -259,6 +259,8 @@ struct State {
     welcome_deadline: Option<Timeout>,
     resend: Option<Timeout>,
     heartbeat: Option<(Heartbeat, Interval)>,
+    /// Fires when the oldest unanswered ping has waited two heartbeat intervals.
+    pong_deadline: Option<Timeout>,
     rtt_ms: Option<f64>,
     topics: BTreeMap<String, TopicLog>,
     watchers: Vec<Watcher>,
@@ -294,6 +296,7 @@ impl State {
             welcome_deadline: None,
             resend: None,
             heartbeat: None,
+            pong_deadline: None,
             rtt_ms: None,
             topics: BTreeMap::new(),
             watchers: Vec::new(),
@@ -361,6 +364,7 @@ impl State {
     fn drop_connection(&mut self) {
         self.socket = None;
         self.heartbeat = None;
+        self.pong_deadline = None;
         self.welcome_deadline = None;
         self.resend = None;
         self.connection = None;
@@ -965,8 +969,51 @@ impl Realtime {
             } else {
                 let nonce = heartbeat.ping(now);
                 state.send(&ClientMessage::Ping { nonce });
+                self.arm_pong_deadline(&mut state, now);
                 false
             }
+        };
+        if dead {
+            self.connection_lost("The server stopped answering heartbeats.".to_owned());
+        }
+    }
+
+    /// Sets the pong deadline for the oldest unanswered ping (or clears it when every
+    /// ping is answered), so that silence is noticed exactly two intervals after it began
+    /// rather than at the next tick.
+    fn arm_pong_deadline(&self, state: &mut State, now: f64) {
+        let due_in = state
+            .heartbeat
+            .as_ref()
+            .and_then(|(heartbeat, _)| heartbeat.dead_in(now));
+        let generation = state.generation;
+        state.pong_deadline = due_in.map(|due_in| {
+            let client = Rc::downgrade(&self.inner);
+            // One extra millisecond so that the check never runs just before the line.
+            let delay = (due_in.ceil() as u32).saturating_add(1);
+            Timeout::new(delay, move || {
+                if let Some(client) = Realtime::upgrade(&client) {
+                    client.pong_overdue(generation);
+                }
+            })
+        });
+    }
+
+    fn pong_overdue(&self, generation: u64) {
+        let dead = {
+            let mut state = self.inner.state.borrow_mut();
+            if state.generation != generation {
+                return;
+            }
+            let now = browser::monotonic_ms();
+            let dead = state
+                .heartbeat
+                .as_ref()
+                .is_some_and(|(heartbeat, _)| heartbeat.is_dead(now));
+            if !dead {
+                self.arm_pong_deadline(&mut state, now);
+            }
+            dead
         };
         if dead {
             self.connection_lost("The server stopped answering heartbeats.".to_owned());
@@ -981,7 +1028,11 @@ impl Realtime {
             }
             let was_welcomed = state.connection.is_some();
             state.drop_connection();
-            state.last_error = Some(describe_close(code, reason, was_welcomed));
+            state.last_error = Some(if browser::navigator_online() {
+                describe_close(code, reason, was_welcomed)
+            } else {
+                "This browser is offline.".to_owned()
+            });
         }
         if code == close_code::SESSION_REVOKED {
             self.refresh_session(true);
@@ -1052,6 +1103,7 @@ impl Realtime {
                         .and_then(|(heartbeat, _)| heartbeat.pong(nonce, now))
                     {
                         state.rtt_ms = Some(rtt);
+                        self.arm_pong_deadline(&mut state, now);
                     }
                 }
                 self.changed(Changed::Status);
@@ -1079,9 +1131,11 @@ impl Realtime {
                 }
             });
             // A first ping right away gives the round-trip time without waiting.
-            let nonce = heartbeat.ping(browser::monotonic_ms());
+            let now = browser::monotonic_ms();
+            let nonce = heartbeat.ping(now);
             send(&state.socket, &ClientMessage::Ping { nonce });
             state.heartbeat = Some((heartbeat, interval));
+            self.arm_pong_deadline(state, now);
             state.connection = Some(connection);
 
             for log in state.topics.values_mut() {
@@ -1157,12 +1211,13 @@ impl Realtime {
         op_id: Option<String>,
         topic: Option<String>,
     ) {
+        let permanent = is_permanent_error(&code);
         let mut forget = None;
         {
             let mut state = self.inner.state.borrow_mut();
             let state = &mut *state;
             match op_id {
-                Some(op_id) if is_permanent_publish_error(&code) => {
+                Some(op_id) if permanent => {
                     let op = state.settle(&op_id);
                     let topic = op.as_ref().map(|op| op.topic.clone()).or(topic);
                     match topic.and_then(|topic| state.topics.get_mut(&topic)) {
@@ -1177,21 +1232,18 @@ impl Realtime {
                     forget = Some(op_id);
                 }
                 Some(_) => {
-                    state.last_error = Some(format!("{message} Retrying shortly."));
-                    if state.resend.is_none() {
-                        let client = Rc::downgrade(&self.inner);
-                        let generation = state.generation;
-                        state.resend = Some(Timeout::new(RESEND_AFTER_MS, move || {
-                            if let Some(client) = Realtime::upgrade(&client) {
-                                client.resend(generation);
-                            }
-                        }));
+                    state.last_error = Some(format!("{message} (retrying shortly)"));
+                    self.schedule_resend(state);
+                }
+                None => {
+                    match topic.and_then(|topic| state.topics.get_mut(&topic)) {
+                        Some(log) => log.failed(message),
+                        None => state.last_error = Some(message),
+                    }
+                    if !permanent {
+                        self.schedule_resend(state);
                     }
                 }
-                None => match topic.and_then(|topic| state.topics.get_mut(&topic)) {
-                    Some(log) => log.failed(message),
-                    None => state.last_error = Some(message),
-                },
             }
         }
         if let Some(op_id) = forget {
@@ -1200,14 +1252,49 @@ impl Realtime {
         self.changed(Changed::AllTopics);
     }
 
+    /// After a passing error, tries again in [`RESEND_AFTER_MS`] on the same connection
+    /// (a reconnect would retry anyway).
+    fn schedule_resend(&self, state: &mut State) {
+        if state.resend.is_some() {
+            return;
+        }
+        let client = Rc::downgrade(&self.inner);
+        let generation = state.generation;
+        state.resend = Some(Timeout::new(RESEND_AFTER_MS, move || {
+            if let Some(client) = Realtime::upgrade(&client) {
+                client.resend(generation);
+            }
+        }));
+    }
+
+    /// Subscribes again to the topics a passing error left unsubscribed, and sends the
+    /// outbox again.
     fn resend(&self, generation: u64) {
-        let mut state = self.inner.state.borrow_mut();
-        state.resend = None;
-        if state.generation == generation && state.conn == ConnectionState::Online {
+        {
+            let mut state = self.inner.state.borrow_mut();
+            let state = &mut *state;
+            state.resend = None;
+            if state.generation != generation || state.conn != ConnectionState::Online {
+                return;
+            }
+            for log in state.topics.values_mut() {
+                if !log.is_subscribed() && !log.is_requested() {
+                    let since = log.subscribe_since();
+                    log.subscribing(since);
+                    send(
+                        &state.socket,
+                        &ClientMessage::Subscribe {
+                            topic: log.topic().to_owned(),
+                            since,
+                        },
+                    );
+                }
+            }
             for op in state.outbox.ops() {
-                state.send(&State::publish_message(op));
+                send(&state.socket, &State::publish_message(op));
             }
         }
+        self.changed(Changed::AllTopics);
     }
 }
 

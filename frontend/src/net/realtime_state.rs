@@ -40,22 +40,11 @@ pub fn backoff_delay_ms(attempt: u32, random_unit: f64) -> u32 {
     ((cap as f64) * unit).floor().min(cap as f64) as u32
 }
 
-/// Whether a realtime `error` answering a publish means the op can never succeed, so
-/// that it leaves the outbox. Codes that describe a passing condition keep the op, which
-/// is then replayed on the next connection.
-pub fn is_permanent_publish_error(code: &str) -> bool {
-    !matches!(
-        code,
-        "rate_limited"
-            | "too_many_requests"
-            | "too_many_attempts"
-            | "internal"
-            | "internal_error"
-            | "unavailable"
-            | "overloaded"
-            | "timeout"
-            | "not_subscribed"
-    )
+/// Whether a realtime `error` is final: for a publish, the op can never succeed and
+/// leaves the outbox; for a subscribe, it is not retried on this connection. Codes that
+/// describe a passing condition (rate limits, an unavailable database) are retried.
+pub fn is_permanent_error(code: &str) -> bool {
+    !meridian_shared::realtime::error_code::is_retryable(code)
 }
 
 /// The application-level heartbeat of one connection: pings every `every_ms`, and the
@@ -107,10 +96,14 @@ impl Heartbeat {
 
     /// Whether the oldest unanswered ping is at least two intervals old.
     pub fn is_dead(&self, now_ms: f64) -> bool {
-        self.in_flight
-            .values()
-            .next()
-            .is_some_and(|sent| now_ms - sent >= 2.0 * self.every_ms as f64)
+        self.dead_in(now_ms) == Some(0.0)
+    }
+
+    /// How long until the oldest unanswered ping is two intervals old (zero once it is),
+    /// or `None` when every ping is answered.
+    pub fn dead_in(&self, now_ms: f64) -> Option<f64> {
+        let oldest = self.in_flight.values().next()?;
+        Some((oldest + 2.0 * self.every_ms as f64 - now_ms).max(0.0))
     }
 }
 
@@ -292,9 +285,12 @@ impl TopicLog {
         true
     }
 
-    /// The server refused something about this topic (a subscribe, typically).
+    /// The server refused to subscribe: the topic is not subscribed on this connection
+    /// and may be asked for again.
     pub fn failed(&mut self, message: String) {
         self.error = Some(message);
+        self.subscribed = false;
+        self.requested = None;
     }
 
     /// The server refused one of this topic's publishes for good.
@@ -392,12 +388,13 @@ mod tests {
 
     #[test]
     fn only_passing_conditions_keep_an_op() {
-        assert!(is_permanent_publish_error("forbidden_topic"));
-        assert!(is_permanent_publish_error("invalid_payload"));
-        assert!(is_permanent_publish_error("invalid_topic"));
-        assert!(is_permanent_publish_error("payload_too_large"));
-        assert!(!is_permanent_publish_error("rate_limited"));
-        assert!(!is_permanent_publish_error("internal"));
+        assert!(is_permanent_error("forbidden_topic"));
+        assert!(is_permanent_error("invalid_payload"));
+        assert!(is_permanent_error("invalid_topic"));
+        assert!(is_permanent_error("payload_too_large"));
+        assert!(!is_permanent_error("rate_limited"));
+        assert!(!is_permanent_error("unavailable"));
+        assert!(is_permanent_error("too_many_subscriptions"));
     }
 
     #[test]
@@ -412,11 +409,14 @@ mod tests {
         let unanswered = heartbeat.ping(2_000.0);
         heartbeat.ping(12_000.0);
         assert!(!heartbeat.is_dead(21_999.0));
+        assert_eq!(heartbeat.dead_in(21_000.0), Some(1_000.0));
         assert!(heartbeat.is_dead(22_000.0));
+        assert_eq!(heartbeat.dead_in(25_000.0), Some(0.0));
         // A late pong for the newer ping answers the older one too.
         let newest = heartbeat.ping(22_000.0);
         assert_eq!(heartbeat.pong(newest, 22_010.0), Some(10.0));
         assert!(!heartbeat.is_dead(60_000.0));
+        assert_eq!(heartbeat.dead_in(60_000.0), None);
         assert_eq!(heartbeat.pong(unanswered, 22_020.0), None);
     }
 

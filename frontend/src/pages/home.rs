@@ -61,7 +61,7 @@ pub fn HomePage() -> Html {
                 <div class="empty-state" data-testid="systems-empty">
                     <h2>{ "No systems are live yet" }</h2>
                     <p>
-                        { "No systems are live yet. Each one appears here once it works end to end: its API, its page and its tests." }
+                        { "Each of Meridian's systems appears here once it works end to end: its API, its page and its tests." }
                     </p>
                     <p>
                         { "Meanwhile, the " }

@@ -28,8 +28,8 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use meridian_shared::api::{ApiErrorBody, DatabaseBackend};
 use meridian_shared::realtime::{
-    close_code, valid_op_id, ClientMessage, Event, ServerMessage, Topic, MAX_FRAME_BYTES,
-    MAX_PAYLOAD_BYTES, MAX_REPLAY, MAX_SUBSCRIPTIONS,
+    close_code, error_code, valid_op_id, ClientMessage, Event, ServerMessage, Topic,
+    MAX_FRAME_BYTES, MAX_PAYLOAD_BYTES, MAX_REPLAY, MAX_SUBSCRIPTIONS,
 };
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -318,13 +318,37 @@ impl Connection {
         let _ = tokio::time::timeout(SEND_TIMEOUT, sink.close()).await;
     }
 
-    /// Sends a live event unless this connection already sent it.
+    /// Sends a live event unless this connection already sent it. Events of one topic
+    /// can arrive out of order (a local publish overtaking another instance's NOTIFY);
+    /// a gap is filled from the durable log first, since every event below a committed
+    /// one is committed too.
     async fn forward(&mut self, event: &Event, sink: &mut Sink) -> Result<(), ()> {
-        let sent = self.sent.entry(event.topic.clone()).or_insert(0);
-        if event.seq <= *sent {
+        let sent = *self
+            .sent
+            .entry(event.topic.clone())
+            .or_insert(event.seq.saturating_sub(1));
+        if event.seq <= sent {
             return Ok(());
         }
-        *sent = event.seq;
+        if event.seq > sent + 1 {
+            let missing = store::events_between(
+                &self.state.db.pool,
+                &event.topic,
+                sent,
+                event.seq - 1,
+                MAX_REPLAY,
+            )
+            .await;
+            match missing {
+                Ok(missing) => {
+                    for earlier in missing {
+                        send(sink, &ServerMessage::Event(earlier)).await?;
+                    }
+                }
+                Err(err) => tracing::warn!(%err, topic = %event.topic, "could not fill a gap"),
+            }
+        }
+        self.sent.insert(event.topic.clone(), event.seq);
         send(sink, &ServerMessage::Event(event.clone())).await
     }
 
@@ -382,17 +406,18 @@ impl Connection {
                 topic: Some(topic.to_owned()),
             })
         };
-        let parsed = Topic::parse(topic).map_err(|e| refuse("invalid_topic", e.0.into()))?;
+        let parsed =
+            Topic::parse(topic).map_err(|e| refuse(error_code::INVALID_TOPIC, e.0.into()))?;
         if !self.may_subscribe(&parsed) {
             return Err(refuse(
-                "forbidden_topic",
+                error_code::FORBIDDEN_TOPIC,
                 format!("this session may not subscribe to {topic}"),
             ));
         }
         let hub = &self.state.hub;
         if hub.subscription_count(conn_id) >= MAX_SUBSCRIPTIONS {
             return Err(refuse(
-                "too_many_subscriptions",
+                error_code::TOO_MANY_SUBSCRIPTIONS,
                 format!("a connection may hold {MAX_SUBSCRIPTIONS} subscriptions"),
             ));
         }
@@ -419,7 +444,7 @@ impl Connection {
                 tracing::error!(%err, %topic, "could not load a topic");
                 hub.unsubscribe(conn_id, topic);
                 return Err(refuse(
-                    "unavailable",
+                    error_code::UNAVAILABLE,
                     "the topic could not be loaded; retry".into(),
                 ));
             }
@@ -460,18 +485,18 @@ impl Connection {
             };
         if !valid_op_id(&op_id) {
             return error(
-                "invalid_op_id",
+                error_code::INVALID_OP_ID,
                 "an op id is 1 to 128 printable ASCII characters".into(),
                 op_id,
                 topic,
             );
         }
         match Topic::parse(&topic) {
-            Err(e) => return error("invalid_topic", e.0.into(), op_id, topic),
+            Err(e) => return error(error_code::INVALID_TOPIC, e.0.into(), op_id, topic),
             Ok(Topic::Public(_)) => {}
             Ok(_) => {
                 return error(
-                    "forbidden_topic",
+                    error_code::FORBIDDEN_TOPIC,
                     "clients publish only to public topics".into(),
                     op_id,
                     topic,
@@ -480,7 +505,7 @@ impl Connection {
         }
         if payload.to_string().len() > MAX_PAYLOAD_BYTES {
             return error(
-                "invalid_payload",
+                error_code::INVALID_PAYLOAD,
                 format!("a payload has at most {MAX_PAYLOAD_BYTES} bytes of JSON"),
                 op_id,
                 topic,
@@ -488,7 +513,7 @@ impl Connection {
         }
         if !self.bucket.take() {
             return error(
-                "rate_limited",
+                error_code::RATE_LIMITED,
                 format!("at most {PUBLISH_RATE_PER_SEC} publishes per second; retry"),
                 op_id,
                 topic,
@@ -504,7 +529,7 @@ impl Connection {
             Err(err) => {
                 tracing::error!(%err, %topic, "publish failed");
                 error(
-                    "unavailable",
+                    error_code::UNAVAILABLE,
                     "the event was not stored; retry with the same op id".into(),
                     op_id,
                     topic,
