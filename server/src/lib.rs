@@ -9,6 +9,7 @@
 //! auth/      accounts, sessions (guest on first request), sign-in limits
 //! realtime/  the WebSocket channel, topic log, broadcast hub, PostgreSQL bridge
 //! health     GET /api/health
+//! ids/       the unique ID generator: node id leases, snowflakes, UUIDv7
 //! web        static files, SPA fallback, the rendered index.html, caching
 //! trace_context  W3C traceparent on every request
 //! ```
@@ -23,6 +24,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod ids;
 pub mod realtime;
 pub mod trace_context;
 pub mod web;
@@ -69,6 +71,8 @@ pub struct AppState {
     /// Background tasks and open WebSockets, which shutdown waits for.
     pub tasks: TaskTracker,
     pub web: Arc<web::WebAssets>,
+    /// The ID generator (node id lease kept in the background).
+    pub ids: ids::Ids,
 }
 
 /// Why an instance could not start.
@@ -85,11 +89,13 @@ impl AppState {
     /// PostgreSQL, and starts the background jobs.
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
         let db = Db::open(&config.database_url()).await?;
+        let instance_id: Arc<str> = Arc::from(hex::encode(rand::random::<[u8; 8]>()));
         let state = AppState {
             hub: realtime::hub::Hub::new(config.outbound_queue),
             auth_limits: Arc::new(auth::AuthLimits::new(&config)),
             publish_locks: Arc::default(),
-            instance_id: Arc::from(hex::encode(rand::random::<[u8; 8]>())),
+            ids: ids::Ids::new(&instance_id),
+            instance_id,
             started_at: Instant::now(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -115,6 +121,10 @@ impl AppState {
             ));
         }
         state.tasks.spawn(maintenance_loop(state.clone()));
+        state
+            .ids
+            .start_keeper(state.db.pool.clone(), state.shutdown.clone(), &state.tasks)
+            .await;
         Ok(state)
     }
 }
@@ -169,6 +179,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(health::routes())
         .merge(auth::routes())
         .merge(realtime::routes())
+        .merge(ids::routes())
 }
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {

@@ -15,7 +15,7 @@ pub mod server;
 /// Runs an async test body once per backend, as two tests `sqlite` and `postgres` in a
 /// module named after the test:
 ///
-/// ```ignore
+/// ```text
 /// both_backends!(signup_then_me, |db| async move { ... });
 /// ```
 #[macro_export]

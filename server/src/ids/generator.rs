@@ -59,7 +59,13 @@ pub struct Reading {
     pub mono_ns: u64,
 }
 
-/// The machine's clocks: `SystemTime` and `Instant`.
+/// The machine's clocks: `SystemTime` for the wall, and for the monotonic deadline
+/// Linux's `CLOCK_MONOTONIC_COARSE` (elsewhere `Instant`).
+///
+/// The coarse clock is read from the vDSO in a few nanoseconds and lags by at most one
+/// scheduler tick (1–10 ms). A lease deadline needs no more: the stop margin is a second.
+/// So an ID costs one precise clock read, the wall clock's, which the ID's millisecond
+/// needs anyway.
 #[derive(Debug, Clone, Copy)]
 pub struct SystemIdClock {
     origin: Instant,
@@ -70,6 +76,19 @@ impl SystemIdClock {
         SystemIdClock {
             origin: Instant::now(),
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[inline]
+    fn coarse_monotonic_ns() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux
+        // supports (since 2.6.32), so the call cannot fail.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
     }
 }
 
@@ -90,7 +109,15 @@ impl IdClock for SystemIdClock {
 
     #[inline]
     fn monotonic_ns(&self) -> u64 {
-        self.origin.elapsed().as_nanos() as u64
+        #[cfg(target_os = "linux")]
+        {
+            let _ = self.origin;
+            SystemIdClock::coarse_monotonic_ns()
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            self.origin.elapsed().as_nanos() as u64
+        }
     }
 }
 
@@ -160,7 +187,10 @@ pub enum WaitReason {
 pub enum Attempt {
     /// `count` IDs were issued: `first`, `first + 1`, ..., `first + count - 1` (one
     /// millisecond, one node, consecutive sequence numbers).
-    Issued { first: u64, count: u32 },
+    Issued {
+        first: u64,
+        count: u32,
+    },
     /// Nothing can be issued before the wall clock reads `until_wall_ms`.
     Wait {
         until_wall_ms: i64,
@@ -179,6 +209,9 @@ struct SnowflakeState {
     sequence: u16,
     /// Whether `last_ms` is a real issue (rather than the floor).
     issued_under_lease: bool,
+    /// The millisecond of the last ID this generator issued under any lease: a new lease
+    /// starts above it too, so that one process's IDs only ever increase.
+    last_issued_ms: i64,
     /// The wait last counted in the metrics, so that one wait counts once.
     counted_wait: i64,
 }
@@ -206,6 +239,7 @@ impl SnowflakeGenerator {
                 last_ms: i64::MIN,
                 sequence: MAX_SEQUENCE,
                 issued_under_lease: false,
+                last_issued_ms: i64::MIN,
                 counted_wait: i64::MIN,
             }),
         }
@@ -247,6 +281,7 @@ impl SnowflakeGenerator {
             };
             let count = max.min(MAX_SEQUENCE as u32 + 1);
             s.last_ms = t;
+            s.last_issued_ms = t;
             s.sequence = (count - 1) as u16;
             s.issued_under_lease = true;
             self.counters.add_snowflakes(count);
@@ -331,7 +366,8 @@ impl SnowflakeGenerator {
     }
 
     /// Starts issuing under `lease`. A different lease (another node id or fencing token)
-    /// starts above its floor; the same lease is extended as by [`extend`](Self::extend).
+    /// starts in a millisecond above its floor and above the last one this generator
+    /// issued in; the same lease is extended as by [`extend`](Self::extend).
     pub fn install(&self, lease: ActiveLease) {
         let mut s = self.lock();
         match s.lease {
@@ -345,10 +381,12 @@ impl SnowflakeGenerator {
                 });
             }
             _ => {
+                // Strictly above the floor, and above anything this generator issued
+                // before (under another node id, a same-millisecond ID could be smaller).
                 s.lease = Some(lease);
-                s.last_ms = lease.floor_ms;
+                s.issued_under_lease = s.last_issued_ms >= lease.floor_ms;
+                s.last_ms = lease.floor_ms.max(s.last_issued_ms);
                 s.sequence = MAX_SEQUENCE;
-                s.issued_under_lease = false;
             }
         }
     }
@@ -398,8 +436,9 @@ impl SnowflakeGenerator {
     }
 }
 
-/// Waits for the wall clock in the blocking calls: spins for the last millisecond, sleeps
-/// for longer waits, and gives up after the configured total.
+/// Waits for the wall clock in the blocking calls: spins through the last millisecond (a
+/// yield could lose the processor, and with it whole milliseconds of sequence numbers),
+/// sleeps through longer waits, and gives up after the configured total.
 struct Waiter {
     started: Option<Instant>,
     limit: Duration,
@@ -425,7 +464,7 @@ impl Waiter {
         if left_ms > 1 {
             std::thread::sleep(Duration::from_millis((left_ms - 1) as u64));
         } else {
-            std::thread::yield_now();
+            std::hint::spin_loop();
         }
         Ok(())
     }
@@ -464,12 +503,7 @@ impl UuidV7Generator {
         config: GeneratorConfig,
         counters: Arc<IdCounters>,
     ) -> UuidV7Generator {
-        UuidV7Generator::with_rng(
-            clock,
-            config,
-            counters,
-            rand::rngs::StdRng::from_os_rng(),
-        )
+        UuidV7Generator::with_rng(clock, config, counters, rand::rngs::StdRng::from_os_rng())
     }
 
     /// A generator with the given random source (tests seed it).
@@ -582,11 +616,8 @@ mod tests {
 
     fn generator() -> (Arc<FakeIdClock>, SnowflakeGenerator) {
         let clock = Arc::new(FakeIdClock::new(T0));
-        let generator = SnowflakeGenerator::new(
-            clock.clone(),
-            GeneratorConfig::default(),
-            Arc::default(),
-        );
+        let generator =
+            SnowflakeGenerator::new(clock.clone(), GeneratorConfig::default(), Arc::default());
         (clock, generator)
     }
 
@@ -752,13 +783,31 @@ mod tests {
         clock.advance_ms(3);
         assert_eq!(
             generator.try_issue(1),
-            Attempt::Refused(IdError::HighWaterReached { node_id: 1, by_ms: 1 })
+            Attempt::Refused(IdError::HighWaterReached {
+                node_id: 1,
+                by_ms: 1
+            })
         );
         assert!(generator.extend(1, T0 + 100, l.valid_until_mono_ns, l.valid_until_wall_ms));
         issued(generator.try_issue(1));
         // A stale renewal of another token changes nothing.
         assert!(!generator.extend(9, T0 + 10_000, u64::MAX, i64::MAX));
         assert_eq!(generator.lease().unwrap().high_water_ms, T0 + 100);
+    }
+
+    #[test]
+    fn a_new_lease_starts_above_what_this_process_issued() {
+        let (clock, generator) = generator();
+        generator.install(lease(9, 1, T0 - 1));
+        let (a, _) = issued(generator.try_issue(1));
+        // The lease is lost; the next one (node 2, a lower node id) has an older floor.
+        generator.revoke();
+        clock.step_wall_ms(-3);
+        generator.install(lease(2, 1, T0 - 100));
+        assert!(matches!(generator.try_issue(1), Attempt::Wait { .. }));
+        clock.step_wall_ms(4);
+        let (b, _) = issued(generator.try_issue(1));
+        assert!(b > a);
     }
 
     #[test]
@@ -787,7 +836,9 @@ mod tests {
         let ids = generator.next_snowflakes(3000).unwrap();
         assert_eq!(ids.len(), 3000);
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
-        assert!(ids.iter().all(|&id| decode_snowflake(id).unwrap().node == 3));
+        assert!(ids
+            .iter()
+            .all(|&id| decode_snowflake(id).unwrap().node == 3));
     }
 
     #[test]

@@ -626,10 +626,17 @@ impl<S: LeaseStore> LeaseKeeper<S> {
         match result {
             Ok(Renewal::Renewed { high_water_ms }) => {
                 let (mono, wall) = self.deadlines(started);
-                self.generator
-                    .extend(held.fencing_token, high_water_ms, mono, wall);
                 IdCounters::bump(&self.counters().lease_renewals);
-                true
+                if self
+                    .generator
+                    .extend(held.fencing_token, high_water_ms, mono, wall)
+                {
+                    return true;
+                }
+                // The generator was revoked behind the keeper's back: let this lease go
+                // (it expires on its own) and take a fresh one.
+                self.held = None;
+                false
             }
             Ok(Renewal::Lost) => {
                 self.generator.revoke();
@@ -796,7 +803,9 @@ mod tests {
             second.generator.next_snowflake(),
             Err(IdError::BehindHighWater { .. })
         ));
-        second.clock.advance_ms((floor - second.clock.wall_ms() + 1) as u64);
+        second
+            .clock
+            .advance_ms((floor - second.clock.wall_ms() + 1) as u64);
         now_or_never(second.keeper.tick());
         let next = second.generator.next_snowflake().unwrap();
         assert!(next > last);
@@ -842,7 +851,9 @@ mod tests {
         store.set_fault(Some(StoreFault::Down));
         a.clock.advance_ms(5_000);
         assert_eq!(now_or_never(a.keeper.tick()), a.keeper.config.retry_every);
-        a.generator.next_snowflake().expect("still within the lease");
+        a.generator
+            .next_snowflake()
+            .expect("still within the lease");
         // 9 s after the grant: past ttl − stop margin.
         a.clock.advance_ms(4_000);
         assert!(matches!(

@@ -44,8 +44,8 @@ use tokio_util::task::TaskTracker;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use self::generator::{IdClock, IdError, SnowflakeGenerator, SystemIdClock, UuidV7Generator};
 use self::generator::GeneratorConfig;
+pub use self::generator::{IdClock, IdError, SnowflakeGenerator, SystemIdClock, UuidV7Generator};
 use self::lease::{LeaseConfig, LeaseKeeper, LeaseStore};
 use self::metrics::IdCounters;
 use self::store::SqlLeaseStore;
@@ -71,6 +71,10 @@ impl Ids {
     /// Generators on the machine's clocks with the default timings, holding no lease until
     /// [`start_keeper`](Self::start_keeper). `holder` names this instance in the lease
     /// table.
+    ///
+    /// IDs take their time from the machine, not from `AppState::clock`: a test's frozen
+    /// clock would stop the sequence after 1,024 IDs. Tests of time go through
+    /// [`with_clock`](Self::with_clock) and the engine's fake clocks instead.
     pub fn new(holder: &str) -> Ids {
         Ids::with_clock(
             holder,
