@@ -20,6 +20,7 @@ use crate::net::http::{self, HttpError};
 use crate::net::realtime::{ConnectionState, Realtime, RealtimeConfig, RealtimeStatus};
 use crate::pages::auth::{AuthMode, AuthPage};
 use crate::pages::home::HomePage;
+use crate::pages::ids::IdsPage;
 use crate::pages::not_found::NotFoundPage;
 use crate::pages::status::{describe_rtt, StatusPage};
 use crate::session::{SessionAction, SessionState};
@@ -33,6 +34,8 @@ pub enum Route {
     SignIn,
     #[at("/signup")]
     SignUp,
+    #[at("/ids")]
+    Ids,
     #[at("/status")]
     Status,
     #[not_found]
@@ -45,6 +48,7 @@ fn switch(route: Route) -> Html {
         Route::Home => html! { <HomePage /> },
         Route::SignIn => html! { <AuthPage key="signin" mode={AuthMode::SignIn} /> },
         Route::SignUp => html! { <AuthPage key="signup" mode={AuthMode::SignUp} /> },
+        Route::Ids => html! { <IdsPage /> },
         Route::Status => html! { <StatusPage /> },
         Route::NotFound => html! { <NotFoundPage /> },
     }
@@ -227,6 +231,7 @@ fn Header() -> Html {
                 </Link<Route>>
                 <nav class="nav" aria-label="Main">
                     { nav_link(Route::Home, "Home") }
+                    { nav_link(Route::Ids, "IDs") }
                     { nav_link(Route::Status, "Status") }
                 </nav>
                 <div class="account">

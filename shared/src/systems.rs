@@ -13,4 +13,8 @@ pub struct SystemInfo {
 }
 
 /// Every system that exists in this build, in the order the home page shows them.
-pub const SYSTEMS: &[SystemInfo] = &[];
+pub const SYSTEMS: &[SystemInfo] = &[SystemInfo {
+    path: "/ids",
+    name: "Unique IDs",
+    summary: "Time-sortable 64-bit IDs and UUIDv7 from leased node ids: no coordination on the hot path, no duplicates under clock jumps, restarts or pauses.",
+}];

@@ -107,12 +107,12 @@ pub fn decode_success<T: DeserializeOwned>(status: u16, body: &str) -> Result<T,
 
 /// `GET /api/health`.
 pub async fn health() -> Result<HealthResponse, HttpError> {
-    send(Request::get("/api/health"), None).await
+    send(Request::get("/api/health"), None::<&()>).await
 }
 
 /// `GET /api/auth/me`: who this browser's session belongs to.
 pub async fn me() -> Result<Me, HttpError> {
-    send(Request::get("/api/auth/me"), None).await
+    send(Request::get("/api/auth/me"), None::<&()>).await
 }
 
 /// `POST /api/auth/signup`.
@@ -127,12 +127,30 @@ pub async fn sign_in(credentials: &Credentials) -> Result<Me, HttpError> {
 
 /// `POST /api/auth/signout`: answers with the new guest session.
 pub async fn sign_out() -> Result<Me, HttpError> {
-    send(Request::post("/api/auth/signout"), None).await
+    send(Request::post("/api/auth/signout"), None::<&()>).await
 }
 
-async fn send<T: DeserializeOwned>(
+/// `POST /api/ids`: mint `count` IDs in `format`.
+pub async fn mint_ids(
+    request: &meridian_shared::ids::IdsRequest,
+) -> Result<meridian_shared::ids::IdsResponse, HttpError> {
+    send(Request::post("/api/ids"), Some(request)).await
+}
+
+/// `GET /api/ids/{id}`: what an ID says.
+pub async fn describe_id(id: &str) -> Result<meridian_shared::ids::IdParts, HttpError> {
+    let path = format!("/api/ids/{}", js_sys::encode_uri_component(id));
+    send(Request::get(&path), None::<&()>).await
+}
+
+/// `GET /api/ids/leases`: the node-id leases and this instance's generator.
+pub async fn id_leases() -> Result<meridian_shared::ids::IdLeases, HttpError> {
+    send(Request::get("/api/ids/leases"), None::<&()>).await
+}
+
+async fn send<T: DeserializeOwned, B: serde::Serialize>(
     builder: RequestBuilder,
-    body: Option<&Credentials>,
+    body: Option<&B>,
 ) -> Result<T, HttpError> {
     // A request that hangs is aborted after REQUEST_TIMEOUT_MS; dropping `_deadline`
     // when the answer arrives cancels the timer.

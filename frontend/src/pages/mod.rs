@@ -3,5 +3,6 @@
 
 pub mod auth;
 pub mod home;
+pub mod ids;
 pub mod not_found;
 pub mod status;
