@@ -337,3 +337,16 @@ async fn wait_for_driver(webdriver_url: &str) -> Result<(), String> {
         tokio::time::sleep(POLL_EVERY).await;
     }
 }
+
+/// The repository's `static/` with the built web UI bundle in `static/pkg/`; fails the
+/// test, saying how to build it, when the bundle is missing.
+pub fn built_static_dir() -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static");
+    let manifest = dir.join("pkg/manifest.json");
+    assert!(
+        manifest.is_file(),
+        "{} is missing: the web UI is not built. Run scripts/build-web.sh first.",
+        manifest.display()
+    );
+    dir
+}

@@ -6,9 +6,7 @@
 //! status page's `health-database` and `realtime-state`, and the lobby's `lobby-input`,
 //! `lobby-send` and `lobby-message` (with `data-pending`).
 
-use std::path::PathBuf;
-
-use meridian_tests::browser::Browser;
+use meridian_tests::browser::{built_static_dir, Browser};
 use meridian_tests::db::{Backend, TestDatabase};
 use meridian_tests::process::ServerProcess;
 use serde_json::json;
@@ -16,18 +14,6 @@ use serde_json::json;
 const BIN: &str = env!("CARGO_BIN_EXE_meridian-under-test");
 const USERNAME: &str = "dora";
 const PASSWORD: &str = "explorer-2024";
-
-/// The repository's `static/`, which must hold the built bundle.
-fn static_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static");
-    let manifest = dir.join("pkg/manifest.json");
-    assert!(
-        manifest.is_file(),
-        "{} is missing: the web UI is not built. Run scripts/build-web.sh first.",
-        manifest.display()
-    );
-    dir
-}
 
 async fn submit_credentials(browser: &Browser) {
     browser.fill("input[name=username]", USERNAME).await;
@@ -51,7 +37,7 @@ async fn wait_for_lobby_message(browser: &Browser, text: &str, pending: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_visitor_signs_up_signs_in_and_talks_across_tabs() {
-    let static_dir = static_dir();
+    let static_dir = built_static_dir();
     let db = TestDatabase::create(Backend::Sqlite).await;
     let server = ServerProcess::start_with(BIN, &db.url, db.data_dir(), &static_dir).await;
     let browser = Browser::start().await;

@@ -1,25 +1,12 @@
 //! The unique ID page in a real browser: the home page lists it, IDs are minted and
 //! decoded (bits coloured by field), and the live lease view shows this instance's node.
 
-use std::path::PathBuf;
-
-use meridian_tests::browser::Browser;
+use meridian_tests::browser::{built_static_dir, Browser};
 use meridian_tests::db::{Backend, TestDatabase};
 use meridian_tests::process::ServerProcess;
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_meridian-under-test");
-
-fn static_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static");
-    let manifest = dir.join("pkg/manifest.json");
-    assert!(
-        manifest.is_file(),
-        "{} is missing: the web UI is not built. Run scripts/build-web.sh first.",
-        manifest.display()
-    );
-    dir
-}
 
 /// Waits until exactly `n` elements match `css`.
 async fn wait_for_count(browser: &Browser, css: &str, n: usize) {
@@ -35,7 +22,7 @@ async fn wait_for_count(browser: &Browser, css: &str, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_are_minted_decoded_and_their_leases_shown() {
-    let static_dir = static_dir();
+    let static_dir = built_static_dir();
     let db = TestDatabase::create(Backend::Sqlite).await;
     let server = ServerProcess::start_with(BIN, &db.url, db.data_dir(), &static_dir).await;
     let browser = Browser::start().await;
