@@ -104,3 +104,48 @@ async fn a_visitor_signs_up_signs_in_and_talks_across_tabs() {
 
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_offline_waits_in_the_outbox_and_is_delivered_once() {
+    let static_dir = built_static_dir();
+    let db = TestDatabase::create(Backend::Sqlite).await;
+    let server = ServerProcess::start_with(BIN, &db.url, db.data_dir(), &static_dir).await;
+    let browser = Browser::start().await;
+
+    browser.goto(&server.url("/status")).await;
+    browser
+        .wait_for_attr("[data-testid=connection]", "data-state", "online")
+        .await;
+
+    // Offline: the indicator says so and the message is kept as pending.
+    browser.set_offline(true).await;
+    browser
+        .wait_for_attr("[data-testid=connection]", "data-state", "offline")
+        .await;
+    let text = "written while offline";
+    browser.fill("input[data-testid=lobby-input]", text).await;
+    browser.click("button[data-testid=lobby-send]").await;
+    wait_for_lobby_message(&browser, text, "true").await;
+
+    // Back online: the outbox is replayed and the server acknowledges it.
+    browser.set_offline(false).await;
+    browser
+        .wait_for_attr("[data-testid=connection]", "data-state", "online")
+        .await;
+    wait_for_lobby_message(&browser, text, "false").await;
+
+    // A fresh load replays the topic from the server: the message is there exactly once.
+    browser.goto(&server.url("/status")).await;
+    wait_for_lobby_message(&browser, text, "false").await;
+    browser
+        .wait_until(
+            "exactly one copy of the offline message",
+            "return Array.from(document.querySelectorAll('[data-testid=lobby-message]'))
+                .filter(e => e.textContent.includes(arguments[0])).length === 1;",
+            vec![json!(text)],
+            "[data-testid=lobby-message]",
+        )
+        .await;
+
+    browser.close().await;
+}
