@@ -112,11 +112,12 @@ start_test_postgres() {
         mkdir -p "$dir"
     fi
     if ! "${run[@]}" "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
-        if [ ! -f "$dir/data/PG_VERSION" ]; then
-            say "creating a test PostgreSQL cluster in $dir"
-            "${run[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust \
-                --no-sync -E UTF8 >/dev/null
-        fi
+        # Test data only: a stopped cluster (perhaps killed with the machine's last
+        # session) is recreated rather than recovered.
+        say "creating a test PostgreSQL cluster in $dir"
+        rm -rf "$dir/data"
+        "${run[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust \
+            --no-sync -E UTF8 >/dev/null
         say "starting the test PostgreSQL on 127.0.0.1:$PG_PORT"
         "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 start \
             -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400" >/dev/null
