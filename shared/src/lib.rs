@@ -11,6 +11,7 @@
 //! - IDs cross JSON as strings.
 
 pub mod api;
+pub mod cart;
 pub mod ids;
 pub mod realtime;
 pub mod systems;
