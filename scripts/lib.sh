@@ -26,7 +26,7 @@ ensure_apt() {
         as_root apt-get update -qq
         APT_UPDATED=1
     fi
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 # The wasm32 toolchain: rustup's target where it can be installed, otherwise Debian's
