@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use meridian_shared::cart::MergeMode;
 
 use crate::{serve, AppState, Config, SystemClock};
 
@@ -51,6 +52,21 @@ struct ServeArgs {
     /// Days after which an idle guest session is deleted.
     #[arg(long, env = "MERIDIAN_GUEST_TTL_DAYS", default_value_t = 30)]
     guest_ttl_days: u64,
+    /// Days after which an idle guest cart is deleted.
+    #[arg(long, env = "MERIDIAN_GUEST_CART_TTL_DAYS", default_value_t = 30)]
+    guest_cart_ttl_days: u64,
+    /// How a guest cart joins the account's cart on sign-in: `max` (a product in both
+    /// gets the larger quantity) or `sum`.
+    #[arg(long, env = "MERIDIAN_CART_MERGE", default_value = "max", value_parser = parse_merge_mode)]
+    cart_merge: MergeMode,
+}
+
+fn parse_merge_mode(text: &str) -> Result<MergeMode, String> {
+    match text {
+        "max" => Ok(MergeMode::Max),
+        "sum" => Ok(MergeMode::Sum),
+        other => Err(format!("{other:?} is not a merge mode: use `max` or `sum`")),
+    }
 }
 
 /// The binary's entry point.
@@ -93,6 +109,8 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.static_dir = args.static_dir;
     config.secure_cookies = args.secure_cookies;
     config.guest_session_ttl = Duration::from_secs(args.guest_ttl_days * 24 * 3600);
+    config.guest_cart_ttl = Duration::from_secs(args.guest_cart_ttl_days * 24 * 3600);
+    config.cart_merge_mode = args.cart_merge;
     let listen = config.listen;
     let state = AppState::start(config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(listen)

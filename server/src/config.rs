@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use meridian_shared::cart::MergeMode;
+
 /// Everything a server instance needs to know at start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -21,6 +23,10 @@ pub struct Config {
     pub secure_cookies: bool,
     /// Guest sessions idle for longer than this are deleted by the cleanup job.
     pub guest_session_ttl: Duration,
+    /// Guest carts unchanged for this long (and whose session is idle too) are deleted.
+    pub guest_cart_ttl: Duration,
+    /// How a guest cart joins the account's cart on sign-in.
+    pub cart_merge_mode: MergeMode,
     /// The largest accepted request body.
     pub body_limit_bytes: usize,
     /// How often the server pings each WebSocket and tells clients to ping.
@@ -46,6 +52,8 @@ impl Config {
             static_dir: PathBuf::from("static"),
             secure_cookies: false,
             guest_session_ttl: Duration::from_secs(30 * 24 * 3600),
+            guest_cart_ttl: Duration::from_secs(30 * 24 * 3600),
+            cart_merge_mode: MergeMode::Max,
             body_limit_bytes: 2 * 1024 * 1024,
             heartbeat: Duration::from_secs(15),
             client_timeout: Duration::from_secs(45),

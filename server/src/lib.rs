@@ -7,6 +7,7 @@
 //! db         Db: the sqlx pool (SQLite or PostgreSQL) and migrations
 //! error      ApiError and the extractors whose rejections become it
 //! auth/      accounts, sessions (guest on first request), sign-in limits
+//! cart/      the shopping cart: catalog, carts, guest merge on sign-in, history
 //! realtime/  the WebSocket channel, topic log, broadcast hub, PostgreSQL bridge
 //! health     GET /api/health
 //! ids/       the unique ID generator: node id leases, snowflakes, UUIDv7
@@ -18,6 +19,7 @@
 //! caller has bound (tests bind `127.0.0.1:0`) until a shutdown future resolves.
 
 pub mod auth;
+pub mod cart;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -73,6 +75,8 @@ pub struct AppState {
     pub web: Arc<web::WebAssets>,
     /// The ID generator (node id lease kept in the background).
     pub ids: ids::Ids,
+    /// The catalog and the carts' clock.
+    pub carts: Arc<cart::Carts>,
 }
 
 /// Why an instance could not start.
@@ -80,6 +84,8 @@ pub struct AppState {
 pub enum StartError {
     #[error(transparent)]
     Db(#[from] db::DbError),
+    #[error("cannot load the catalog: {0}")]
+    Catalog(#[source] sqlx::Error),
     #[error("cannot LISTEN for other instances' events: {0}")]
     Listen(#[source] sqlx::Error),
 }
@@ -90,11 +96,15 @@ impl AppState {
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
         let db = Db::open(&config.database_url()).await?;
         let instance_id: Arc<str> = Arc::from(hex::encode(rand::random::<[u8; 8]>()));
+        let catalog = cart::Catalog::load(&db.pool)
+            .await
+            .map_err(StartError::Catalog)?;
         let state = AppState {
             hub: realtime::hub::Hub::new(config.outbound_queue),
             auth_limits: Arc::new(auth::AuthLimits::new(&config)),
             publish_locks: Arc::default(),
             ids: ids::Ids::new(&instance_id),
+            carts: Arc::new(cart::Carts::new(catalog, &instance_id)),
             instance_id,
             started_at: Instant::now(),
             shutdown: CancellationToken::new(),
@@ -134,9 +144,11 @@ impl AppState {
 pub struct MaintenanceReport {
     pub guest_sessions_deleted: u64,
     pub events_trimmed: u64,
+    pub guest_carts_deleted: u64,
 }
 
-/// Deletes idle guest sessions (older than `guest_session_ttl`) and trims topic logs.
+/// Deletes idle guest sessions (older than `guest_session_ttl`) and idle guest carts
+/// (`guest_cart_ttl`), and trims topic logs.
 pub async fn run_maintenance(state: &AppState) -> Result<MaintenanceReport, sqlx::Error> {
     let ttl_ms = state.config.guest_session_ttl.as_millis() as i64;
     let idle_before = state.clock.now_ms() - ttl_ms;
@@ -144,6 +156,11 @@ pub async fn run_maintenance(state: &AppState) -> Result<MaintenanceReport, sqlx
         guest_sessions_deleted: auth::store::delete_idle_guest_sessions(
             &state.db.pool,
             idle_before,
+        )
+        .await?,
+        guest_carts_deleted: cart::store::delete_idle_guest_carts(
+            &state.db.pool,
+            state.clock.now_ms() - state.config.guest_cart_ttl.as_millis() as i64,
         )
         .await?,
         events_trimmed: realtime::store::trim(&state.db.pool, realtime::RETAINED_EVENTS_PER_TOPIC)
@@ -180,6 +197,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(auth::routes())
         .merge(realtime::routes())
         .merge(ids::routes())
+        .merge(cart::routes())
 }
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {

@@ -509,6 +509,9 @@ pub struct MergeSummary {
     pub guest_items: u32,
     /// Units by which the account's cart grew.
     pub added_items: u32,
+    /// Guest lines that did not fit (the account's cart was at its line limit).
+    #[serde(default)]
+    pub lines_not_merged: u32,
     pub at_ms: i64,
 }
 
@@ -611,7 +614,8 @@ pub struct CartHistoryEntry {
 pub struct CartHistory {
     pub cart_id: String,
     pub entries: Vec<CartHistoryEntry>,
-    /// Pass as `before` for the next (older) page; absent on the last page.
+    /// An opaque cursor: pass as `before` for the next (older) page; absent on the last
+    /// page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_before: Option<u64>,
 }

@@ -123,6 +123,11 @@ async fn switch_session(
         (Some(_), None) => Some(old.id.clone()),
         (Some(_), Some(_)) => old.guest_session_id.clone(),
     };
+    if let (Some(user), None) = (&user, &old.user) {
+        // Before the new session exists: a failed merge fails the sign-in, and the guest
+        // cart stays as it was for the retry.
+        crate::cart::merge_on_sign_in(state, &old.id, &user.id).await?;
+    }
     let (new, token) = session::create_session(
         state,
         user,

@@ -61,7 +61,7 @@ impl Default for PublishLocks {
 }
 
 impl PublishLocks {
-    fn for_topic(&self, topic: &str) -> &tokio::sync::Mutex<()> {
+    pub fn for_topic(&self, topic: &str) -> &tokio::sync::Mutex<()> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         topic.hash(&mut hasher);
         &self.0[hasher.finish() as usize % self.0.len()]
@@ -85,7 +85,6 @@ pub async fn publish(
     payload: serde_json::Value,
     session_id: Option<&str>,
 ) -> Result<Published, sqlx::Error> {
-    let payload_json = payload.to_string();
     let _order = state.publish_locks.for_topic(topic).lock().await;
     let mut tx = state.db.pool.begin().await?;
     let seq = store::next_seq(&mut tx, topic).await?;
@@ -96,6 +95,29 @@ pub async fn publish(
             duplicate: true,
         });
     }
+    let event = append_in_tx(state, &mut tx, seq, topic, op_id, payload, session_id).await?;
+    tx.commit().await?;
+    state.hub.deliver_local(Arc::new(event));
+    Ok(Published {
+        seq,
+        duplicate: false,
+    })
+}
+
+/// Stores an event with sequence number `seq` (from [`store::next_seq`]) in a
+/// transaction the caller owns, and queues its cross-instance notification. The caller
+/// holds the topic's publish lock, commits, and then hands the event to
+/// `state.hub.deliver_local`: so a system's own write and its event commit together.
+pub async fn append_in_tx(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    seq: u64,
+    topic: &str,
+    op_id: &str,
+    payload: serde_json::Value,
+    session_id: Option<&str>,
+) -> Result<Event, sqlx::Error> {
+    let payload_json = payload.to_string();
     let event = Event {
         topic: topic.to_owned(),
         seq,
@@ -103,17 +125,12 @@ pub async fn publish(
         payload,
         at_ms: state.clock.now_ms(),
     };
-    store::insert_event(&mut tx, &event, &payload_json, session_id).await?;
+    store::insert_event(conn, &event, &payload_json, session_id).await?;
     if state.db.backend == DatabaseBackend::Postgres {
         let notice = pg::event_notice(&state.instance_id, &event);
-        store::notify(&mut tx, pg::CHANNEL, &notice).await?;
+        store::notify(conn, pg::CHANNEL, &notice).await?;
     }
-    tx.commit().await?;
-    state.hub.deliver_local(Arc::new(event));
-    Ok(Published {
-        seq,
-        duplicate: false,
-    })
+    Ok(event)
 }
 
 /// The realtime channel (WebSocket upgrade). Requires an existing session cookie.

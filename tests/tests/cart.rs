@@ -1,0 +1,583 @@
+//! The shopping cart over HTTP and the realtime channel, on both backends:
+//!
+//! - the catalog; ops applied all or nothing, replayed op ids applied once, every
+//!   limit refused with its code and nothing half-applied;
+//! - Dynamo's rule across devices (a remove never deletes an add it had not seen), last
+//!   writer wins for `set`, concurrent adds from two tabs and two devices all counted;
+//! - guest adds → sign up / sign in → merged cart (max, or sum when configured), once,
+//!   even for a retried or concurrent sign-in; the account's cart follows the user;
+//!   signing out leaves a fresh guest cart;
+//! - live updates to the other tabs and devices of a cart;
+//! - the append-only history with its cursor; idle guest carts expire;
+//! - kill -9 after an acknowledged op: the op is there after a restart.
+
+use meridian_shared::cart::{
+    CartEvent, CartHistory, CartOpInput, CartOpType, CartOpsRequest, CartOwner, CartView,
+    HistoryKind, MergeMode, ProductList, MAX_LINES,
+};
+use meridian_shared::realtime::ServerMessage;
+use meridian_tests::both_backends;
+use meridian_tests::client::{Client, Realtime};
+use meridian_tests::db::TestDatabase;
+use meridian_tests::process::ServerProcess;
+use meridian_tests::server::TestServer;
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_meridian-under-test");
+const PASSWORD: &str = "cart-tests-pass-1";
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+fn op(
+    op_id: &str,
+    op_type: CartOpType,
+    product: Option<&str>,
+    quantity: Option<u32>,
+) -> CartOpInput {
+    CartOpInput {
+        op_id: op_id.to_owned(),
+        op_type,
+        product_id: product.map(str::to_owned),
+        quantity,
+        hlc: None,
+        observed: None,
+    }
+}
+
+fn add(op_id: &str, product: &str, quantity: u32) -> CartOpInput {
+    op(op_id, CartOpType::Add, Some(product), Some(quantity))
+}
+
+async fn send(client: &Client, ops: Vec<CartOpInput>) -> CartView {
+    client
+        .post_json("/api/cart/ops", &CartOpsRequest { ops })
+        .await
+        .expect(200)
+}
+
+async fn cart(client: &Client) -> CartView {
+    client.get("/api/cart").await.expect(200)
+}
+
+/// Product id → quantity.
+fn quantities(view: &CartView) -> Vec<(String, u32)> {
+    view.lines
+        .iter()
+        .map(|l| (l.product_id.clone(), l.quantity))
+        .collect()
+}
+
+async fn products(client: &Client) -> Vec<String> {
+    let list: ProductList = client.get("/api/products").await.expect(200);
+    list.products.into_iter().map(|p| p.id).collect()
+}
+
+/// Reads realtime messages until a cart event of at least `version`.
+async fn cart_event(socket: &mut Realtime, version: u64) -> CartView {
+    socket
+        .recv_until("a cart event", |message| match message {
+            ServerMessage::Event(event) => {
+                let CartEvent::Cart { cart } =
+                    serde_json::from_value(event.payload.clone()).ok()?;
+                (cart.version >= version).then_some(cart)
+            }
+            _ => None,
+        })
+        .await
+}
+
+both_backends!(catalog_and_a_guest_cart, |db: TestDatabase| async move {
+    let server = TestServer::start(&db).await;
+    let guest = Client::new(&server);
+    let list: ProductList = guest.get("/api/products").await.expect(200);
+    assert!(list.products.len() >= 50);
+    assert!(list.products.iter().all(|p| p.unit_price_cents > 0));
+    let (a, b) = (&list.products[0], &list.products[1]);
+
+    let empty = cart(&guest).await;
+    assert_eq!(empty.owner, CartOwner::Guest);
+    assert_eq!((empty.version, empty.total_cents), (0, 0));
+    assert!(empty.lines.is_empty());
+
+    let view = send(&guest, vec![add("o1", &a.id, 2), add("o2", &b.id, 1)]).await;
+    assert_eq!(view.version, 1, "one request, one version");
+    assert_eq!(view.item_count, 3);
+    assert_eq!(
+        view.total_cents,
+        2 * a.unit_price_cents + b.unit_price_cents
+    );
+    let line = &view.lines[0];
+    assert_eq!(
+        (line.name.as_str(), line.unit_price_cents),
+        (a.name.as_str(), a.unit_price_cents)
+    );
+    assert_eq!(cart(&guest).await, view, "GET shows what POST answered");
+
+    // The JSON shape of the contract.
+    let raw: serde_json::Value = guest.get("/api/cart").await.expect(200);
+    for field in ["lines", "total_cents", "version", "owner"] {
+        assert!(raw.get(field).is_some(), "{field} in {raw}");
+    }
+    assert_eq!(raw["owner"], "guest");
+    assert!(raw["lines"][0]["product_id"].is_string());
+
+    // Steppers: set, remove, clear.
+    let view = send(
+        &guest,
+        vec![op("o3", CartOpType::Set, Some(&a.id), Some(5))],
+    )
+    .await;
+    assert_eq!(quantities(&view)[0], (a.id.clone(), 5));
+    let view = send(
+        &guest,
+        vec![op("o4", CartOpType::Remove, Some(&b.id), None)],
+    )
+    .await;
+    assert_eq!(quantities(&view), vec![(a.id.clone(), 5)]);
+    let view = send(&guest, vec![op("o5", CartOpType::Clear, None, None)]).await;
+    assert!(view.lines.is_empty());
+    assert_eq!(view.version, 4);
+    assert!(
+        view.ops.len() <= 1,
+        "superseded ops are compacted: {:?}",
+        view.ops
+    );
+
+    // Another browser has its own cart.
+    assert!(cart(&Client::new(&server)).await.lines.is_empty());
+    server.shutdown().await;
+});
+
+both_backends!(replayed_op_ids_apply_once, |db: TestDatabase| async move {
+    let server = TestServer::start(&db).await;
+    let guest = Client::new(&server);
+    let ids = products(&guest).await;
+    let ops = vec![add("r1", &ids[0], 2), add("r2", &ids[0], 3)];
+    let first = send(&guest, ops.clone()).await;
+    let again = send(&guest, ops).await;
+    assert_eq!(quantities(&again), vec![(ids[0].clone(), 5)]);
+    assert_eq!(again.version, first.version, "a replay changes nothing");
+    // Same op id, different content: still the first one's effect.
+    let changed = send(&guest, vec![add("r1", &ids[0], 9)]).await;
+    assert_eq!(quantities(&changed), vec![(ids[0].clone(), 5)]);
+    // A batch repeating an op id applies it once.
+    let view = send(&guest, vec![add("r3", &ids[1], 1), add("r3", &ids[1], 1)]).await;
+    assert_eq!(quantities(&view)[1], (ids[1].clone(), 1));
+    server.shutdown().await;
+});
+
+both_backends!(bad_ops_are_refused_whole, |db: TestDatabase| async move {
+    let server = TestServer::start(&db).await;
+    let guest = Client::new(&server);
+    let ids = products(&guest).await;
+    send(&guest, vec![add("ok", &ids[0], 1)]).await;
+
+    let cases: Vec<(Vec<CartOpInput>, &str)> = vec![
+        (
+            vec![add("b1", &ids[1], 1), add("b2", "no-such-product", 1)],
+            "unknown_product",
+        ),
+        (vec![add("b3", &ids[1], 0)], "quantity_out_of_range"),
+        (vec![add("b4", &ids[1], 100)], "quantity_out_of_range"),
+        (
+            vec![op("b5", CartOpType::Set, Some(&ids[1]), None)],
+            "quantity_out_of_range",
+        ),
+        (
+            vec![op("b6", CartOpType::Remove, None, None)],
+            "missing_product",
+        ),
+        (vec![add("bad id", &ids[1], 1)], "invalid_op_id"),
+        (
+            (0..101)
+                .map(|i| add(&format!("m{i}"), &ids[1], 1))
+                .collect(),
+            "too_many_ops",
+        ),
+    ];
+    for (ops, code) in cases {
+        guest
+            .post_json("/api/cart/ops", &CartOpsRequest { ops })
+            .await
+            .assert_error(422, code);
+    }
+    let reply = guest
+        .post_json(
+            "/api/cart/ops",
+            &json!({"ops": [{"op_id": "x", "type": "explode", "product_id": ids[0]}]}),
+        )
+        .await;
+    assert!(
+        reply.status == 400 || reply.status == 422,
+        "{}",
+        reply.status
+    );
+    let reply = guest.post_json("/api/cart/ops", &json!({"nope": 1})).await;
+    assert!(
+        reply.status == 400 || reply.status == 422,
+        "{}",
+        reply.status
+    );
+    guest
+        .get("/api/cart/history?limit=0")
+        .await
+        .assert_error(422, "invalid_limit");
+
+    let view = cart(&guest).await;
+    assert_eq!(
+        quantities(&view),
+        vec![(ids[0].clone(), 1)],
+        "nothing half-applied"
+    );
+    assert_eq!(view.version, 1);
+
+    // The line limit, at the boundary: quantities are capped, a 101st line is refused.
+    assert!(ids.len() > MAX_LINES);
+    let fill: Vec<CartOpInput> = ids[1..MAX_LINES]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| add(&format!("f{i}"), id, 98))
+        .collect();
+    let full = send(&guest, fill).await;
+    assert_eq!(full.lines.len(), MAX_LINES);
+    guest
+        .post_json(
+            "/api/cart/ops",
+            &CartOpsRequest {
+                ops: vec![add("one-more", &ids[MAX_LINES], 1)],
+            },
+        )
+        .await
+        .assert_error(422, "too_many_lines");
+    let capped = send(&guest, vec![add("cap", &ids[1], 5)]).await;
+    assert_eq!(capped.lines[1].quantity, 99, "a line shows at most 99");
+    assert_eq!(capped.lines.len(), MAX_LINES);
+    server.shutdown().await;
+});
+
+both_backends!(
+    a_remove_never_deletes_an_unseen_add,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let phone = Client::new(&server);
+        phone
+            .signup("dynamo", PASSWORD)
+            .await
+            .expect::<serde_json::Value>(201);
+        let laptop = Client::new(&server);
+        laptop
+            .signin("dynamo", PASSWORD)
+            .await
+            .expect::<serde_json::Value>(200);
+        let ids = products(&phone).await;
+        let p = ids[0].as_str();
+
+        let seen = send(&phone, vec![add("phone-1", p, 1)]).await;
+        // The laptop adds while the phone, not having seen it, removes the line: the phone's
+        // remove observed only its own add.
+        send(&laptop, vec![add("laptop-1", p, 2)]).await;
+        let mut remove = op("phone-rm", CartOpType::Remove, Some(p), None);
+        remove.observed = Some(seen.ops.iter().map(|o| o.op_id.clone()).collect());
+        remove.hlc = Some(seen.ops[0].hlc.clone());
+        let after = send(&phone, vec![remove]).await;
+        assert_eq!(
+            quantities(&after),
+            vec![(p.to_owned(), 2)],
+            "the unseen add survives"
+        );
+
+        // A remove without `observed` takes what the server has seen: the line goes.
+        let gone = send(
+            &laptop,
+            vec![op("laptop-rm", CartOpType::Remove, Some(p), None)],
+        )
+        .await;
+        assert!(gone.lines.is_empty());
+        // Sets are last-writer-wins by their clock, whatever the arrival order.
+        let mut late = op("s-late", CartOpType::Set, Some(p), Some(7));
+        late.hlc = Some(meridian_shared::cart::Hlc {
+            wall_ms: u64::MAX / 2,
+            counter: 0,
+            node: "b".into(),
+        });
+        late.observed = Some(Vec::new());
+        let mut early = op("s-early", CartOpType::Set, Some(p), Some(3));
+        early.hlc = Some(meridian_shared::cart::Hlc {
+            wall_ms: u64::MAX / 2 - 1,
+            counter: 0,
+            node: "a".into(),
+        });
+        early.observed = Some(Vec::new());
+        send(&phone, vec![late]).await;
+        let view = send(&laptop, vec![early]).await;
+        assert_eq!(quantities(&view), vec![(p.to_owned(), 7)]);
+        server.shutdown().await;
+    }
+);
+
+both_backends!(
+    two_tabs_and_two_devices_stay_live,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let tab_a = Client::new(&server);
+        let ids = products(&tab_a).await;
+        let view = cart(&tab_a).await;
+        // The second tab shares the browser's cookie.
+        let tab_b = tab_a.same_browser_at(&server.base_url());
+        let (mut socket_b, _) = Realtime::connect(&tab_b).await;
+        socket_b.subscribe(&view.topic, None).await;
+
+        let sent = send(&tab_a, vec![add("tab-a-1", &ids[0], 1)]).await;
+        let seen = cart_event(&mut socket_b, sent.version).await;
+        assert_eq!(quantities(&seen), quantities(&sent));
+
+        // Concurrent adds from both tabs: every one counts.
+        let a = async {
+            for i in 0..10 {
+                send(&tab_a, vec![add(&format!("a{i}"), &ids[1], 1)]).await;
+            }
+        };
+        let b = async {
+            for i in 0..10 {
+                send(&tab_b, vec![add(&format!("b{i}"), &ids[1], 2)]).await;
+            }
+        };
+        tokio::join!(a, b);
+        let both = cart(&tab_a).await;
+        assert_eq!(both.lines[1].quantity, 30);
+        assert_eq!(both.version, 21, "each request is one version, none lost");
+        let last = cart_event(&mut socket_b, 21).await;
+        assert_eq!(
+            last,
+            CartView {
+                merge: None,
+                ..both
+            }
+        );
+
+        // Two devices of one account: the user's topic reaches both.
+        let phone = Client::new(&server);
+        phone
+            .signup("twodevices", PASSWORD)
+            .await
+            .expect::<serde_json::Value>(201);
+        let laptop = Client::new(&server);
+        laptop
+            .signin("twodevices", PASSWORD)
+            .await
+            .expect::<serde_json::Value>(200);
+        let user_cart = cart(&laptop).await;
+        assert_eq!(user_cart.owner, CartOwner::User);
+        let (mut laptop_socket, _) = Realtime::connect(&laptop).await;
+        laptop_socket.subscribe(&user_cart.topic, None).await;
+        let (from_phone, from_laptop) = tokio::join!(
+            send(&phone, vec![add("phone", &ids[2], 1)]),
+            send(&laptop, vec![add("laptop", &ids[2], 1)])
+        );
+        assert!(from_phone.version != from_laptop.version);
+        let seen = cart_event(&mut laptop_socket, 2).await;
+        assert_eq!(seen.lines[0].quantity, 2);
+        assert_eq!(cart(&phone).await.lines[0].quantity, 2);
+        server.shutdown().await;
+    }
+);
+
+/// Guest adds, the account has a cart already; signing in merges by `mode`.
+async fn merge_scenario(db: &TestDatabase, mode: MergeMode) {
+    let server = TestServer::start_with(db, |c| c.cart_merge_mode = mode).await;
+    let first = Client::new(&server);
+    first
+        .signup("merger", PASSWORD)
+        .await
+        .expect::<serde_json::Value>(201);
+    let ids = products(&first).await;
+    send(&first, vec![add("acct-p0", &ids[0], 3)]).await;
+    first.signout().await.expect::<serde_json::Value>(200);
+    assert!(
+        cart(&first).await.lines.is_empty(),
+        "signing out leaves a fresh guest cart"
+    );
+
+    let guest = Client::new(&server);
+    send(
+        &guest,
+        vec![add("g-p0", &ids[0], 2), add("g-p1", &ids[1], 4)],
+    )
+    .await;
+    guest
+        .signin("merger", PASSWORD)
+        .await
+        .expect::<serde_json::Value>(200);
+    let merged = cart(&guest).await;
+    assert_eq!(merged.owner, CartOwner::User);
+    let p0 = if mode == MergeMode::Max { 3 } else { 5 };
+    assert_eq!(
+        quantities(&merged),
+        vec![(ids[0].clone(), p0), (ids[1].clone(), 4)]
+    );
+    let summary = merged.merge.clone().expect("the merge notice");
+    assert_eq!((summary.guest_lines, summary.guest_items), (2, 6));
+    assert_eq!(
+        summary.added_items,
+        if mode == MergeMode::Max { 4 } else { 6 }
+    );
+    assert_eq!(summary.mode, mode);
+
+    // A retried sign-in from the same browser changes nothing.
+    guest
+        .signin("merger", PASSWORD)
+        .await
+        .expect::<serde_json::Value>(200);
+    assert_eq!(quantities(&cart(&guest).await), quantities(&merged));
+
+    // The account's cart follows the user to another browser.
+    let elsewhere = Client::new(&server);
+    elsewhere
+        .signin("merger", PASSWORD)
+        .await
+        .expect::<serde_json::Value>(200);
+    let there = cart(&elsewhere).await;
+    assert_eq!(quantities(&there), quantities(&merged));
+    assert!(there.merge.is_none(), "an empty guest cart merges nothing");
+
+    // The history shows the merge and its ops.
+    let history: CartHistory = guest.get("/api/cart/history").await.expect(200);
+    assert!(history
+        .entries
+        .iter()
+        .any(|e| e.kind == HistoryKind::Merge && e.merge.as_ref() == Some(&summary)));
+    server.shutdown().await;
+}
+
+both_backends!(guest_cart_merges_by_max, |db: TestDatabase| async move {
+    merge_scenario(&db, MergeMode::Max).await;
+});
+
+both_backends!(guest_cart_merges_by_sum, |db: TestDatabase| async move {
+    merge_scenario(&db, MergeMode::Sum).await;
+});
+
+both_backends!(
+    concurrent_sign_ins_merge_once,
+    |db: TestDatabase| async move {
+        let server = TestServer::start_with(&db, |c| c.cart_merge_mode = MergeMode::Sum).await;
+        let owner = Client::new(&server);
+        owner
+            .signup("racer", PASSWORD)
+            .await
+            .expect::<serde_json::Value>(201);
+        let ids = products(&owner).await;
+        send(&owner, vec![add("acct", &ids[0], 1)]).await;
+
+        // Two tabs of one guest sign in at once (same cookie): the guest's 2 units are
+        // added once, in sum mode where a double merge would show.
+        let tab_a = Client::new(&server);
+        send(&tab_a, vec![add("guest", &ids[0], 2)]).await;
+        let tab_b = tab_a.same_browser_at(&server.base_url());
+        let (a, b) = tokio::join!(
+            tab_a.signin("racer", PASSWORD),
+            tab_b.signin("racer", PASSWORD)
+        );
+        assert_eq!((a.status.as_u16(), b.status.as_u16()), (200, 200));
+        assert_eq!(quantities(&cart(&owner).await), vec![(ids[0].clone(), 3)]);
+
+        // Merging the same guest cart again (a crash after the merge committed, then a
+        // retry) changes nothing.
+        let guest_id = tab_a
+            .me()
+            .await
+            .guest_session_id
+            .expect("linked to the guest session");
+        let user_id = tab_a.me().await.user.expect("signed in").id;
+        let again = meridian_server::cart::merge_on_sign_in(&server.state, &guest_id, &user_id)
+            .await
+            .unwrap()
+            .expect("the earlier merge");
+        assert_eq!(again.added_items, 2);
+        assert_eq!(quantities(&cart(&owner).await), vec![(ids[0].clone(), 3)]);
+        server.shutdown().await;
+    }
+);
+
+both_backends!(
+    history_is_append_only_and_paged,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let guest = Client::new(&server);
+        let ids = products(&guest).await;
+        for i in 0..7 {
+            send(
+                &guest,
+                vec![
+                    add(&format!("h{i}a"), &ids[0], 1),
+                    add(&format!("h{i}b"), &ids[1], 1),
+                ],
+            )
+            .await;
+        }
+        send(&guest, vec![op("h-clear", CartOpType::Clear, None, None)]).await;
+        let mut seen = Vec::new();
+        let mut path = "/api/cart/history?limit=4".to_owned();
+        loop {
+            let page: CartHistory = guest.get(&path).await.expect(200);
+            assert!(page.entries.len() <= 4);
+            seen.extend(
+                page.entries
+                    .iter()
+                    .map(|e| e.op.as_ref().unwrap().op_id.clone()),
+            );
+            match page.next_before {
+                Some(cursor) => path = format!("/api/cart/history?limit=4&before={cursor}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 15, "every op once: {seen:?}");
+        assert_eq!(seen[0], "h-clear", "newest first");
+        assert_eq!(seen.last().unwrap(), "h0a");
+        // Compaction keeps the row small, the history keeps everything.
+        assert!(cart(&guest).await.ops.len() <= 1);
+        server.shutdown().await;
+    }
+);
+
+both_backends!(idle_guest_carts_expire, |db: TestDatabase| async move {
+    let server = TestServer::start(&db).await;
+    let idle = Client::new(&server);
+    let ids = products(&idle).await;
+    send(&idle, vec![add("idle", &ids[0], 1)]).await;
+    server.clock.advance(20 * DAY_MS);
+    let active = Client::new(&server);
+    send(&active, vec![add("active", &ids[0], 1)]).await;
+    server.clock.advance(11 * DAY_MS);
+
+    let report = meridian_server::run_maintenance(&server.state)
+        .await
+        .unwrap();
+    assert_eq!(report.guest_carts_deleted, 1);
+    assert_eq!(
+        cart(&active).await.lines.len(),
+        1,
+        "a cart changed 11 days ago stays"
+    );
+    server.shutdown().await;
+});
+
+both_backends!(
+    acknowledged_ops_survive_kill_9,
+    |db: TestDatabase| async move {
+        let mut first = ServerProcess::start(BIN, &db).await;
+        let guest = Client::at(&first.base_url());
+        let ids = products(&guest).await;
+        let acked = send(&guest, vec![add("k1", &ids[0], 2), add("k2", &ids[1], 1)]).await;
+        let status = first.kill_9().await;
+        assert!(!status.success());
+
+        let second = ServerProcess::start(BIN, &db).await;
+        let guest = guest.same_browser_at(&second.base_url());
+        let after = cart(&guest).await;
+        assert_eq!(quantities(&after), quantities(&acked));
+        assert_eq!(after.version, acked.version);
+        // The replay of the acknowledged request is recognised after the restart.
+        let replay = send(&guest, vec![add("k1", &ids[0], 2)]).await;
+        assert_eq!(replay.version, acked.version);
+    }
+);
