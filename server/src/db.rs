@@ -10,6 +10,7 @@
 //!   crash of the process or the machine.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_shared::api::DatabaseBackend;
@@ -42,6 +43,9 @@ pub struct Db {
     pub backend: DatabaseBackend,
     /// The URL it was opened with (PostgreSQL's LISTEN connection opens its own).
     pub url: String,
+    /// SQLite has one writer at a time; writers queue here in order instead of retrying
+    /// on `SQLITE_BUSY` with growing sleeps (which makes tail latency unfair).
+    write_queue: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Db {
@@ -93,7 +97,17 @@ impl Db {
             pool,
             backend,
             url: url.to_owned(),
+            write_queue: Arc::default(),
         })
+    }
+
+    /// Takes a turn to write, on SQLite (hold it for the write transaction); on
+    /// PostgreSQL writers run concurrently and this is `None`.
+    pub async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            DatabaseBackend::Sqlite => Some(self.write_queue.lock().await),
+            DatabaseBackend::Postgres => None,
+        }
     }
 
     /// Answers whether the database responds.

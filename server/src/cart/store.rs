@@ -139,12 +139,15 @@ pub async fn history(
         .collect()
 }
 
-/// A cart row locked for this transaction: created if absent, then updated, which takes
-/// its write lock (SQLite: the database's; PostgreSQL: the row's) before anything is read.
+/// A cart row locked for this transaction: created if absent, else touched, in one
+/// statement that takes its write lock (SQLite: the database's; PostgreSQL: the row's)
+/// before anything is read.
 async fn lock(conn: &mut AnyConnection, cart: &CartRef, now: i64) -> Result<Stored, sqlx::Error> {
-    sqlx::query(
+    let row = sqlx::query(
         "INSERT INTO carts (id, owner_kind, owner_id, version, ops, created_at_ms, updated_at_ms)
-         VALUES ($1, $2, $3, 0, '[]', $4, $4) ON CONFLICT (id) DO NOTHING",
+         VALUES ($1, $2, $3, 0, '[]', $4, $4)
+         ON CONFLICT (id) DO UPDATE SET updated_at_ms = excluded.updated_at_ms
+         RETURNING version, ops",
     )
     .bind(&cart.id)
     .bind(match cart.owner {
@@ -153,14 +156,8 @@ async fn lock(conn: &mut AnyConnection, cart: &CartRef, now: i64) -> Result<Stor
     })
     .bind(&cart.owner_id)
     .bind(now)
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    let row =
-        sqlx::query("UPDATE carts SET updated_at_ms = $2 WHERE id = $1 RETURNING version, ops")
-            .bind(&cart.id)
-            .bind(now)
-            .fetch_one(&mut *conn)
-            .await?;
     Ok(Stored {
         version: row.try_get::<i64, _>(0)? as u64,
         live: decode_ops(&row.try_get::<String, _>(1)?)?,
@@ -338,6 +335,7 @@ pub async fn apply(
     session_id: Option<&str>,
 ) -> Result<(Stored, bool), WriteError> {
     let _order = state.publish_locks.for_topic(&cart.topic).lock().await;
+    let _turn = state.db.write_turn().await;
     let now = state.clock.now_ms();
     let mut tx = state.db.pool.begin().await?;
     let mut change = Change::new(lock(&mut tx, cart, now).await?);
@@ -381,6 +379,7 @@ pub async fn merge(
         return Ok(None);
     }
     let _order = state.publish_locks.for_topic(&account.topic).lock().await;
+    let _turn = state.db.write_turn().await;
     let now = state.clock.now_ms();
     let mut tx = pool.begin().await?;
     let stored = lock(&mut tx, account, now).await?;
