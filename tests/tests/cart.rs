@@ -581,3 +581,46 @@ both_backends!(
         assert_eq!(replay.version, acked.version);
     }
 );
+
+/// Two instances on one PostgreSQL: a change made through one reaches a device watching
+/// through the other, and concurrent ops through both are all kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cart_is_shared_across_instances() {
+    let db = TestDatabase::create(meridian_tests::db::Backend::Postgres).await;
+    let a = ServerProcess::start(BIN, &db).await;
+    let b = ServerProcess::start(BIN, &db).await;
+    let phone = Client::at(&a.base_url());
+    phone
+        .signup("twoinstances", PASSWORD)
+        .await
+        .expect::<serde_json::Value>(201);
+    let laptop = Client::at(&b.base_url());
+    laptop
+        .signin("twoinstances", PASSWORD)
+        .await
+        .expect::<serde_json::Value>(200);
+    let ids = products(&phone).await;
+    let view = cart(&laptop).await;
+    let (mut socket, _) = Realtime::connect(&laptop).await;
+    socket.subscribe(&view.topic, None).await;
+
+    let sent = send(&phone, vec![add("via-a", &ids[0], 2)]).await;
+    let seen = cart_event(&mut socket, sent.version).await;
+    assert_eq!(quantities(&seen), vec![(ids[0].clone(), 2)]);
+
+    let through_a = async {
+        for i in 0..10 {
+            send(&phone, vec![add(&format!("a{i}"), &ids[1], 1)]).await;
+        }
+    };
+    let through_b = async {
+        for i in 0..10 {
+            send(&laptop, vec![add(&format!("b{i}"), &ids[1], 1)]).await;
+        }
+    };
+    tokio::join!(through_a, through_b);
+    let both = cart(&phone).await;
+    assert_eq!(both.lines[1].quantity, 20);
+    assert_eq!(both.version, 21);
+    assert_eq!(cart_event(&mut socket, 21).await.lines[1].quantity, 20);
+}
