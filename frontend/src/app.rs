@@ -19,6 +19,7 @@ use crate::components::StatePill;
 use crate::net::http::{self, HttpError};
 use crate::net::realtime::{ConnectionState, Realtime, RealtimeConfig, RealtimeStatus};
 use crate::pages::auth::{AuthMode, AuthPage};
+use crate::pages::cart::CartPage;
 use crate::pages::home::HomePage;
 use crate::pages::ids::IdsPage;
 use crate::pages::not_found::NotFoundPage;
@@ -36,6 +37,8 @@ pub enum Route {
     SignUp,
     #[at("/ids")]
     Ids,
+    #[at("/cart")]
+    Cart,
     #[at("/status")]
     Status,
     #[not_found]
@@ -49,6 +52,7 @@ fn switch(route: Route) -> Html {
         Route::SignIn => html! { <AuthPage key="signin" mode={AuthMode::SignIn} /> },
         Route::SignUp => html! { <AuthPage key="signup" mode={AuthMode::SignUp} /> },
         Route::Ids => html! { <IdsPage /> },
+        Route::Cart => html! { <CartPage /> },
         Route::Status => html! { <StatusPage /> },
         Route::NotFound => html! { <NotFoundPage /> },
     }
@@ -232,6 +236,7 @@ fn Header() -> Html {
                 <nav class="nav" aria-label="Main">
                     { nav_link(Route::Home, "Home") }
                     { nav_link(Route::Ids, "IDs") }
+                    { nav_link(Route::Cart, "Shop") }
                     { nav_link(Route::Status, "Status") }
                 </nav>
                 <div class="account">
@@ -264,6 +269,7 @@ mod tests {
         assert_eq!(Route::SignIn.to_path(), "/signin");
         assert_eq!(Route::SignUp.to_path(), "/signup");
         assert_eq!(Route::Status.to_path(), "/status");
+        assert_eq!(Route::Cart.to_path(), "/cart");
         assert_eq!(Route::recognize("/status"), Some(Route::Status));
         assert_eq!(Route::recognize("/no/such/page"), Some(Route::NotFound));
     }

@@ -13,8 +13,15 @@ pub struct SystemInfo {
 }
 
 /// Every system that exists in this build, in the order the home page shows them.
-pub const SYSTEMS: &[SystemInfo] = &[SystemInfo {
-    path: "/ids",
-    name: "Unique IDs",
-    summary: "Time-sortable 64-bit IDs and UUIDv7 from leased node ids: no coordination on the hot path, no duplicates under clock jumps, restarts or pauses.",
-}];
+pub const SYSTEMS: &[SystemInfo] = &[
+    SystemInfo {
+        path: "/ids",
+        name: "Unique IDs",
+        summary: "Time-sortable 64-bit IDs and UUIDv7 from leased node ids: no coordination on the hot path, no duplicates under clock jumps, restarts or pauses.",
+    },
+    SystemInfo {
+        path: "/cart",
+        name: "Shopping cart",
+        summary: "A local-first cart: changes show at once and work offline, tabs and devices converge (adds are never lost), and a guest cart merges into your account when you sign in.",
+    },
+];

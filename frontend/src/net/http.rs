@@ -148,6 +148,41 @@ pub async fn id_leases() -> Result<meridian_shared::ids::IdLeases, HttpError> {
     send(Request::get("/api/ids/leases"), None::<&()>).await
 }
 
+/// `GET /api/products`: the catalog, in catalog order.
+pub async fn products() -> Result<meridian_shared::cart::ProductList, HttpError> {
+    send(Request::get("/api/products"), None::<&()>).await
+}
+
+/// `GET /api/cart`: the session's cart (a guest's, or the signed-in account's).
+pub async fn cart() -> Result<meridian_shared::cart::CartView, HttpError> {
+    send(Request::get("/api/cart"), None::<&()>).await
+}
+
+/// `POST /api/cart/ops`: applies the ops all or nothing, in order; answers with the
+/// resulting cart.
+pub async fn cart_ops(
+    request: &meridian_shared::cart::CartOpsRequest,
+) -> Result<meridian_shared::cart::CartView, HttpError> {
+    send(Request::post("/api/cart/ops"), Some(request)).await
+}
+
+/// `GET /api/cart/history`: up to `limit` entries older than the cursor `before` (the
+/// newest without it), newest first.
+pub async fn cart_history(
+    before: Option<u64>,
+    limit: u32,
+) -> Result<meridian_shared::cart::CartHistory, HttpError> {
+    send(Request::get(&cart_history_path(before, limit)), None::<&()>).await
+}
+
+/// The path of a page of cart history.
+pub fn cart_history_path(before: Option<u64>, limit: u32) -> String {
+    match before {
+        Some(before) => format!("/api/cart/history?limit={limit}&before={before}"),
+        None => format!("/api/cart/history?limit={limit}"),
+    }
+}
+
 async fn send<T: DeserializeOwned, B: serde::Serialize>(
     builder: RequestBuilder,
     body: Option<&B>,
@@ -231,6 +266,15 @@ mod tests {
         let error = HttpError::Network("TypeError: Failed to fetch".into());
         assert!(error.is_network());
         assert!(error.message().contains("Could not reach the server"));
+    }
+
+    #[test]
+    fn history_pages_carry_their_cursor() {
+        assert_eq!(cart_history_path(None, 50), "/api/cart/history?limit=50");
+        assert_eq!(
+            cart_history_path(Some(17), 20),
+            "/api/cart/history?limit=20&before=17"
+        );
     }
 
     #[test]

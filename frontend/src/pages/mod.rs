@@ -2,6 +2,7 @@
 //! component and is tested natively.
 
 pub mod auth;
+pub mod cart;
 pub mod home;
 pub mod ids;
 pub mod not_found;
