@@ -10,6 +10,7 @@
 //! cart/      the shopping cart: catalog, carts, guest merge on sign-in, history
 //! realtime/  the WebSocket channel, topic log, broadcast hub, PostgreSQL bridge
 //! health     GET /api/health
+//! flags/     feature flags: admin API, SSE stream, OFREP
 //! ids/       the unique ID generator: node id leases, snowflakes, UUIDv7
 //! web        static files, SPA fallback, the rendered index.html, caching
 //! trace_context  W3C traceparent on every request
@@ -25,6 +26,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod flags;
 pub mod health;
 pub mod ids;
 pub mod realtime;
@@ -77,6 +79,8 @@ pub struct AppState {
     pub ids: ids::Ids,
     /// The catalog and the carts' clock.
     pub carts: Arc<cart::Carts>,
+    /// The live feature-flag configuration and its stream subscribers.
+    pub flags: Arc<flags::Live>,
 }
 
 /// Why an instance could not start.
@@ -84,6 +88,8 @@ pub struct AppState {
 pub enum StartError {
     #[error(transparent)]
     Db(#[from] db::DbError),
+    #[error("cannot load the feature flags: {0}")]
+    Flags(#[source] sqlx::Error),
     #[error("cannot load the catalog: {0}")]
     Catalog(#[source] sqlx::Error),
     #[error("cannot LISTEN for other instances' events: {0}")]
@@ -105,6 +111,7 @@ impl AppState {
             publish_locks: Arc::default(),
             ids: ids::Ids::new(&instance_id),
             carts: Arc::new(cart::Carts::new(catalog, &instance_id)),
+            flags: Arc::default(),
             instance_id,
             started_at: Instant::now(),
             shutdown: CancellationToken::new(),
@@ -131,6 +138,7 @@ impl AppState {
             ));
         }
         state.tasks.spawn(maintenance_loop(state.clone()));
+        flags::start(&state).await.map_err(StartError::Flags)?;
         state
             .ids
             .start_keeper(state.db.pool.clone(), state.shutdown.clone(), &state.tasks)
@@ -198,6 +206,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(realtime::routes())
         .merge(ids::routes())
         .merge(cart::routes())
+        .merge(flags::routes())
 }
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {

@@ -12,6 +12,8 @@
 
 pub mod api;
 pub mod cart;
+pub mod flag_admin;
+pub mod flags;
 pub mod ids;
 pub mod realtime;
 pub mod systems;

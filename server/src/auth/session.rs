@@ -148,6 +148,10 @@ pub async fn create_session(
 /// Whether a path is served with a session: the API and the pages of the web UI, but not
 /// static files (anything whose last segment has a dot, and the bundle under `/pkg/`).
 fn needs_session(path: &str) -> bool {
+    // SDKs: OFREP and the flag stream are anonymous, and must not mint a session each.
+    if path.starts_with("/ofrep/") || path == "/api/flags/stream" {
+        return false;
+    }
     if path.starts_with("/api/") {
         return true;
     }

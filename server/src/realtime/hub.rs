@@ -32,6 +32,10 @@ pub trait Remote: Send + Sync + 'static {
     ) -> futures_util::future::BoxFuture<'static, ()>;
 }
 
+/// The session id prefix of the server's own listeners (a system following a topic
+/// in-process, like the flags following `public:flags`).
+pub const INTERNAL_PREFIX: &str = "internal:";
+
 /// A registered connection, as the connection task sees it.
 pub struct Registration {
     pub id: ConnId,
@@ -197,8 +201,14 @@ impl Hub {
         }
     }
 
+    /// WebSocket connections (not the server's own listeners, whose session id starts
+    /// with [`INTERNAL_PREFIX`]).
     pub fn connection_count(&self) -> usize {
-        self.lock().conns.len()
+        self.lock()
+            .conns
+            .values()
+            .filter(|c| !c.session_id.starts_with(INTERNAL_PREFIX))
+            .count()
     }
 }
 

@@ -1,0 +1,430 @@
+//! The flags' SQL. Every change runs in one transaction that starts by taking the next
+//! configuration version (the `flag_state` row is the lock), writes, and appends its
+//! audit entry under that version.
+
+use meridian_shared::flag_admin::{
+    Approval, ApprovalStatus, AuditEntry, EnvironmentSettings, Schedule,
+};
+use meridian_shared::flags::{Flag, FlagEnvironmentConfig, Segment};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+
+fn decode<T: DeserializeOwned>(text: &str) -> Result<T, sqlx::Error> {
+    serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("serialises")
+}
+
+pub async fn version(pool: &AnyPool) -> Result<u64, sqlx::Error> {
+    let v: i64 = sqlx::query_scalar("SELECT version FROM flag_state WHERE id = 1")
+        .fetch_one(pool)
+        .await?;
+    Ok(v as u64)
+}
+
+/// The version, every flag and every segment, read consistently.
+pub async fn load_all(pool: &AnyPool) -> Result<(u64, Vec<Flag>, Vec<Segment>), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let v: i64 = sqlx::query_scalar("SELECT version FROM flag_state WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
+    let flags: Vec<String> = sqlx::query_scalar("SELECT definition FROM flags ORDER BY key")
+        .fetch_all(&mut *tx)
+        .await?;
+    let segments: Vec<String> =
+        sqlx::query_scalar("SELECT definition FROM flag_segments ORDER BY key")
+            .fetch_all(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok((
+        v as u64,
+        flags.iter().map(|f| decode(f)).collect::<Result<_, _>>()?,
+        segments
+            .iter()
+            .map(|s| decode(s))
+            .collect::<Result<_, _>>()?,
+    ))
+}
+
+pub async fn environments(pool: &AnyPool) -> Result<Vec<EnvironmentSettings>, sqlx::Error> {
+    let rows = sqlx::query("SELECT name, require_approval FROM flag_environments ORDER BY name")
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(EnvironmentSettings {
+                name: r.try_get(0)?,
+                require_approval: r.try_get::<i64, _>(1)? != 0,
+            })
+        })
+        .collect()
+}
+
+pub async fn environment_names(pool: &AnyPool) -> Result<Vec<String>, sqlx::Error> {
+    Ok(environments(pool)
+        .await?
+        .into_iter()
+        .map(|e| e.name)
+        .collect())
+}
+
+pub async fn set_require_approval(
+    pool: &AnyPool,
+    name: &str,
+    require: bool,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE flag_environments SET require_approval = $2 WHERE name = $1")
+        .bind(name)
+        .bind(i64::from(require))
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Takes the next configuration version: the first statement of every change.
+pub async fn next_version(conn: &mut AnyConnection) -> Result<u64, sqlx::Error> {
+    let v: i64 = sqlx::query_scalar(
+        "UPDATE flag_state SET version = version + 1 WHERE id = 1 RETURNING version",
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(v as u64)
+}
+
+pub async fn flag(conn: &mut AnyConnection, key: &str) -> Result<Option<Flag>, sqlx::Error> {
+    let def: Option<String> = sqlx::query_scalar("SELECT definition FROM flags WHERE key = $1")
+        .bind(key)
+        .fetch_optional(conn)
+        .await?;
+    def.map(|d| decode(&d)).transpose()
+}
+
+pub async fn insert_flag(conn: &mut AnyConnection, flag: &Flag) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO flags (key, definition, created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&flag.key)
+    .bind(encode(flag))
+    .bind(flag.created_at_ms)
+    .bind(flag.updated_at_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn update_flag(conn: &mut AnyConnection, flag: &Flag) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE flags SET definition = $2, updated_at_ms = $3 WHERE key = $1")
+        .bind(&flag.key)
+        .bind(encode(flag))
+        .bind(flag.updated_at_ms)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_flag(conn: &mut AnyConnection, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM flags WHERE key = $1")
+        .bind(key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn segments(conn: &mut AnyConnection) -> Result<Vec<Segment>, sqlx::Error> {
+    let defs: Vec<String> = sqlx::query_scalar("SELECT definition FROM flag_segments ORDER BY key")
+        .fetch_all(conn)
+        .await?;
+    defs.iter().map(|d| decode(d)).collect()
+}
+
+pub async fn all_flags(conn: &mut AnyConnection) -> Result<Vec<Flag>, sqlx::Error> {
+    let defs: Vec<String> = sqlx::query_scalar("SELECT definition FROM flags ORDER BY key")
+        .fetch_all(conn)
+        .await?;
+    defs.iter().map(|d| decode(d)).collect()
+}
+
+pub async fn put_segment(
+    conn: &mut AnyConnection,
+    segment: &Segment,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO flag_segments (key, definition, updated_at_ms) VALUES ($1, $2, $3)
+         ON CONFLICT (key) DO UPDATE SET definition = excluded.definition,
+                                         updated_at_ms = excluded.updated_at_ms",
+    )
+    .bind(&segment.key)
+    .bind(encode(segment))
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_segment(conn: &mut AnyConnection, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM flag_segments WHERE key = $1")
+        .bind(key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// An audit entry as written.
+pub struct NewAudit<'a> {
+    pub version: u64,
+    pub at_ms: i64,
+    pub actor_id: Option<&'a str>,
+    pub actor_name: &'a str,
+    pub action: &'a str,
+    pub flag_key: Option<&'a str>,
+    pub environment: Option<&'a str>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub approved_by: Option<&'a str>,
+}
+
+pub async fn audit(conn: &mut AnyConnection, entry: NewAudit<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO flag_audit (version, at_ms, actor_id, actor_name, action, flag_key,
+                                 environment, before, after, approved_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(entry.version as i64)
+    .bind(entry.at_ms)
+    .bind(entry.actor_id)
+    .bind(entry.actor_name)
+    .bind(entry.action)
+    .bind(entry.flag_key)
+    .bind(entry.environment)
+    .bind(entry.before.map(|v| v.to_string()))
+    .bind(entry.after.map(|v| v.to_string()))
+    .bind(entry.approved_by)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn audit_from_row(row: &AnyRow) -> Result<AuditEntry, sqlx::Error> {
+    let json = |i: usize| -> Result<Option<Value>, sqlx::Error> {
+        row.try_get::<Option<String>, _>(i)?
+            .map(|t| decode(&t))
+            .transpose()
+    };
+    Ok(AuditEntry {
+        version: row.try_get::<i64, _>(0)? as u64,
+        at_ms: row.try_get(1)?,
+        actor_id: row.try_get(2)?,
+        actor_name: row.try_get(3)?,
+        action: row.try_get(4)?,
+        flag_key: row.try_get(5)?,
+        environment: row.try_get(6)?,
+        before: json(7)?,
+        after: json(8)?,
+        approved_by: row.try_get(9)?,
+    })
+}
+
+/// Audit entries older than `before`, newest first; of one flag when `flag_key` is set.
+pub async fn audit_log(
+    pool: &AnyPool,
+    flag_key: Option<&str>,
+    before: u64,
+    limit: usize,
+) -> Result<Vec<AuditEntry>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT version, at_ms, actor_id, actor_name, action, flag_key, environment, before,
+                after, approved_by
+         FROM flag_audit WHERE version < $1 AND ($2 = '' OR flag_key = $2)
+         ORDER BY version DESC LIMIT $3",
+    )
+    .bind(before.min(i64::MAX as u64) as i64)
+    .bind(flag_key.unwrap_or(""))
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(audit_from_row).collect()
+}
+
+const APPROVAL_COLUMNS: &str = "id, flag_key, environment, proposed, requested_by, requested_name,
+    requested_at_ms, status, decided_by, decided_at_ms";
+
+fn approval_from_row(row: &AnyRow) -> Result<Approval, sqlx::Error> {
+    let status: String = row.try_get(7)?;
+    Ok(Approval {
+        id: row.try_get(0)?,
+        flag_key: row.try_get(1)?,
+        environment: row.try_get(2)?,
+        proposed: decode(&row.try_get::<String, _>(3)?)?,
+        requested_by: row.try_get(4)?,
+        requested_name: row.try_get(5)?,
+        requested_at_ms: row.try_get(6)?,
+        status: match status.as_str() {
+            "approved" => ApprovalStatus::Approved,
+            "rejected" => ApprovalStatus::Rejected,
+            _ => ApprovalStatus::Pending,
+        },
+        decided_by: row.try_get(8)?,
+        decided_at_ms: row.try_get(9)?,
+    })
+}
+
+pub struct NewApproval<'a> {
+    pub id: &'a str,
+    pub flag_key: &'a str,
+    pub environment: &'a str,
+    pub proposed: &'a FlagEnvironmentConfig,
+    pub base_updated_ms: i64,
+    pub requested_by: &'a str,
+    pub requested_name: &'a str,
+    pub at_ms: i64,
+}
+
+pub async fn insert_approval(pool: &AnyPool, a: NewApproval<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO flag_approvals (id, flag_key, environment, proposed, base_updated_ms,
+             requested_by, requested_name, requested_at_ms, status)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending')",
+    )
+    .bind(a.id)
+    .bind(a.flag_key)
+    .bind(a.environment)
+    .bind(encode(a.proposed))
+    .bind(a.base_updated_ms)
+    .bind(a.requested_by)
+    .bind(a.requested_name)
+    .bind(a.at_ms)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn approvals(pool: &AnyPool, status: Option<&str>) -> Result<Vec<Approval>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {APPROVAL_COLUMNS} FROM flag_approvals WHERE ($1 = '' OR status = $1)
+         ORDER BY requested_at_ms DESC LIMIT 200"
+    ))
+    .bind(status.unwrap_or(""))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(approval_from_row).collect()
+}
+
+/// A pending approval with the flag's `updated_at_ms` it was proposed against.
+pub async fn pending_approval(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<(Approval, i64)>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {APPROVAL_COLUMNS}, base_updated_ms FROM flag_approvals WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| Ok((approval_from_row(&r)?, r.try_get(10)?)))
+        .transpose()
+}
+
+pub async fn decide_approval(
+    conn: &mut AnyConnection,
+    id: &str,
+    status: &str,
+    by: &str,
+    at_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE flag_approvals SET status = $2, decided_by = $3, decided_at_ms = $4
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(by)
+    .bind(at_ms)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+const SCHEDULE_COLUMNS: &str =
+    "id, flag_key, environment, proposed, run_at_ms, requested_name, status, requested_by";
+
+fn schedule_from_row(row: &AnyRow) -> Result<(Schedule, String), sqlx::Error> {
+    Ok((
+        Schedule {
+            id: row.try_get(0)?,
+            flag_key: row.try_get(1)?,
+            environment: row.try_get(2)?,
+            proposed: decode(&row.try_get::<String, _>(3)?)?,
+            run_at_ms: row.try_get(4)?,
+            requested_name: row.try_get(5)?,
+            status: row.try_get(6)?,
+        },
+        row.try_get(7)?,
+    ))
+}
+
+pub async fn insert_schedule(
+    pool: &AnyPool,
+    schedule: &Schedule,
+    requested_by: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO flag_schedules (id, flag_key, environment, proposed, run_at_ms,
+             requested_by, requested_name, status)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending')",
+    )
+    .bind(&schedule.id)
+    .bind(&schedule.flag_key)
+    .bind(&schedule.environment)
+    .bind(encode(&schedule.proposed))
+    .bind(schedule.run_at_ms)
+    .bind(requested_by)
+    .bind(&schedule.requested_name)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn schedules(pool: &AnyPool) -> Result<Vec<Schedule>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {SCHEDULE_COLUMNS} FROM flag_schedules ORDER BY run_at_ms DESC LIMIT 200"
+    ))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|r| Ok(schedule_from_row(r)?.0)).collect()
+}
+
+/// Pending schedules due at `now`, oldest first, with who asked.
+pub async fn due_schedules(
+    pool: &AnyPool,
+    now: i64,
+) -> Result<Vec<(Schedule, String)>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {SCHEDULE_COLUMNS} FROM flag_schedules
+         WHERE status = 'pending' AND run_at_ms <= $1 ORDER BY run_at_ms LIMIT 100"
+    ))
+    .bind(now)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(schedule_from_row).collect()
+}
+
+/// Marks a pending schedule done (`applied` or `failed`); false if another instance
+/// took it first.
+pub async fn finish_schedule(
+    conn: &mut AnyConnection,
+    id: &str,
+    status: &str,
+) -> Result<bool, sqlx::Error> {
+    let done =
+        sqlx::query("UPDATE flag_schedules SET status = $2 WHERE id = $1 AND status = 'pending'")
+            .bind(id)
+            .bind(status)
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}

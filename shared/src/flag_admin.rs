@@ -1,0 +1,247 @@
+//! Wire types of the feature flags' admin API (`/api/flags`) and of the SSE stream
+//! (`/api/flags/stream`). The flags themselves, their evaluation and OFREP are in
+//! [`crate::flags`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::flags::{
+    ErrorCode, EvaluationContext, Flag, FlagConfig, FlagEnvironmentConfig, Reason, Segment,
+};
+
+/// `GET /api/flags`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlagList {
+    pub flags: Vec<Flag>,
+    /// The configuration's version (grows with every change to any flag or segment).
+    pub version: u64,
+}
+
+/// `PUT /api/flags/{key}/environments/{environment}`: one environment's new config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EnvironmentChange {
+    pub config: FlagEnvironmentConfig,
+    /// Apply at this time (Unix ms) instead of now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<i64>,
+}
+
+/// What became of a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeStatus {
+    /// Live now.
+    Applied,
+    /// Waits for a second user's approval.
+    PendingApproval,
+    /// Waits for its time.
+    Scheduled,
+}
+
+/// The answer to a change of a flag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChangeOutcome {
+    pub status: ChangeStatus,
+    /// The flag as it now is (unchanged unless `applied`).
+    pub flag: Flag,
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+}
+
+/// `POST /api/flags/{key}/kill`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KillRequest {
+    pub environment: String,
+    /// `false` lifts the kill switch.
+    #[serde(default = "yes")]
+    pub killed: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How far a configuration version has reached the stream's subscribers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Delivery {
+    pub environment: String,
+    pub version: u64,
+    /// Subscribers connected to this environment's stream (on every instance that
+    /// reported in the last few seconds).
+    pub subscribers: u64,
+    /// Of those, how many were sent this version or a later one.
+    pub delivered: u64,
+    /// Every connected subscriber has it.
+    pub complete: bool,
+}
+
+/// The answer to the kill switch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KillOutcome {
+    pub flag: Flag,
+    pub version: u64,
+    /// Measured when the answer was sent (the server waits up to 2 s for it to be
+    /// complete); `GET /api/flags/delivery` asks again later.
+    pub delivery: Delivery,
+}
+
+/// One entry of the audit log: who changed what, when, before and after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    /// The configuration version this change produced.
+    pub version: u64,
+    pub at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<String>,
+    pub actor_name: String,
+    /// `create`, `update`, `update_environment`, `kill`, `unkill`, `delete`,
+    /// `segment_update`, `segment_delete`.
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+    /// For a change that needed approval: who approved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+}
+
+/// `GET /api/flags/audit` and `GET /api/flags/{key}/audit`, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditLog {
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `before` for the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<u64>,
+}
+
+/// The state of a change that waits for approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    Pending,
+    Approved,
+    Rejected,
+}
+
+/// A change to an environment that requires approval, proposed by one user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Approval {
+    pub id: String,
+    pub flag_key: String,
+    pub environment: String,
+    pub proposed: FlagEnvironmentConfig,
+    pub requested_by: String,
+    pub requested_name: String,
+    pub requested_at_ms: i64,
+    pub status: ApprovalStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at_ms: Option<i64>,
+}
+
+/// `GET /api/flags/approvals`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApprovalList {
+    pub approvals: Vec<Approval>,
+}
+
+/// A change waiting for its time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Schedule {
+    pub id: String,
+    pub flag_key: String,
+    pub environment: String,
+    pub proposed: FlagEnvironmentConfig,
+    pub run_at_ms: i64,
+    pub requested_name: String,
+    /// `pending`, `applied`, `failed` or `cancelled`.
+    pub status: String,
+}
+
+/// `GET /api/flags/schedules`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ScheduleList {
+    pub schedules: Vec<Schedule>,
+}
+
+/// An environment and whether its changes need a second user's approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EnvironmentSettings {
+    pub name: String,
+    pub require_approval: bool,
+}
+
+/// `GET /api/flags/environments`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EnvironmentList {
+    pub environments: Vec<EnvironmentSettings>,
+}
+
+/// `POST /api/flags/{key}/preview`: which variant a context gets, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PreviewRequest {
+    pub environment: String,
+    #[serde(default)]
+    pub context: EvaluationContext,
+}
+
+/// The answer of a preview.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Preview {
+    pub key: String,
+    pub environment: String,
+    pub value: Value,
+    pub variant: String,
+    pub reason: Reason,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<ErrorCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_index: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<u8>,
+}
+
+/// `GET /api/flags/segments`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SegmentList {
+    pub segments: Vec<Segment>,
+}
+
+/// An environment's whole configuration, as the SSE stream sends it (`event: put`, `id:`
+/// the version) and SDKs evaluate it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlagSnapshot {
+    pub version: u64,
+    pub environment: String,
+    pub flags: Vec<FlagConfig>,
+    pub segments: Vec<Segment>,
+}

@@ -1,0 +1,601 @@
+//! Feature flags through the real server, on both backends: the admin API (validation
+//! that names the rule, segments, the audit log, approvals by a second user, scheduled
+//! changes), OFREP (every error code, ETag and 304), and the SSE stream (the kill switch
+//! reaching subscribers, catch-up with `Last-Event-ID`, two instances on one
+//! PostgreSQL).
+
+use std::time::{Duration, Instant};
+
+use meridian_shared::flag_admin::{
+    AuditLog, ChangeOutcome, ChangeStatus, FlagList, FlagSnapshot, KillOutcome, Preview,
+};
+use meridian_shared::flags::{Flag, Reason};
+use meridian_tests::both_backends;
+use meridian_tests::client::{Client, Reply};
+use meridian_tests::db::TestDatabase;
+use meridian_tests::process::ServerProcess;
+use meridian_tests::server::TestServer;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_meridian-under-test");
+const PASSWORD: &str = "flag-tests-pass-1";
+
+async fn put(client: &Client, path: &str, body: &Value) -> Reply {
+    client
+        .send(client.http().put(client.url(path)).json(body))
+        .await
+}
+
+async fn admin(server_url: &str, name: &str) -> Client {
+    let client = Client::at(server_url);
+    client.signup(name, PASSWORD).await.expect::<Value>(201);
+    client
+}
+
+fn boolean_flag(key: &str) -> Value {
+    json!({
+        "key": key,
+        "name": format!("Flag {key}"),
+        "kind": "boolean",
+        "variations": [{"name": "on", "value": true}, {"name": "off", "value": false}],
+        "environments": {
+            "production": {"enabled": true, "off_variation": "off", "default_serve": {"variation": "on"}}
+        }
+    })
+}
+
+fn env_config(rules: Value, default_serve: Value) -> Value {
+    json!({"config": {"enabled": true, "off_variation": "off", "default_serve": default_serve, "rules": rules}})
+}
+
+async fn ofrep(client: &Client, key: &str, context: Value) -> Reply {
+    client
+        .post_json(
+            &format!("/ofrep/v1/evaluate/flags/{key}"),
+            &json!({ "context": context }),
+        )
+        .await
+}
+
+/// A raw SSE subscription: reads `put` events as they come.
+struct Stream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Stream {
+    async fn open(base_url: &str, environment: &str, last_event_id: Option<u64>) -> Stream {
+        let mut request = reqwest::Client::new().get(format!(
+            "{base_url}/api/flags/stream?environment={environment}"
+        ));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.send().await.expect("open the stream");
+        assert_eq!(response.status(), 200);
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        Stream {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next `put` event (id, snapshot), or `None` if none comes within `wait`.
+    async fn next_put(&mut self, wait: Duration) -> Option<(u64, FlagSnapshot)> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut event, mut id, mut data) = ("", 0, String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = if v.trim() == "put" { "put" } else { "other" };
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().parse().unwrap();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if event == "put" {
+                    return Some((id, serde_json::from_str(&data).expect("a snapshot")));
+                }
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.response.chunk()).await {
+                Err(_) => return None,
+                Ok(Ok(Some(bytes))) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                Ok(other) => panic!("the stream ended: {other:?}"),
+            }
+        }
+    }
+}
+
+fn killed(snapshot: &FlagSnapshot, key: &str) -> bool {
+    snapshot
+        .flags
+        .iter()
+        .find(|f| f.key == key)
+        .is_some_and(|f| f.environment.killed)
+}
+
+both_backends!(
+    flags_are_validated_and_audited,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let anonymous = Client::new(&server);
+        anonymous
+            .get("/api/flags")
+            .await
+            .assert_error(401, "sign_in_required");
+        let alice = admin(&server.base_url(), "alice").await;
+
+        let created: Flag = alice
+            .post_json("/api/flags", &boolean_flag("new-checkout"))
+            .await
+            .expect(201);
+        assert_eq!(
+            created.environments.len(),
+            2,
+            "development is filled in, off"
+        );
+        assert!(!created.environments["development"].enabled);
+        alice
+            .post_json("/api/flags", &boolean_flag("new-checkout"))
+            .await
+            .assert_error(409, "flag_exists");
+        alice
+            .post_json("/api/flags", &boolean_flag("audit"))
+            .await
+            .assert_error(400, "invalid_flag");
+
+        // A bad rule is refused with a message that names it.
+        let bad = env_config(
+            json!([
+                {"clauses": [{"attribute": "plan", "operator": "equals", "values": ["pro"]}], "serve": {"variation": "on"}},
+                {"clauses": [{"attribute": "version", "operator": "semver_gte", "values": ["1.x"]}], "serve": {"variation": "on"}}
+            ]),
+            json!({"variation": "off"}),
+        );
+        let reply = put(
+            &alice,
+            "/api/flags/new-checkout/environments/production",
+            &bad,
+        )
+        .await;
+        reply.assert_error(400, "invalid_flag");
+        let message = reply.json["message"].as_str().unwrap();
+        assert!(message.contains("rules[1].clauses[0]"), "{message}");
+        let unknown = env_config(json!([]), json!({"variation": "maybe"}));
+        put(
+            &alice,
+            "/api/flags/new-checkout/environments/production",
+            &unknown,
+        )
+        .await
+        .assert_error(400, "invalid_flag");
+        put(&alice, "/api/flags/nope/environments/production", &unknown)
+            .await
+            .assert_error(404, "flag_not_found");
+
+        // Targeting with a segment and a semver rule, checked by preview and OFREP.
+        let segment = json!({"key": "beta", "name": "Beta testers", "included": ["u-1"]});
+        let _: Value = put(&alice, "/api/flags/segments/beta", &segment)
+            .await
+            .expect(200);
+        let good = env_config(
+            json!([
+                {"clauses": [{"operator": "in_segment", "values": ["beta"]}], "serve": {"variation": "on"}},
+                {"clauses": [{"attribute": "app", "operator": "semver_gte", "values": ["2.1.0"]}], "serve": {"variation": "on"}}
+            ]),
+            json!({"variation": "off"}),
+        );
+        let outcome: ChangeOutcome = put(
+            &alice,
+            "/api/flags/new-checkout/environments/production",
+            &good,
+        )
+        .await
+        .expect(200);
+        assert_eq!(outcome.status, ChangeStatus::Applied);
+        let preview: Preview = alice
+        .post_json(
+            "/api/flags/new-checkout/preview",
+            &json!({"environment": "production", "context": {"targetingKey": "u-2", "app": "2.10.0"}}),
+        )
+        .await
+        .expect(200);
+        assert_eq!(
+            (preview.variant.as_str(), preview.reason, preview.rule_index),
+            ("on", Reason::TargetingMatch, Some(1))
+        );
+        let sdk = Client::new(&server);
+        let beta: Value = ofrep(&sdk, "new-checkout", json!({"targetingKey": "u-1"}))
+            .await
+            .expect(200);
+        assert_eq!(
+            (beta["value"].clone(), beta["reason"].clone()),
+            (json!(true), json!("TARGETING_MATCH"))
+        );
+        let old_app: Value = ofrep(
+            &sdk,
+            "new-checkout",
+            json!({"targetingKey": "u-3", "app": "2.1.0-rc.1"}),
+        )
+        .await
+        .expect(200);
+        assert_eq!(
+            (old_app["variant"].clone(), old_app["reason"].clone()),
+            (json!("off"), json!("DEFAULT"))
+        );
+
+        // A segment in use cannot go.
+        alice
+            .delete("/api/flags/segments/beta")
+            .await
+            .assert_error(409, "segment_in_use");
+
+        // The audit log: who, what, before and after, newest first.
+        let log: AuditLog = alice.get("/api/flags/new-checkout/audit").await.expect(200);
+        let actions: Vec<&str> = log.entries.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, vec!["update_environment", "create"]);
+        let change = &log.entries[0];
+        assert_eq!(change.actor_name, "alice");
+        assert_eq!(change.environment.as_deref(), Some("production"));
+        assert_eq!(
+            change.before.as_ref().unwrap()["default_serve"],
+            json!({"variation": "on"})
+        );
+        assert_eq!(
+            change.after.as_ref().unwrap()["default_serve"],
+            json!({"variation": "off"})
+        );
+        let all: AuditLog = alice.get("/api/flags/audit?limit=2").await.expect(200);
+        assert_eq!(all.entries.len(), 2);
+        assert!(all.next_before.is_some());
+        let list: FlagList = alice.get("/api/flags").await.expect(200);
+        assert_eq!(list.flags.len(), 1);
+        assert_eq!(list.version, 3);
+        server.shutdown().await;
+    }
+);
+
+both_backends!(ofrep_answers_and_errors, |db: TestDatabase| async move {
+    let server = TestServer::start(&db).await;
+    let alice = admin(&server.base_url(), "alice").await;
+    let mut flag = boolean_flag("rollout");
+    flag["environments"]["production"]["default_serve"] = json!({"rollout": {"variations": [{"variation": "on", "weight": 30}, {"variation": "off", "weight": 70}]}});
+    alice
+        .post_json("/api/flags", &flag)
+        .await
+        .expect::<Value>(201);
+    let sdk = Client::new(&server);
+
+    let split: Value = ofrep(&sdk, "rollout", json!({"targetingKey": "user-7"}))
+        .await
+        .expect(200);
+    assert_eq!(split["reason"], "SPLIT");
+    let bucket = meridian_shared::flags::bucket("rollout", "user-7");
+    assert_eq!(split["variant"], if bucket <= 30 { "on" } else { "off" });
+
+    let missing: Value = ofrep(&sdk, "rollout", json!({})).await.expect(400);
+    assert_eq!(missing["errorCode"], "TARGETING_KEY_MISSING");
+    let unknown: Value = ofrep(&sdk, "nope", json!({"targetingKey": "u"}))
+        .await
+        .expect(404);
+    assert_eq!(
+        (unknown["key"].clone(), unknown["errorCode"].clone()),
+        (json!("nope"), json!("FLAG_NOT_FOUND"))
+    );
+    let garbage = sdk
+        .send(
+            sdk.http()
+                .post(sdk.url("/ofrep/v1/evaluate/flags/rollout"))
+                .body("{not json"),
+        )
+        .await;
+    assert_eq!(garbage.status.as_u16(), 400);
+    assert_eq!(garbage.json["errorCode"], "PARSE_ERROR");
+    let dev: Value = sdk
+        .send(
+            sdk.http()
+                .post(sdk.url("/ofrep/v1/evaluate/flags/rollout"))
+                .header("X-Meridian-Environment", "development")
+                .json(&json!({"context": {"targetingKey": "u"}})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        (dev["variant"].clone(), dev["reason"].clone()),
+        (json!("on"), json!("DISABLED"))
+    );
+
+    // Bulk, with its ETag.
+    let body = json!({"context": {"targetingKey": "user-7"}});
+    let first = sdk.post_json("/ofrep/v1/evaluate/flags", &body).await;
+    assert_eq!(first.status.as_u16(), 200);
+    assert_eq!(first.json["flags"].as_array().unwrap().len(), 1);
+    let etag = first.header("etag").expect("an ETag").to_owned();
+    let again = sdk
+        .send(
+            sdk.http()
+                .post(sdk.url("/ofrep/v1/evaluate/flags"))
+                .header("If-None-Match", &etag)
+                .json(&body),
+        )
+        .await;
+    assert_eq!(again.status.as_u16(), 304);
+    let other_context = sdk
+        .send(
+            sdk.http()
+                .post(sdk.url("/ofrep/v1/evaluate/flags"))
+                .header("If-None-Match", &etag)
+                .json(&json!({"context": {"targetingKey": "someone-else"}})),
+        )
+        .await;
+    assert_eq!(
+        other_context.status.as_u16(),
+        200,
+        "another context, another ETag"
+    );
+    let _: KillOutcome = alice
+        .post_json(
+            "/api/flags/rollout/kill",
+            &json!({"environment": "production"}),
+        )
+        .await
+        .expect(200);
+    let after = sdk
+        .send(
+            sdk.http()
+                .post(sdk.url("/ofrep/v1/evaluate/flags"))
+                .header("If-None-Match", &etag)
+                .json(&body),
+        )
+        .await;
+    assert_eq!(after.status.as_u16(), 200, "a change changes the ETag");
+    assert_eq!(after.json["flags"][0]["reason"], "DISABLED");
+    let bad_bulk = sdk
+        .send(
+            sdk.http()
+                .post(sdk.url("/ofrep/v1/evaluate/flags"))
+                .body("[1,2"),
+        )
+        .await;
+    assert_eq!(bad_bulk.status.as_u16(), 400);
+    assert_eq!(bad_bulk.json["errorCode"], "PARSE_ERROR");
+    server.shutdown().await;
+});
+
+both_backends!(
+    approvals_need_a_second_user,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let alice = admin(&server.base_url(), "alice").await;
+        let bob = admin(&server.base_url(), "bob").await;
+        alice
+            .post_json("/api/flags", &boolean_flag("payments"))
+            .await
+            .expect::<Value>(201);
+        let _: Value = put(
+            &alice,
+            "/api/flags/environments/production",
+            &json!({"require_approval": true}),
+        )
+        .await
+        .expect(200);
+
+        let change = env_config(json!([]), json!({"variation": "off"}));
+        let proposed: ChangeOutcome = put(
+            &alice,
+            "/api/flags/payments/environments/production",
+            &change,
+        )
+        .await
+        .expect(202);
+        assert_eq!(proposed.status, ChangeStatus::PendingApproval);
+        let approval = proposed.approval.expect("an approval");
+        // Not live yet.
+        let sdk = Client::new(&server);
+        let now: Value = ofrep(&sdk, "payments", json!({"targetingKey": "u"}))
+            .await
+            .expect(200);
+        assert_eq!(now["variant"], "on");
+        // A direct replace that touches production is refused.
+        let mut replaced = boolean_flag("payments");
+        replaced["environments"]["production"]["default_serve"] = json!({"variation": "off"});
+        put(&alice, "/api/flags/payments", &replaced)
+            .await
+            .assert_error(409, "approval_required");
+
+        let path = format!("/api/flags/approvals/{}/approve", approval.id);
+        alice
+            .post_empty(&path)
+            .await
+            .assert_error(403, "self_approval");
+        let approved: ChangeOutcome = bob.post_empty(&path).await.expect(200);
+        assert_eq!(approved.status, ChangeStatus::Applied);
+        let now: Value = ofrep(&sdk, "payments", json!({"targetingKey": "u"}))
+            .await
+            .expect(200);
+        assert_eq!(now["variant"], "off");
+        bob.post_empty(&path)
+            .await
+            .assert_error(409, "already_decided");
+        let log: AuditLog = alice.get("/api/flags/payments/audit").await.expect(200);
+        assert_eq!(log.entries[0].actor_name, "alice");
+        assert_eq!(log.entries[0].approved_by.as_deref(), Some("bob"));
+
+        // Development needs no approval.
+        let dev: ChangeOutcome = put(
+            &alice,
+            "/api/flags/payments/environments/development",
+            &change,
+        )
+        .await
+        .expect(200);
+        assert_eq!(dev.status, ChangeStatus::Applied);
+        server.shutdown().await;
+    }
+);
+
+both_backends!(
+    scheduled_changes_run_when_due,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let alice = admin(&server.base_url(), "alice").await;
+        alice
+            .post_json("/api/flags", &boolean_flag("launch"))
+            .await
+            .expect::<Value>(201);
+        let mut change = env_config(json!([]), json!({"variation": "off"}));
+        change["at_ms"] = json!(meridian_server::Clock::now_ms(&server.clock) + 3_600_000);
+        let scheduled: ChangeOutcome =
+            put(&alice, "/api/flags/launch/environments/production", &change)
+                .await
+                .expect(202);
+        assert_eq!(scheduled.status, ChangeStatus::Scheduled);
+        assert_eq!(
+            meridian_server::flags::run_due_schedules(&server.state)
+                .await
+                .unwrap(),
+            0
+        );
+        server.clock.advance(3_600_001);
+        assert_eq!(
+            meridian_server::flags::run_due_schedules(&server.state)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            meridian_server::flags::run_due_schedules(&server.state)
+                .await
+                .unwrap(),
+            0,
+            "once"
+        );
+        let sdk = Client::new(&server);
+        let now: Value = ofrep(&sdk, "launch", json!({"targetingKey": "u"}))
+            .await
+            .expect(200);
+        assert_eq!(now["variant"], "off");
+        server.shutdown().await;
+    }
+);
+
+both_backends!(
+    the_kill_switch_reaches_every_subscriber,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let alice = admin(&server.base_url(), "alice").await;
+        alice
+            .post_json("/api/flags", &boolean_flag("search"))
+            .await
+            .expect::<Value>(201);
+
+        let mut streams = Vec::new();
+        for _ in 0..3 {
+            let mut stream = Stream::open(&server.base_url(), "production", None).await;
+            let (id, snapshot) = stream
+                .next_put(Duration::from_secs(5))
+                .await
+                .expect("the current config");
+            assert_eq!(snapshot.version, id);
+            assert!(!killed(&snapshot, "search"));
+            streams.push(stream);
+        }
+        let outcome: KillOutcome = alice
+            .post_json(
+                "/api/flags/search/kill",
+                &json!({"environment": "production"}),
+            )
+            .await
+            .expect(200);
+        assert!(outcome.flag.environments["production"].killed);
+        assert_eq!(
+            (outcome.delivery.subscribers, outcome.delivery.delivered),
+            (3, 3)
+        );
+        assert!(outcome.delivery.complete);
+        for stream in &mut streams {
+            let (id, snapshot) = stream
+                .next_put(Duration::from_secs(5))
+                .await
+                .expect("the kill");
+            assert_eq!(id, outcome.version);
+            assert!(killed(&snapshot, "search"));
+        }
+
+        // A client that reconnects with the current version gets nothing until a change;
+        // one that is behind gets the current config at once.
+        let mut current =
+            Stream::open(&server.base_url(), "production", Some(outcome.version)).await;
+        assert!(current.next_put(Duration::from_millis(300)).await.is_none());
+        let mut behind = Stream::open(&server.base_url(), "production", Some(1)).await;
+        let (id, _) = behind
+            .next_put(Duration::from_secs(5))
+            .await
+            .expect("caught up");
+        assert_eq!(id, outcome.version);
+        let revived: KillOutcome = alice
+            .post_json(
+                "/api/flags/search/kill",
+                &json!({"environment": "production", "killed": false}),
+            )
+            .await
+            .expect(200);
+        let (id, snapshot) = current
+            .next_put(Duration::from_secs(5))
+            .await
+            .expect("the change");
+        assert_eq!(id, revived.version);
+        assert!(!killed(&snapshot, "search"));
+        server.shutdown().await;
+    }
+);
+
+/// Two instances on one PostgreSQL: a change through one reaches the other's stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_reaches_subscribers_of_another_instance() {
+    let db = TestDatabase::create(meridian_tests::db::Backend::Postgres).await;
+    let a = ServerProcess::start(BIN, &db).await;
+    let b = ServerProcess::start(BIN, &db).await;
+    let alice = admin(&b.base_url(), "alice").await;
+    let mut on_a = Stream::open(&a.base_url(), "production", None).await;
+    let (_, first) = on_a
+        .next_put(Duration::from_secs(5))
+        .await
+        .expect("the config");
+    assert!(first.flags.is_empty());
+    let created: Flag = alice
+        .post_json("/api/flags", &boolean_flag("cross"))
+        .await
+        .expect(201);
+    let (_, second) = on_a
+        .next_put(Duration::from_secs(5))
+        .await
+        .expect("the create");
+    assert_eq!(second.flags[0].key, created.key, "the create crossed over");
+    let outcome: KillOutcome = alice
+        .post_json(
+            "/api/flags/cross/kill",
+            &json!({"environment": "production"}),
+        )
+        .await
+        .expect(200);
+    let (id, snapshot) = on_a
+        .next_put(Duration::from_secs(5))
+        .await
+        .expect("the kill");
+    assert_eq!(id, outcome.version);
+    assert!(killed(&snapshot, "cross"));
+    let sdk = Client::at(&a.base_url());
+    let now: Value = ofrep(&sdk, "cross", json!({"targetingKey": "u"}))
+        .await
+        .expect(200);
+    assert_eq!(now["reason"], "DISABLED");
+}
