@@ -47,6 +47,18 @@ impl ServerProcess {
         ServerProcess::start_with(bin, &db.url, db.data_dir(), &static_dir).await
     }
 
+    /// Like [`start`](Self::start), listening on `listen` (to restart a server where its
+    /// clients expect it).
+    pub async fn start_at(
+        bin: impl AsRef<Path>,
+        db: &TestDatabase,
+        listen: SocketAddr,
+    ) -> ServerProcess {
+        let static_dir = db.data_dir().join("static-empty");
+        std::fs::create_dir_all(&static_dir).expect("create an empty static directory");
+        ServerProcess::launch(bin.as_ref(), &db.url, db.data_dir(), &static_dir, listen).await
+    }
+
     /// Starts `bin` with `DATABASE_URL=database_url`, data in `data_dir` and the web UI
     /// from `static_dir`, and waits until it listens.
     pub async fn start_with(
@@ -55,7 +67,17 @@ impl ServerProcess {
         data_dir: &Path,
         static_dir: &Path,
     ) -> ServerProcess {
-        let bin = bin.as_ref();
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        ServerProcess::launch(bin.as_ref(), database_url, data_dir, static_dir, any_port).await
+    }
+
+    async fn launch(
+        bin: &Path,
+        database_url: &str,
+        data_dir: &Path,
+        static_dir: &Path,
+        listen: SocketAddr,
+    ) -> ServerProcess {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let stderr_path = data_dir.join(format!(
             "server-{}-{}.stderr.log",
@@ -68,7 +90,7 @@ impl ServerProcess {
         command
             .arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen.to_string())
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--static-dir")

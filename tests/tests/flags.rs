@@ -599,3 +599,98 @@ async fn a_change_reaches_subscribers_of_another_instance() {
         .expect(200);
     assert_eq!(now["reason"], "DISABLED");
 }
+
+both_backends!(
+    the_sdk_serves_while_the_server_is_down,
+    |db: TestDatabase| async move {
+        use meridian_server::flags::sdk::{FlagClient, FlagSource, SdkOptions, SdkState};
+        use meridian_shared::flags::EvaluationContext;
+
+        let mut server = ServerProcess::start(BIN, &db).await;
+        let addr = server.addr;
+        let alice = admin(&server.base_url(), "alice").await;
+        alice
+            .post_json("/api/flags", &boolean_flag("resilient"))
+            .await
+            .expect::<Value>(201);
+        let cache = db.data_dir().join("flags-cache.json");
+        let mut options = SdkOptions::new(server.base_url(), "production");
+        options.cache_file = Some(cache.clone());
+        options.max_backoff = Duration::from_millis(200);
+        let sdk = FlagClient::connect(options.clone());
+        let user = EvaluationContext::new("user-1");
+        tokio::time::timeout(Duration::from_secs(10), sdk.wait_for_version(1))
+            .await
+            .expect("the config");
+        assert!(sdk.bool_value("resilient", &user, false));
+        assert!(
+            !sdk.bool_value("no-such-flag", &user, false),
+            "a missing flag is the default"
+        );
+
+        server.kill_9().await;
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            sdk.wait_for_state(SdkState::Offline),
+        )
+        .await
+        .expect("offline");
+        assert!(
+            sdk.bool_value("resilient", &user, false),
+            "the last known config serves"
+        );
+        // A program that starts while the server is down serves the cached config.
+        let cold = FlagClient::connect(options.clone());
+        assert_eq!(cold.version(), sdk.version());
+        assert!(cold.bool_value("resilient", &user, false));
+
+        // The server comes back where it was; a change reaches both clients.
+        let server = ServerProcess::start_at(BIN, &db, addr).await;
+        let alice = alice.same_browser_at(&server.base_url());
+        let killed: KillOutcome = alice
+            .post_json(
+                "/api/flags/resilient/kill",
+                &json!({"environment": "production"}),
+            )
+            .await
+            .expect(200);
+        for client in [&sdk, &cold] {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                client.wait_for_version(killed.version),
+            )
+            .await
+            .expect("the change after the restart");
+            assert!(!client.bool_value("resilient", &user, true));
+        }
+    }
+);
+
+both_backends!(
+    own_features_are_gated_by_flags,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let alice = admin(&server.base_url(), "alice").await;
+        let _: Value = alice.get("/api/cart/history").await.expect(200);
+        alice
+            .post_json(
+                "/api/flags",
+                &boolean_flag(meridian_server::cart::HISTORY_FEATURE),
+            )
+            .await
+            .expect::<Value>(201);
+        let _: Value = alice.get("/api/cart/history").await.expect(200);
+        let _: KillOutcome = alice
+            .post_json(
+                &format!("/api/flags/{}/kill", meridian_server::cart::HISTORY_FEATURE),
+                &json!({"environment": "production"}),
+            )
+            .await
+            .expect(200);
+        alice
+            .get("/api/cart/history")
+            .await
+            .assert_error(503, "feature_disabled");
+        server.shutdown().await;
+    }
+);

@@ -42,6 +42,8 @@ use crate::auth::Session;
 use crate::error::{ApiError, ApiResult, Json, Query};
 use crate::AppState;
 
+/// The feature flag that gates the cart history (on while the flag does not exist).
+pub const HISTORY_FEATURE: &str = "meridian-cart-history";
 /// The most op ids one op may list as observed.
 const MAX_OBSERVED: usize = 1_000;
 /// The longest HLC node name.
@@ -346,6 +348,7 @@ struct HistoryQuery {
     responses(
         (status = 200, description = "A page of history", body = CartHistory),
         (status = 422, description = "`invalid_limit`", body = ApiErrorBody),
+        (status = 503, description = "`feature_disabled`: the flag `meridian-cart-history` is off", body = ApiErrorBody),
     )
 )]
 async fn get_history(
@@ -353,6 +356,13 @@ async fn get_history(
     session: Session,
     Query(query): Query<HistoryQuery>,
 ) -> ApiResult<Json<CartHistory>> {
+    if !crate::flags::feature_enabled(&state, HISTORY_FEATURE, &session.id, true) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "feature_disabled",
+            format!("the cart history is turned off (feature flag {HISTORY_FEATURE})"),
+        ));
+    }
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::unprocessable(

@@ -5,6 +5,7 @@
 //! live   the compiled snapshot of every flag per environment, SSE subscribers
 //! store  SQL: flags, segments, the version, audit log, approvals, schedules
 //! ofrep  the OpenFeature Remote Evaluation Protocol
+//! sdk    the Rust SDK (local evaluation from the stream, last known config kept)
 //! ```
 //!
 //! Evaluation, validation and bucketing are `meridian_shared::flags`', identical in the
@@ -26,6 +27,7 @@
 
 pub mod live;
 pub mod ofrep;
+pub mod sdk;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -134,6 +136,46 @@ async fn follow(state: AppState) {
         }
     }
     state.hub.unregister(registration.id);
+}
+
+/// The environment whose flags gate Meridian's own features.
+pub const OWN_ENVIRONMENT: &str = "production";
+
+/// This instance's flags as a [`sdk::FlagSource`]: the in-process snapshot of one
+/// environment, evaluated locally like any SDK does.
+pub struct LocalFlags {
+    snapshot: Arc<live::Snapshot>,
+    environment: String,
+}
+
+impl LocalFlags {
+    pub fn new(state: &AppState, environment: &str) -> LocalFlags {
+        LocalFlags {
+            snapshot: state.flags.snapshot(),
+            environment: environment.to_owned(),
+        }
+    }
+}
+
+impl sdk::FlagSource for LocalFlags {
+    fn evaluate(
+        &self,
+        key: &str,
+        context: &meridian_shared::flags::EvaluationContext,
+    ) -> Option<meridian_shared::flags::Evaluation> {
+        self.snapshot
+            .evaluate(&self.environment, key, context)
+            .map(|e| e.into_owned())
+    }
+}
+
+/// Whether one of Meridian's own features is on for `targeting_key`: its boolean flag in
+/// [`OWN_ENVIRONMENT`], `default` while no such flag exists. A killed flag turns the
+/// feature off everywhere at once.
+pub fn feature_enabled(state: &AppState, key: &str, targeting_key: &str, default: bool) -> bool {
+    use sdk::FlagSource;
+    let context = meridian_shared::flags::EvaluationContext::new(targeting_key);
+    LocalFlags::new(state, OWN_ENVIRONMENT).bool_value(key, &context, default)
 }
 
 fn signed_in(session: &Session) -> ApiResult<&UserInfo> {
