@@ -132,7 +132,7 @@ impl FlagClient {
     /// serving the cache file's configuration until the first answer.
     pub fn connect(options: SdkOptions) -> FlagClient {
         let client = FlagClient::new();
-        if let Some(snapshot) = options.cache_file.as_ref().and_then(|p| read_cache(p)) {
+        if let Some(snapshot) = options.cache_file.as_ref().and_then(read_cache) {
             client.install(&snapshot);
         }
         let inner = client.inner.clone();
