@@ -1,0 +1,337 @@
+//! Feature flag load through the real server: `cargo bench -p meridian-tests --bench flags`.
+//!
+//! A server process (the `meridian` binary, SQLite) on 127.0.0.1, then:
+//! 1. propagation: 1,000 and 10,000 SSE subscribers follow the production stream; an
+//!    admin flips a kill switch; the time from the admin's request to each subscriber
+//!    reading the new version's event, p50/p99/max over several flips (and for one Rust
+//!    SDK client, until it evaluates the new version);
+//! 2. local evaluation in the Rust SDK: a flag with five rules (mixed operators) and a
+//!    rollout, evaluations per second on one thread;
+//! 3. OFREP: single-flag evaluations per second with 64 concurrent clients, p50/p99.
+//!
+//! Settings (environment): `FLAGS_BENCH_LEVELS` (default `1000,10000`),
+//! `FLAGS_BENCH_FLIPS` (default 5), `FLAGS_BENCH_SECS` (OFREP, default 5).
+
+use std::time::{Duration, Instant};
+
+use meridian_server::flags::sdk::{FlagClient, SdkOptions, SdkState};
+use meridian_shared::flag_admin::KillOutcome;
+use meridian_shared::flags::EvaluationContext;
+use meridian_tests::client::Client;
+use meridian_tests::db::{Backend, TestDatabase};
+use meridian_tests::process::ServerProcess;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_meridian-under-test");
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// A boolean flag with five rules of mixed operators and a 30/70 rollout.
+fn five_rule_flag(key: &str) -> Value {
+    json!({
+        "key": key,
+        "name": "Five rules",
+        "kind": "boolean",
+        "variations": [{"name": "on", "value": true}, {"name": "off", "value": false}],
+        "environments": {"production": {
+            "enabled": true,
+            "off_variation": "off",
+            "rules": [
+                {"clauses": [{"attribute": "email", "operator": "ends_with", "values": ["@meridian.test"]}], "serve": {"variation": "on"}},
+                {"clauses": [{"attribute": "country", "operator": "in", "values": ["NZ", "IS", "PT", "UY", "KE", "VN", "CL", "EE", "SN"]}], "serve": {"variation": "off"}},
+                {"clauses": [{"attribute": "app", "operator": "semver_lt", "values": ["2.0.0"]}], "serve": {"variation": "off"}},
+                {"clauses": [{"attribute": "age_days", "operator": "gte", "values": [365]}, {"attribute": "plan", "operator": "equals", "values": ["pro"]}], "serve": {"variation": "on"}},
+                {"clauses": [{"attribute": "name", "operator": "contains", "values": ["test"], "case_insensitive": true}], "serve": {"variation": "off"}}
+            ],
+            "default_serve": {"rollout": {"variations": [{"variation": "on", "weight": 30}, {"variation": "off", "weight": 70}]}}
+        }}
+    })
+}
+
+/// A raw SSE subscriber: reports `(version, arrival)` for every event id it reads.
+async fn subscriber(
+    address: std::net::SocketAddr,
+    ready: tokio::sync::mpsc::UnboundedSender<()>,
+    arrivals: tokio::sync::mpsc::UnboundedSender<(u64, Instant)>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect a subscriber");
+    stream.set_nodelay(true).expect("nodelay");
+    let request = format!(
+        "GET /api/flags/stream?environment=production HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the request");
+    let mut pending = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut announced = false;
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let now = Instant::now();
+        pending.extend_from_slice(&buf[..n]);
+        // Event ids are on their own line: `id: <version>`.
+        while let Some(at) = find(&pending, b"\nid: ") {
+            let rest = &pending[at + 5..];
+            let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+                break;
+            };
+            let version: u64 = std::str::from_utf8(&rest[..end])
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            pending.drain(..at + 5 + end);
+            if !announced {
+                announced = true;
+                let _ = ready.send(());
+            } else {
+                let _ = arrivals.send((version, now));
+            }
+        }
+        if pending.len() > 64 * 1024 {
+            let keep = pending.len() - 16;
+            pending.drain(..keep);
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn propagation(server: &ServerProcess, admin: &Client, subscribers: usize, flips: usize) {
+    let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel();
+    let (arrival_tx, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = Vec::with_capacity(subscribers);
+    // Connect in waves so that the listen backlog is never the bottleneck.
+    for wave in (0..subscribers).collect::<Vec<_>>().chunks(500) {
+        for _ in wave {
+            tasks.push(tokio::spawn(subscriber(
+                server.addr,
+                ready_tx.clone(),
+                arrival_tx.clone(),
+            )));
+        }
+        for _ in wave {
+            if tokio::time::timeout(Duration::from_secs(30), ready.recv())
+                .await
+                .is_err()
+            {
+                panic!(
+                    "subscriber {} of {subscribers} did not get the config within 30 s",
+                    tasks.len() - wave.len()
+                );
+            }
+        }
+    }
+    let mut latencies = Vec::with_capacity(subscribers * flips);
+    let mut answers = Vec::new();
+    for flip in 0..flips {
+        let started = Instant::now();
+        let outcome: KillOutcome = admin
+            .post_json(
+                "/api/flags/bench/kill",
+                &json!({"environment": "production", "killed": flip % 2 == 0}),
+            )
+            .await
+            .expect(200);
+        answers.push((
+            started.elapsed(),
+            outcome.delivery.delivered,
+            outcome.delivery.subscribers,
+        ));
+        let mut received = 0;
+        while received < subscribers {
+            let (version, at) = tokio::time::timeout(Duration::from_secs(30), arrivals.recv())
+                .await
+                .expect("the change arrives")
+                .expect("subscribers are running");
+            assert_eq!(
+                version, outcome.version,
+                "every subscriber gets every version"
+            );
+            latencies.push(at.duration_since(started));
+            received += 1;
+        }
+    }
+    latencies.sort();
+    let answer_times: Vec<String> = answers
+        .iter()
+        .map(|(t, d, s)| format!("{} ({d}/{s})", ms(*t)))
+        .collect();
+    println!(
+        "  {subscribers:>6} subscribers: p50 {}  p99 {}  max {}  ({} receipts over {flips} flips); kill answered after {}",
+        ms(percentile(&latencies, 50.0)),
+        ms(percentile(&latencies, 99.0)),
+        ms(*latencies.last().unwrap()),
+        latencies.len(),
+        answer_times.join(", "),
+    );
+    for task in tasks {
+        task.abort();
+    }
+}
+
+async fn sdk_propagation(server: &ServerProcess, admin: &Client, flips: usize) {
+    let sdk = FlagClient::connect(SdkOptions::new(server.base_url(), "production"));
+    sdk.wait_for_state(SdkState::Live).await;
+    let mut latencies = Vec::new();
+    for flip in 0..flips {
+        let current = sdk.version();
+        let started = Instant::now();
+        let _: KillOutcome = admin
+            .post_json(
+                "/api/flags/bench/kill",
+                &json!({"environment": "production", "killed": flip % 2 == 0}),
+            )
+            .await
+            .expect(200);
+        sdk.wait_for_version(current + 1).await;
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    println!(
+        "  one Rust SDK client (receipt, parse and compile): p50 {}  max {}",
+        ms(percentile(&latencies, 50.0)),
+        ms(*latencies.last().unwrap())
+    );
+}
+
+fn local_evaluations(client: &FlagClient) {
+    let contexts: Vec<EvaluationContext> = (0..1024)
+        .map(|i| {
+            EvaluationContext::new(format!("user-{i}"))
+                .with("email", format!("person{i}@example.com"))
+                .with("country", ["NZ", "US", "DE", "FR"][i % 4])
+                .with("app", format!("{}.{}.0", 1 + i % 3, i % 10))
+                .with("age_days", (i * 7 % 800) as i64)
+                .with("plan", if i % 5 == 0 { "pro" } else { "free" })
+                .with("name", format!("Person {i}"))
+        })
+        .collect();
+    let n = 10_000_000usize;
+    let mut on = 0usize;
+    let started = Instant::now();
+    for i in 0..n {
+        let context = &contexts[i & 1023];
+        on += client.with_evaluation("five-rules", context, |e| {
+            usize::from(e.is_some_and(|e| e.variant == "on"))
+        });
+    }
+    let took = started.elapsed();
+    println!(
+        "  SDK local evaluation, five rules + rollout: {:.1} M evaluations/s on one thread ({n} in {:.2} s, {on} on)",
+        n as f64 / took.as_secs_f64() / 1e6,
+        took.as_secs_f64()
+    );
+}
+
+async fn ofrep_load(server: &ServerProcess, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let url = server.url("/ofrep/v1/evaluate/flags/five-rules");
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut latencies = Vec::new();
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    n += 1;
+                    let body = json!({"context": {"targetingKey": format!("u-{i}-{n}"), "country": "US", "app": "2.1.0"}});
+                    let started = Instant::now();
+                    let response = http.post(&url).json(&body).send().await.expect("OFREP answers");
+                    assert_eq!(response.status(), 200);
+                    let _ = response.bytes().await;
+                    latencies.push(started.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.expect("a load task"));
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    println!(
+        "  OFREP single-flag, 64 clients: {:.0} requests/s  p50 {}  p99 {}",
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        ms(percentile(&latencies, 50.0)),
+        ms(percentile(&latencies, 99.0)),
+    );
+}
+
+fn main() {
+    let levels: Vec<usize> = std::env::var("FLAGS_BENCH_LEVELS")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let flips = env_or("FLAGS_BENCH_FLIPS", 5usize);
+    let secs = env_or("FLAGS_BENCH_SECS", 5u64);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        println!("flag propagation (admin write → receipt), loopback, a fresh server process on SQLite per level:");
+        for &subscribers in &levels {
+            let (_db, server, admin) = start().await;
+            propagation(&server, &admin, subscribers, flips).await;
+        }
+        let (_db, server, admin) = start().await;
+        sdk_propagation(&server, &admin, flips).await;
+        let sdk = FlagClient::connect(SdkOptions::new(server.base_url(), "production"));
+        sdk.wait_for_version(2).await;
+        println!("evaluation:");
+        local_evaluations(&sdk);
+        ofrep_load(&server, secs).await;
+    });
+}
+
+/// A server process with an admin and the two flags of the benchmark.
+async fn start() -> (TestDatabase, ServerProcess, Client) {
+    let db = TestDatabase::create(Backend::Sqlite).await;
+    let server = ServerProcess::start(BIN, &db).await;
+    let admin = Client::at(&server.base_url());
+    admin
+        .signup("operator", "flag-bench-pass-1")
+        .await
+        .expect::<Value>(201);
+    let mut flag = five_rule_flag("bench");
+    flag["environments"]["production"]["default_serve"] = json!({"variation": "on"});
+    admin
+        .post_json("/api/flags", &flag)
+        .await
+        .expect::<Value>(201);
+    admin
+        .post_json("/api/flags", &five_rule_flag("five-rules"))
+        .await
+        .expect::<Value>(201);
+    (db, server, admin)
+}
