@@ -75,8 +75,8 @@ fn yes() -> bool {
 pub struct Delivery {
     pub environment: String,
     pub version: u64,
-    /// Subscribers connected to this environment's stream (on every instance that
-    /// reported in the last few seconds).
+    /// Subscribers connected to this environment's stream: on this instance, and on the
+    /// other instances that reported in the last few seconds (PostgreSQL).
     pub subscribers: u64,
     /// Of those, how many were sent this version or a later one.
     pub delivered: u64,

@@ -107,7 +107,69 @@ pub async fn start(state: &AppState) -> Result<(), sqlx::Error> {
     state.flags.reload(&state.db.pool).await?;
     state.tasks.spawn(follow(state.clone()));
     state.tasks.spawn(run_schedules_loop(state.clone()));
+    if state.db.backend == meridian_shared::api::DatabaseBackend::Postgres {
+        state.tasks.spawn(report_deliveries(state.clone()));
+    }
     Ok(())
+}
+
+/// How often an instance reports its subscribers' deliveries, and how old a report may
+/// be before its instance is taken for stopped.
+const REPORT_EVERY: Duration = Duration::from_millis(100);
+const REPORT_REFRESH_MS: i64 = 2_000;
+const REPORT_FRESH_MS: i64 = 6_000;
+
+/// PostgreSQL (several instances): reports this instance's deliveries when they change
+/// (and every 2 s), so that any instance can tell when a change reached every client.
+async fn report_deliveries(state: AppState) {
+    let mut every = tokio::time::interval(REPORT_EVERY);
+    let mut last: BTreeMap<String, (Delivery, i64)> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let snapshot = state.flags.snapshot();
+        let now = state.clock.now_ms();
+        for env in snapshot.environments.keys() {
+            let delivery = state.flags.delivery(env, snapshot.version);
+            let stale = last
+                .get(env)
+                .is_none_or(|(d, at)| *d != delivery || now - at >= REPORT_REFRESH_MS);
+            if !stale {
+                continue;
+            }
+            match store::report_delivery(&state.db.pool, &state.instance_id, &delivery, now).await {
+                Ok(()) => {
+                    last.insert(env.clone(), (delivery, now));
+                }
+                Err(err) => tracing::warn!(%err, "could not report flag deliveries"),
+            }
+        }
+    }
+}
+
+/// How far `version` has reached the subscribers of `environment` on every instance
+/// (this one counted live; the others by their reports of the last few seconds).
+pub async fn cluster_delivery(
+    state: &AppState,
+    environment: &str,
+    version: u64,
+) -> Result<Delivery, sqlx::Error> {
+    let mut delivery = state.flags.delivery(environment, version);
+    if state.db.backend == meridian_shared::api::DatabaseBackend::Postgres {
+        let since = state.clock.now_ms() - REPORT_FRESH_MS;
+        let others =
+            store::other_deliveries(&state.db.pool, &state.instance_id, environment, since).await?;
+        for (reported, subscribers, delivered) in others {
+            delivery.subscribers += subscribers;
+            if reported >= version {
+                delivery.delivered += delivered;
+            }
+        }
+        delivery.complete = delivery.delivered == delivery.subscribers;
+    }
+    Ok(delivery)
 }
 
 fn listen(state: &AppState) -> crate::realtime::hub::Registration {
@@ -690,8 +752,8 @@ async fn change_environment(
 
 /// The kill switch: the flag serves its off variation in this environment, whatever its
 /// rules say, at once and without approval. Answers when every subscriber of the
-/// environment's stream on this instance has the change (or after 2 s, saying how many
-/// have it). `"killed": false` lifts it.
+/// environment's stream, on every instance, has the change (or after 2 s, saying how
+/// many have it). `"killed": false` lifts it.
 #[utoipa::path(
     post,
     path = "/api/flags/{key}/kill",
@@ -737,7 +799,7 @@ async fn kill(
     .await?;
     let deadline = tokio::time::Instant::now() + KILL_WAIT;
     let delivery = loop {
-        let delivery = state.flags.delivery(&request.environment, version);
+        let delivery = cluster_delivery(&state, &request.environment, version).await?;
         if delivery.complete || tokio::time::Instant::now() >= deadline {
             break delivery;
         }
@@ -758,7 +820,7 @@ struct DeliveryQuery {
     version: u64,
 }
 
-/// How many of this instance's stream subscribers of an environment have a version.
+/// How many stream subscribers of an environment (on every instance) have a version.
 #[utoipa::path(
     get,
     path = "/api/flags/delivery",

@@ -428,3 +428,55 @@ pub async fn finish_schedule(
             .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Records what this instance's subscribers of `environment` were sent.
+pub async fn report_delivery(
+    pool: &AnyPool,
+    instance_id: &str,
+    delivery: &meridian_shared::flag_admin::Delivery,
+    at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO flag_delivery (instance_id, environment, version, subscribers, delivered, at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (instance_id, environment) DO UPDATE SET
+             version = excluded.version, subscribers = excluded.subscribers,
+             delivered = excluded.delivered, at_ms = excluded.at_ms",
+    )
+    .bind(instance_id)
+    .bind(&delivery.environment)
+    .bind(delivery.version as i64)
+    .bind(delivery.subscribers as i64)
+    .bind(delivery.delivered as i64)
+    .bind(at_ms)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Other instances' reports since `since_ms`: (version, subscribers, delivered).
+pub async fn other_deliveries(
+    pool: &AnyPool,
+    instance_id: &str,
+    environment: &str,
+    since_ms: i64,
+) -> Result<Vec<(u64, u64, u64)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT version, subscribers, delivered FROM flag_delivery
+         WHERE environment = $1 AND instance_id <> $2 AND at_ms >= $3",
+    )
+    .bind(environment)
+    .bind(instance_id)
+    .bind(since_ms)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<i64, _>(0)? as u64,
+                r.try_get::<i64, _>(1)? as u64,
+                r.try_get::<i64, _>(2)? as u64,
+            ))
+        })
+        .collect()
+}
