@@ -20,6 +20,9 @@ pub struct EnvSnapshot {
     pub compiled: HashMap<String, CompiledFlag>,
     /// The JSON of [`FlagSnapshot`], serialised once for every subscriber.
     pub put: Arc<str>,
+    /// The whole SSE event (`event: put`, `id:`, `data:`), encoded once and shared by
+    /// every subscriber's connection.
+    pub frame: axum::body::Bytes,
 }
 
 /// Everything at one configuration version.
@@ -66,11 +69,14 @@ impl Snapshot {
                 segments: segment_list.clone(),
             })
             .expect("a snapshot serialises");
+            let frame =
+                axum::body::Bytes::from(format!("event: put\nid: {version}\ndata: {put}\n\n"));
             per_env.insert(
                 env.clone(),
                 EnvSnapshot {
                     compiled,
                     put: Arc::from(put),
+                    frame,
                 },
             );
         }

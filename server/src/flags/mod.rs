@@ -37,10 +37,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::Stream;
 use meridian_shared::api::{ApiErrorBody, UserInfo};
 use meridian_shared::flag_admin::{
     Approval, ApprovalList, ApprovalStatus, AuditLog, ChangeOutcome, ChangeStatus, Delivery,
@@ -76,6 +75,9 @@ const RESERVED: &[&str] = &[
     "segments",
     "stream",
 ];
+/// A comment line goes to idle stream subscribers this often (proxies drop silent
+/// connections).
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How long the kill switch waits for its delivery to be complete before answering.
 const KILL_WAIT: Duration = Duration::from_secs(2);
 
@@ -1355,7 +1357,7 @@ async fn stream(
     State(state): State<AppState>,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
-) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+) -> ApiResult<Response> {
     let environment = query.environment.unwrap_or_else(|| "production".into());
     if !state
         .flags
@@ -1369,9 +1371,6 @@ async fn stream(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
-    let guard = state.flags.subscribe(&environment);
-    let watch = state.flags.watch();
-    let shutdown = state.shutdown.clone();
     struct Follow {
         watch: tokio::sync::watch::Receiver<Arc<live::Snapshot>>,
         guard: live::SubscriberGuard,
@@ -1381,15 +1380,17 @@ async fn stream(
         shutdown: CancellationToken,
     }
     let start = Follow {
-        watch,
-        guard,
+        watch: state.flags.watch(),
+        guard: state.flags.subscribe(&environment),
         environment,
         sent: last_seen,
         handed_over: None,
-        shutdown,
+        shutdown: state.shutdown.clone(),
     };
-    let events = futures_util::stream::unfold(start, |mut f| async move {
-        // The previous event was taken by the connection: count it as delivered.
+    // Every subscriber sends the same pre-encoded frame of a version (a shared `Bytes`),
+    // so a change costs each connection a wake-up and a write, nothing more.
+    let frames = futures_util::stream::unfold(start, |mut f| async move {
+        // The previous frame was taken by the connection: count it as delivered.
         if let Some(v) = f.handed_over.take() {
             f.guard.sent.store(v, Ordering::Release);
         }
@@ -1400,17 +1401,24 @@ async fn stream(
             } else if let Some(env) = snapshot.environments.get(&f.environment) {
                 f.sent = Some(snapshot.version);
                 f.handed_over = Some(snapshot.version);
-                let event = SseEvent::default()
-                    .event("put")
-                    .id(snapshot.version.to_string())
-                    .data(&*env.put);
-                return Some((Ok(event), f));
+                return Some((Ok::<_, Infallible>(env.frame.clone()), f));
             }
             tokio::select! {
                 _ = f.shutdown.cancelled() => return None,
                 changed = f.watch.changed() => if changed.is_err() { return None },
+                _ = tokio::time::sleep(KEEP_ALIVE) => {
+                    return Some((Ok(axum::body::Bytes::from_static(b":\n\n")), f));
+                }
             }
         }
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok((
+        [
+            (CONTENT_TYPE, "text/event-stream"),
+            (CACHE_CONTROL, "no-cache"),
+            (HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        axum::body::Body::from_stream(frames),
+    )
+        .into_response())
 }
