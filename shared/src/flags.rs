@@ -77,10 +77,14 @@
 //!
 //! A [`CompiledFlag`] holds everything pre-parsed: variation indices, numbers, semantic
 //! versions, lowercased string lists (in hash sets past [`SMALL_SET`] entries), the
-//! segments it names. An evaluation borrows its answer from the compiled flag
-//! ([`EvaluationRef`]) and allocates nothing, with one exception: a case-insensitive
-//! clause reading a non-ASCII attribute, or one longer than 128 bytes, lowercases it into
-//! a `String`. Recompile a flag when it, or a segment it names, changes.
+//! segments it names, and the distinct attribute names its clauses read. An evaluation
+//! finds those attributes in one pass over the context (comparing each key's length and
+//! first and last 8 bytes, not its bytes one by one, and stopping once all are found),
+//! borrows its answer from the compiled flag ([`EvaluationRef`]), and allocates nothing,
+//! with one exception: a case-insensitive `equals`/`in`/`contains` on a non-ASCII
+//! attribute, or one longer than 128 bytes, lowercases it into a `String`. The bench
+//! (`benches/flags.rs`) has the figures. Recompile a flag when it, or a segment it names,
+//! changes.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
@@ -900,7 +904,8 @@ struct CompiledRollout {
     /// (last bucket, variation index), in bucket order; the last bound is 100.
     bounds: Box<[(u8, usize)]>,
     bucket_by: Attribute,
-    group: Box<str>,
+    /// The hash state after `"{group}:"`: each evaluation hashes only the key.
+    group_prefix: Murmur3,
 }
 
 #[derive(Debug, Clone)]
@@ -935,6 +940,9 @@ enum Attribute {
 struct AttributeTable {
     names: Vec<Box<str>>,
     prints: Vec<KeyPrint>,
+    /// Bit `len % 64` set for the length of each name: most context keys that are not
+    /// names are skipped on their length alone.
+    lengths: u64,
 }
 
 impl AttributeTable {
@@ -944,18 +952,26 @@ impl AttributeTable {
             None => {
                 self.names.push(name.into());
                 self.prints.push(KeyPrint::of(name));
+                self.lengths |= length_bit(name.len());
                 self.names.len() - 1
             }
         }
     }
 }
 
+#[inline]
+fn length_bit(len: usize) -> u64 {
+    1 << (len % 64)
+}
+
 /// A key's length and its first and last 8 bytes: for keys up to 16 bytes, equal prints
 /// mean equal keys; longer keys are compared in full when their prints are equal.
+/// (`head` comes first: the derived `==` compares fields in order and stops at the
+/// first difference.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct KeyPrint {
-    len: usize,
     head: u64,
+    len: usize,
     tail: u64,
 }
 
@@ -966,8 +982,8 @@ impl KeyPrint {
         let len = bytes.len();
         let tail = if len > 8 { word(&bytes[len - 8..]) } else { 0 };
         KeyPrint {
-            len,
             head: word(bytes),
+            len,
             tail,
         }
     }
@@ -1027,7 +1043,7 @@ impl<'f, 'c> ContextView<'f, 'c> {
     }
 
     /// The attribute in the table's `slot`; `None` when the context lacks it.
-    #[inline]
+    #[inline(always)]
     fn get(&mut self, slot: usize) -> Option<&'c Value> {
         if self.table.names.len() > ATTRIBUTE_SLOTS {
             let attributes = &self.context.attributes;
@@ -1043,6 +1059,7 @@ impl<'f, 'c> ContextView<'f, 'c> {
         self.slots.get(slot).copied().flatten()
     }
 
+    #[inline(never)]
     fn resolve(&mut self) {
         self.resolved = true;
         let attributes = &self.context.attributes;
@@ -1058,16 +1075,16 @@ impl<'f, 'c> ContextView<'f, 'c> {
             if missing == 0 {
                 break;
             }
-            // Most keys differ from every name in length: no print to make.
-            if !table.prints.iter().any(|known| known.len == key.len()) {
+            if table.lengths & length_bit(key.len()) == 0 {
                 continue;
             }
             let print = KeyPrint::of(key);
-            let found = table
-                .prints
-                .iter()
-                .zip(&table.names)
-                .position(|(known, name)| *known == print && (print.exact() || **name == **key));
+            let found = match table.prints.iter().position(|known| *known == print) {
+                Some(slot) if print.exact() => Some(slot),
+                // Long names can share a print: compare them in full.
+                Some(_) => table.names.iter().position(|name| **name == **key),
+                None => None,
+            };
             if let Some(slot) = found.and_then(|slot| self.slots.get_mut(slot)) {
                 *slot = Some(value);
                 missing -= 1;
@@ -1181,16 +1198,13 @@ impl Hasher for FxHasher {
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
         let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            let mut buffer = [0u8; 8];
-            buffer.copy_from_slice(word);
-            self.add(u64::from_le_bytes(buffer));
+        for chunk in &mut words {
+            self.add(word(chunk));
         }
         let rest = words.remainder();
         if !rest.is_empty() {
-            let mut buffer = [0u8; 8];
-            buffer[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(buffer));
+            // `word` is unique per length only: mix the length in.
+            self.add(word(rest) ^ (rest.len() as u64) << 59);
         }
     }
 
@@ -1327,7 +1341,7 @@ impl CompiledRollout {
     fn bucket_of(&self, view: &mut ContextView<'_, '_>) -> Result<u8, (ErrorCode, &'static str)> {
         match self.bucket_by {
             Attribute::TargetingKey => match view.targeting_key() {
-                Some(key) if !key.is_empty() => Ok(bucket(&self.group, key)),
+                Some(key) if !key.is_empty() => Ok(self.bucket(key.as_bytes())),
                 _ => Err((
                     ErrorCode::TargetingKeyMissing,
                     "the flag's rollout buckets by the targeting key, which the context lacks",
@@ -1337,11 +1351,11 @@ impl CompiledRollout {
                 const INVALID: &str = "the flag's rollout buckets by an attribute that the \
                                        context lacks or that is not a non-empty string or an integer";
                 match view.get(slot) {
-                    Some(Value::String(key)) if !key.is_empty() => Ok(bucket(&self.group, key)),
+                    Some(Value::String(key)) if !key.is_empty() => Ok(self.bucket(key.as_bytes())),
                     Some(Value::Number(number)) => {
                         let mut digits = [0u8; 20];
                         match integer_digits(number, &mut digits) {
-                            Some(key) => Ok(bucket_bytes(&self.group, key)),
+                            Some(key) => Ok(self.bucket(key)),
                             None => Err((ErrorCode::InvalidContext, INVALID)),
                         }
                     }
@@ -1349,6 +1363,14 @@ impl CompiledRollout {
                 }
             }
         }
+    }
+
+    /// `bucket(group, key)`, from the hash state after the group.
+    #[inline]
+    fn bucket(&self, key: &[u8]) -> u8 {
+        let mut hasher = self.group_prefix;
+        hasher.write(key);
+        normalize(hasher.finish())
     }
 
     #[inline]
@@ -1423,7 +1445,7 @@ fn scalar(value: &Value) -> Scalar<'_> {
 }
 
 impl CompiledClause {
-    #[inline]
+    #[inline(always)]
     fn matches(&self, view: &mut ContextView<'_, '_>, segments: &[CompiledSegment]) -> bool {
         if let Test::Segment(indices) = &self.test {
             let inside = indices.iter().any(|&i| {
@@ -1449,7 +1471,7 @@ impl CompiledClause {
 }
 
 impl Test {
-    #[inline]
+    #[inline(always)]
     fn holds(&self, value: Scalar<'_>) -> bool {
         match self {
             Test::Segment(_) => false,
@@ -1470,9 +1492,7 @@ impl Test {
                 needles,
                 case_insensitive,
             } => match value {
-                Scalar::Str(text) if *case_insensitive => {
-                    with_lowercase(text, |text| op.any(text, needles))
-                }
+                Scalar::Str(text) if *case_insensitive => op.any_lowercase(text, needles),
                 Scalar::Str(text) => op.any(text, needles),
                 _ => false,
             },
@@ -1513,6 +1533,29 @@ impl TextOp {
             TextOp::StartsWith => text.starts_with(&**needle),
             TextOp::EndsWith => text.ends_with(&**needle),
         })
+    }
+
+    /// `any` of `text` lowercased, with `needles` already lowercase. An ASCII text's
+    /// prefix or suffix is compared in place, ignoring ASCII case (an ASCII text
+    /// lowercases to ASCII, so a non-ASCII needle fails either way).
+    #[inline]
+    fn any_lowercase(self, text: &str, needles: &[Box<str>]) -> bool {
+        let bytes = text.as_bytes();
+        match self {
+            TextOp::StartsWith if text.is_ascii() => needles.iter().any(|needle| {
+                bytes
+                    .get(..needle.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(needle.as_bytes()))
+            }),
+            TextOp::EndsWith if text.is_ascii() => needles.iter().any(|needle| {
+                bytes
+                    .len()
+                    .checked_sub(needle.len())
+                    .and_then(|start| bytes.get(start..))
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(needle.as_bytes()))
+            }),
+            _ => with_lowercase(text, |text| self.any(text, needles)),
+        }
     }
 }
 
@@ -1765,7 +1808,7 @@ impl Compiler<'_> {
         Ok(CompiledRollout {
             bounds: bounds.into_boxed_slice(),
             bucket_by,
-            group: group.into(),
+            group_prefix: group_prefix(group),
         })
     }
 
@@ -2309,18 +2352,31 @@ pub fn bucket(group: &str, key: &str) -> u8 {
     bucket_bytes(group, key.as_bytes())
 }
 
+/// The hash state after `"{group}:"`, seed 0.
 #[inline]
-fn bucket_hash_bytes(group: &str, key: &[u8]) -> u32 {
+fn group_prefix(group: &str) -> Murmur3 {
     let mut hasher = Murmur3::new(0);
     hasher.write(group.as_bytes());
     hasher.write(b":");
+    hasher
+}
+
+#[inline]
+fn bucket_hash_bytes(group: &str, key: &[u8]) -> u32 {
+    let mut hasher = group_prefix(group);
     hasher.write(key);
     hasher.finish()
 }
 
 #[inline]
 fn bucket_bytes(group: &str, key: &[u8]) -> u8 {
-    (bucket_hash_bytes(group, key) % TOTAL_WEIGHT + 1) as u8
+    normalize(bucket_hash_bytes(group, key))
+}
+
+/// A hash's bucket, 1..=100.
+#[inline]
+fn normalize(hash: u32) -> u8 {
+    (hash % TOTAL_WEIGHT + 1) as u8
 }
 
 #[cfg(test)]
@@ -2703,6 +2759,65 @@ mod tests {
             "18446744073709551616.0.0",
         ] {
             assert!(Semver::parse(invalid).is_none(), "{invalid:?}");
+        }
+    }
+
+    #[test]
+    fn attributes_are_found_whatever_the_sizes() {
+        // Names sharing their first and last 8 bytes and their length: equal prints, so
+        // the full names decide.
+        let (a, b) = ("attribute_one_long_name", "attribute_two_long_name");
+        assert_eq!(KeyPrint::of(a), KeyPrint::of(b));
+        // Keys of every length up to 20 have distinct prints when they differ.
+        for len in 0..=20 {
+            let x: String = "x".repeat(len);
+            for i in 0..len {
+                let mut y = x.clone().into_bytes();
+                y[i] = b'y';
+                let y = String::from_utf8(y).unwrap();
+                assert!(KeyPrint::of(&x) != KeyPrint::of(&y) || !KeyPrint::of(&x).exact());
+            }
+        }
+        // A flag reading `names` attributes; rule i matches when attribute i equals "v".
+        let flag_with = |names: &[String]| {
+            let rules: Vec<Value> = names
+                .iter()
+                .map(|name| {
+                    json!({"clauses": [clause(name, "equals", json!(["v"]))],
+                           "serve": {"variation": "on"}})
+                })
+                .collect();
+            let mut flag = rule_flag(json!([]));
+            flag["rules"] = json!(rules);
+            compile(flag)
+        };
+        let many: Vec<String> = (0..40).map(|i| format!("attr-{i}")).collect();
+        for flag_names in [
+            &many[..3],
+            &many[..ATTRIBUTE_SLOTS],
+            &many[..],
+            &[a.to_owned(), b.to_owned()][..],
+        ] {
+            let flag = flag_with(flag_names);
+            for context_size in [0, 1, 5, SCANNED_ATTRIBUTES, 40] {
+                for (index, target) in flag_names.iter().enumerate() {
+                    // The context holds `context_size` decoys (every name's value but the
+                    // target's is not "v"), and the target.
+                    let mut ctx = EvaluationContext::new("k");
+                    let pair = [a.to_owned(), b.to_owned()];
+                    for name in pair.iter().chain(&many).take(context_size) {
+                        ctx = ctx.with(name.as_str(), "not v");
+                    }
+                    ctx = ctx.with(target.as_str(), "v");
+                    let answer = flag.evaluate(&ctx);
+                    assert_eq!(
+                        answer.rule_index,
+                        Some(index),
+                        "{} names, {context_size} attributes, target {target}",
+                        flag_names.len()
+                    );
+                }
+            }
         }
     }
 
