@@ -196,6 +196,14 @@ impl FlagClient {
         f(compiled.flags.get(key).map(|flag| flag.evaluate(context)))
     }
 
+    /// The configuration as it is now, to evaluate many times without touching the
+    /// client's lock (a request handler takes one view per request).
+    pub fn view(&self) -> FlagView {
+        FlagView {
+            compiled: self.current(),
+        }
+    }
+
     fn current(&self) -> Arc<Compiled> {
         self.inner
             .compiled
@@ -207,6 +215,29 @@ impl FlagClient {
     /// Stops following the server (evaluation goes on with what it has).
     pub fn close(&self) {
         self.inner.stop.cancel();
+    }
+}
+
+/// One version of the configuration, evaluated locally.
+pub struct FlagView {
+    compiled: Arc<Compiled>,
+}
+
+impl FlagView {
+    pub fn version(&self) -> u64 {
+        self.compiled.version
+    }
+
+    /// Evaluates `key`: `None` when there is no such flag.
+    pub fn evaluate(
+        &self,
+        key: &str,
+        context: &EvaluationContext,
+    ) -> Option<meridian_shared::flags::EvaluationRef<'_>> {
+        self.compiled
+            .flags
+            .get(key)
+            .map(|flag| flag.evaluate(context))
     }
 }
 
