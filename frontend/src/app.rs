@@ -20,6 +20,7 @@ use crate::net::http::{self, HttpError};
 use crate::net::realtime::{ConnectionState, Realtime, RealtimeConfig, RealtimeStatus};
 use crate::pages::auth::{AuthMode, AuthPage};
 use crate::pages::cart::CartPage;
+use crate::pages::flags::FlagsPage;
 use crate::pages::home::HomePage;
 use crate::pages::ids::IdsPage;
 use crate::pages::not_found::NotFoundPage;
@@ -39,6 +40,8 @@ pub enum Route {
     Ids,
     #[at("/cart")]
     Cart,
+    #[at("/flags")]
+    Flags,
     #[at("/status")]
     Status,
     #[not_found]
@@ -53,6 +56,7 @@ fn switch(route: Route) -> Html {
         Route::SignUp => html! { <AuthPage key="signup" mode={AuthMode::SignUp} /> },
         Route::Ids => html! { <IdsPage /> },
         Route::Cart => html! { <CartPage /> },
+        Route::Flags => html! { <FlagsPage /> },
         Route::Status => html! { <StatusPage /> },
         Route::NotFound => html! { <NotFoundPage /> },
     }
@@ -237,6 +241,7 @@ fn Header() -> Html {
                     { nav_link(Route::Home, "Home") }
                     { nav_link(Route::Ids, "IDs") }
                     { nav_link(Route::Cart, "Shop") }
+                    { nav_link(Route::Flags, "Flags") }
                     { nav_link(Route::Status, "Status") }
                 </nav>
                 <div class="account">
@@ -270,6 +275,8 @@ mod tests {
         assert_eq!(Route::SignUp.to_path(), "/signup");
         assert_eq!(Route::Status.to_path(), "/status");
         assert_eq!(Route::Cart.to_path(), "/cart");
+        assert_eq!(Route::Flags.to_path(), "/flags");
+        assert_eq!(Route::recognize("/flags"), Some(Route::Flags));
         assert_eq!(Route::recognize("/status"), Some(Route::Status));
         assert_eq!(Route::recognize("/no/such/page"), Some(Route::NotFound));
     }

@@ -24,4 +24,9 @@ pub const SYSTEMS: &[SystemInfo] = &[
         name: "Shopping cart",
         summary: "A local-first cart: changes show at once and work offline, tabs and devices converge (adds are never lost), and a guest cart merges into your account when you sign in.",
     },
+    SystemInfo {
+        path: "/flags",
+        name: "Feature flags",
+        summary: "Flags with targeting rules and percentage rollouts, one evaluator in the browser, SDKs and the server, a kill switch that reaches every connected client, approvals and an audit log; OpenFeature's OFREP for other clients.",
+    },
 ];

@@ -13,7 +13,14 @@ use std::fmt;
 
 use gloo_net::http::{Request, RequestBuilder};
 use gloo_timers::callback::Timeout;
+use std::collections::BTreeMap;
+
 use meridian_shared::api::{ApiErrorBody, Credentials, HealthResponse, Me};
+use meridian_shared::flag_admin::{
+    ApprovalList, AuditLog, ChangeOutcome, EnvironmentChange, EnvironmentList, EnvironmentSettings,
+    FlagList, KillOutcome, KillRequest, Preview, PreviewRequest, ScheduleList,
+};
+use meridian_shared::flags::{Flag, FlagEnvironmentConfig, FlagKind, Variation};
 use serde::de::DeserializeOwned;
 use web_sys::{AbortController, RequestCache};
 
@@ -183,6 +190,164 @@ pub fn cart_history_path(before: Option<u64>, limit: u32) -> String {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Feature flags (`/api/flags`): every route but the stream needs a signed-in user and
+// answers 401 `sign_in_required` otherwise.
+
+/// The body of `POST /api/flags`: a new flag. It mirrors the server's `FlagDefinition`
+/// (which lives in the server crate, not in `meridian_shared`); environments left out
+/// start off, serving the first variation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NewFlag {
+    pub key: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    pub kind: FlagKind,
+    pub variations: Vec<Variation>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub environments: BTreeMap<String, FlagEnvironmentConfig>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// Percent-encodes one path segment (everything but RFC 3986's unreserved characters),
+/// so that a key or an id can never change the route.
+pub fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// `/api/flags/{key}` followed by `rest` (which starts with `/`, or is empty).
+pub fn flag_path(key: &str, rest: &str) -> String {
+    format!("/api/flags/{}{rest}", path_segment(key))
+}
+
+/// The path of a page of the audit log: every flag's, or one flag's.
+pub fn flag_audit_path(key: Option<&str>, before: Option<u64>, limit: u32) -> String {
+    let base = match key {
+        Some(key) => flag_path(key, "/audit"),
+        None => "/api/flags/audit".to_owned(),
+    };
+    match before {
+        Some(before) => format!("{base}?limit={limit}&before={before}"),
+        None => format!("{base}?limit={limit}"),
+    }
+}
+
+/// The stream of one environment's configuration (Server-Sent Events).
+pub fn flag_stream_path(environment: &str) -> String {
+    format!(
+        "/api/flags/stream?environment={}",
+        path_segment(environment)
+    )
+}
+
+/// `GET /api/flags`: every flag, in every environment.
+pub async fn flags() -> Result<FlagList, HttpError> {
+    send(Request::get("/api/flags"), None::<&()>).await
+}
+
+/// `POST /api/flags`: creates a flag (201), or 400 `invalid_flag` naming the field, or
+/// 409 `flag_exists`.
+pub async fn create_flag(flag: &NewFlag) -> Result<Flag, HttpError> {
+    send(Request::post("/api/flags"), Some(flag)).await
+}
+
+/// `DELETE /api/flags/{key}` (204).
+pub async fn delete_flag(key: &str) -> Result<(), HttpError> {
+    send_no_content(Request::delete(&flag_path(key, ""))).await
+}
+
+/// `PUT /api/flags/{key}/environments/{environment}`: applied (200), or waiting for an
+/// approval or for its time (202); 400 `invalid_flag` names the rule.
+pub async fn change_flag_environment(
+    key: &str,
+    environment: &str,
+    change: &EnvironmentChange,
+) -> Result<ChangeOutcome, HttpError> {
+    let path = flag_path(key, &format!("/environments/{}", path_segment(environment)));
+    send(Request::put(&path), Some(change)).await
+}
+
+/// `POST /api/flags/{key}/kill`: the kill switch (or, with `killed: false`, lifting it),
+/// answered with how far the change reached the stream's subscribers.
+pub async fn kill_flag(key: &str, request: &KillRequest) -> Result<KillOutcome, HttpError> {
+    send(Request::post(&flag_path(key, "/kill")), Some(request)).await
+}
+
+/// `POST /api/flags/{key}/preview`: the server's evaluation of a context.
+pub async fn preview_flag(key: &str, request: &PreviewRequest) -> Result<Preview, HttpError> {
+    send(Request::post(&flag_path(key, "/preview")), Some(request)).await
+}
+
+/// `GET /api/flags/audit` or `GET /api/flags/{key}/audit`: newest first.
+pub async fn flag_audit(
+    key: Option<&str>,
+    before: Option<u64>,
+    limit: u32,
+) -> Result<AuditLog, HttpError> {
+    send(
+        Request::get(&flag_audit_path(key, before, limit)),
+        None::<&()>,
+    )
+    .await
+}
+
+/// `GET /api/flags/approvals?status=pending`.
+pub async fn pending_approvals() -> Result<ApprovalList, HttpError> {
+    send(
+        Request::get("/api/flags/approvals?status=pending"),
+        None::<&()>,
+    )
+    .await
+}
+
+/// `POST /api/flags/approvals/{id}/approve` or `.../reject`; 403 `self_approval` for the
+/// change's own author.
+pub async fn decide_approval(id: &str, approve: bool) -> Result<ChangeOutcome, HttpError> {
+    let verb = if approve { "approve" } else { "reject" };
+    let path = format!("/api/flags/approvals/{}/{verb}", path_segment(id));
+    send(Request::post(&path), None::<&()>).await
+}
+
+/// `GET /api/flags/schedules`: scheduled changes, latest first.
+pub async fn flag_schedules() -> Result<ScheduleList, HttpError> {
+    send(Request::get("/api/flags/schedules"), None::<&()>).await
+}
+
+/// `GET /api/flags/environments`.
+pub async fn flag_environments() -> Result<EnvironmentList, HttpError> {
+    send(Request::get("/api/flags/environments"), None::<&()>).await
+}
+
+/// `PUT /api/flags/environments/{name}`: whether its changes need a second user.
+pub async fn set_flag_environment(
+    name: &str,
+    require_approval: bool,
+) -> Result<EnvironmentSettings, HttpError> {
+    let path = format!("/api/flags/environments/{}", path_segment(name));
+    let body = serde_json::json!({ "require_approval": require_approval });
+    send(Request::put(&path), Some(&body)).await
+}
+
+/// Like [`send`], for an answer without a body (204).
+async fn send_no_content(builder: RequestBuilder) -> Result<(), HttpError> {
+    match send::<serde_json::Value, ()>(builder, None).await {
+        Ok(_) => Ok(()),
+        // An empty 2xx body does not parse as JSON: that is the expected answer.
+        Err(HttpError::Unexpected { status, .. }) if (200..300).contains(&status) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 async fn send<T: DeserializeOwned, B: serde::Serialize>(
     builder: RequestBuilder,
     body: Option<&B>,
@@ -274,6 +439,51 @@ mod tests {
         assert_eq!(
             cart_history_path(Some(17), 20),
             "/api/cart/history?limit=20&before=17"
+        );
+    }
+
+    #[test]
+    fn flag_paths_escape_what_is_not_a_key() {
+        assert_eq!(
+            flag_path("new-checkout", "/kill"),
+            "/api/flags/new-checkout/kill"
+        );
+        assert_eq!(flag_path("a/b c", ""), "/api/flags/a%2Fb%20c");
+        assert_eq!(path_segment("ü"), "%C3%BC");
+        assert_eq!(flag_audit_path(None, None, 50), "/api/flags/audit?limit=50");
+        assert_eq!(
+            flag_audit_path(Some("beta"), Some(7), 20),
+            "/api/flags/beta/audit?limit=20&before=7"
+        );
+        assert_eq!(
+            flag_stream_path("production"),
+            "/api/flags/stream?environment=production"
+        );
+    }
+
+    #[test]
+    fn a_new_flag_serialises_as_the_server_reads_it() {
+        let flag = NewFlag {
+            key: "beta".into(),
+            name: "Beta".into(),
+            description: String::new(),
+            kind: FlagKind::Boolean,
+            variations: vec![Variation {
+                name: "on".into(),
+                value: serde_json::json!(true),
+                description: String::new(),
+            }],
+            environments: BTreeMap::new(),
+            tags: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_value(&flag).unwrap(),
+            serde_json::json!({
+                "key": "beta",
+                "name": "Beta",
+                "kind": "boolean",
+                "variations": [{"name": "on", "value": true}],
+            })
         );
     }
 
