@@ -15,30 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meridian_shared::cart::{CartOpInput, CartOpType, CartOpsRequest, CartView, MAX_LINES};
+use meridian_tests::bench::{env_or, ms, percentile};
 use meridian_tests::client::Client;
 use meridian_tests::db::{Backend, TestDatabase, PG_URL_VAR};
 use meridian_tests::server::TestServer;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
 
 /// One session's loop: random ops until the deadline. Returns its latencies.
 async fn session(

@@ -17,31 +17,13 @@ use std::time::{Duration, Instant};
 use meridian_server::flags::sdk::{FlagClient, SdkOptions, SdkState};
 use meridian_shared::flag_admin::KillOutcome;
 use meridian_shared::flags::EvaluationContext;
+use meridian_tests::bench::{env_or, ms, percentile};
 use meridian_tests::client::Client;
 use meridian_tests::db::{Backend, TestDatabase};
 use meridian_tests::process::ServerProcess;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_meridian-under-test");
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
 
 /// A boolean flag with five rules of mixed operators and a 30/70 rollout.
 fn five_rule_flag(key: &str) -> Value {

@@ -6,6 +6,7 @@
 //! `scripts/test.sh` starts a server and sets it. Without it they fail, naming the
 //! variable: a backend is never skipped silently.
 
+pub mod bench;
 pub mod browser;
 pub mod client;
 pub mod db;

@@ -405,18 +405,9 @@ async fn create_flag(
     store::insert_flag(&mut tx, &flag).await?;
     store::audit(
         &mut tx,
-        NewAudit {
-            version,
-            at_ms: now,
-            actor_id: Some(&user.id),
-            actor_name: &user.username,
-            action: "create",
-            flag_key: Some(&flag.key),
-            environment: None,
-            before: None,
-            after: Some(to_json(&flag)),
-            approved_by: None,
-        },
+        NewAudit::new(version, now, Some(&user.id), &user.username, "create")
+            .flag(&flag.key)
+            .change(None, Some(to_json(&flag))),
     )
     .await?;
     publish_change(&state, tx, version).await?;
@@ -500,18 +491,9 @@ async fn replace_flag(
     store::update_flag(&mut tx, &flag).await?;
     store::audit(
         &mut tx,
-        NewAudit {
-            version,
-            at_ms: now,
-            actor_id: Some(&user.id),
-            actor_name: &user.username,
-            action: "update",
-            flag_key: Some(&key),
-            environment: None,
-            before: Some(to_json(&before)),
-            after: Some(to_json(&flag)),
-            approved_by: None,
-        },
+        NewAudit::new(version, now, Some(&user.id), &user.username, "update")
+            .flag(&key)
+            .change(Some(to_json(&before)), Some(to_json(&flag))),
     )
     .await?;
     publish_change(&state, tx, version).await?;
@@ -543,18 +525,9 @@ async fn delete_flag(
     store::delete_flag(&mut tx, &key).await?;
     store::audit(
         &mut tx,
-        NewAudit {
-            version,
-            at_ms: now,
-            actor_id: Some(&user.id),
-            actor_name: &user.username,
-            action: "delete",
-            flag_key: Some(&key),
-            environment: None,
-            before: Some(to_json(&before)),
-            after: None,
-            approved_by: None,
-        },
+        NewAudit::new(version, now, Some(&user.id), &user.username, "delete")
+            .flag(&key)
+            .change(Some(to_json(&before)), None),
     )
     .await?;
     publish_change(&state, tx, version).await?;
@@ -604,18 +577,14 @@ async fn apply_environment(
     store::update_flag(&mut tx, &flag).await?;
     store::audit(
         &mut tx,
-        NewAudit {
-            version,
-            at_ms: now,
-            actor_id,
-            actor_name,
-            action,
-            flag_key: Some(key),
-            environment: Some(environment),
-            before: before.environments.get(environment).map(to_json),
-            after: flag.environments.get(environment).map(to_json),
-            approved_by,
-        },
+        NewAudit::new(version, now, actor_id, actor_name, action)
+            .flag(key)
+            .environment(environment)
+            .change(
+                before.environments.get(environment).map(to_json),
+                flag.environments.get(environment).map(to_json),
+            )
+            .approved_by(approved_by),
     )
     .await?;
     publish_change(state, tx, version).await?;
@@ -1253,18 +1222,14 @@ async fn put_segment(
     }
     store::audit(
         &mut tx,
-        NewAudit {
+        NewAudit::new(
             version,
-            at_ms: now,
-            actor_id: Some(&user.id),
-            actor_name: &user.username,
-            action: "segment_update",
-            flag_key: None,
-            environment: None,
-            before: before.as_ref().map(to_json),
-            after: Some(to_json(&segment)),
-            approved_by: None,
-        },
+            now,
+            Some(&user.id),
+            &user.username,
+            "segment_update",
+        )
+        .change(before.as_ref().map(to_json), Some(to_json(&segment))),
     )
     .await?;
     publish_change(&state, tx, version).await?;
@@ -1314,18 +1279,14 @@ async fn delete_segment(
     }
     store::audit(
         &mut tx,
-        NewAudit {
+        NewAudit::new(
             version,
-            at_ms: now,
-            actor_id: Some(&user.id),
-            actor_name: &user.username,
-            action: "segment_delete",
-            flag_key: None,
-            environment: None,
-            before: Some(to_json(&before)),
-            after: None,
-            approved_by: None,
-        },
+            now,
+            Some(&user.id),
+            &user.username,
+            "segment_delete",
+        )
+        .change(Some(to_json(&before)), None),
     )
     .await?;
     publish_change(&state, tx, version).await?;

@@ -188,6 +188,59 @@ pub struct NewAudit<'a> {
     pub approved_by: Option<&'a str>,
 }
 
+impl<'a> NewAudit<'a> {
+    pub fn new(
+        version: u64,
+        at_ms: i64,
+        actor_id: Option<&'a str>,
+        actor_name: &'a str,
+        action: &'a str,
+    ) -> NewAudit<'a> {
+        NewAudit {
+            version,
+            at_ms,
+            actor_id,
+            actor_name,
+            action,
+            flag_key: None,
+            environment: None,
+            before: None,
+            after: None,
+            approved_by: None,
+        }
+    }
+
+    pub fn flag(self, key: &'a str) -> NewAudit<'a> {
+        NewAudit {
+            flag_key: Some(key),
+            ..self
+        }
+    }
+
+    pub fn environment(self, environment: &'a str) -> NewAudit<'a> {
+        NewAudit {
+            environment: Some(environment),
+            ..self
+        }
+    }
+
+    /// What was, and what is (either absent for a creation or a deletion).
+    pub fn change(self, before: Option<Value>, after: Option<Value>) -> NewAudit<'a> {
+        NewAudit {
+            before,
+            after,
+            ..self
+        }
+    }
+
+    pub fn approved_by(self, by: Option<&'a str>) -> NewAudit<'a> {
+        NewAudit {
+            approved_by: by,
+            ..self
+        }
+    }
+}
+
 pub async fn audit(conn: &mut AnyConnection, entry: NewAudit<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO flag_audit (version, at_ms, actor_id, actor_name, action, flag_key,
