@@ -13,6 +13,7 @@
 pub mod api;
 pub mod cart;
 pub mod flag_admin;
+pub mod flag_vectors;
 pub mod flags;
 pub mod ids;
 pub mod realtime;
