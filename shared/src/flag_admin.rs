@@ -5,9 +5,30 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use std::collections::BTreeMap;
+
 use crate::flags::{
-    ErrorCode, EvaluationContext, Flag, FlagConfig, FlagEnvironmentConfig, Reason, Segment,
+    ErrorCode, EvaluationContext, Flag, FlagConfig, FlagEnvironmentConfig, FlagKind, Reason,
+    Segment, Variation,
 };
+
+/// A flag as clients create (`POST /api/flags`) or replace (`PUT /api/flags/{key}`) it;
+/// the server keeps the timestamps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlagDefinition {
+    pub key: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    pub kind: FlagKind,
+    pub variations: Vec<Variation>,
+    /// Environments left out start off, serving the first variation.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environments: BTreeMap<String, FlagEnvironmentConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
 
 /// `GET /api/flags`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,14 +13,13 @@ use std::fmt;
 
 use gloo_net::http::{Request, RequestBuilder};
 use gloo_timers::callback::Timeout;
-use std::collections::BTreeMap;
 
 use meridian_shared::api::{ApiErrorBody, Credentials, HealthResponse, Me};
 use meridian_shared::flag_admin::{
     ApprovalList, AuditLog, ChangeOutcome, EnvironmentChange, EnvironmentList, EnvironmentSettings,
     FlagList, KillOutcome, KillRequest, Preview, PreviewRequest, ScheduleList,
 };
-use meridian_shared::flags::{Flag, FlagEnvironmentConfig, FlagKind, Variation};
+use meridian_shared::flags::Flag;
 use serde::de::DeserializeOwned;
 use web_sys::{AbortController, RequestCache};
 
@@ -194,22 +193,8 @@ pub fn cart_history_path(before: Option<u64>, limit: u32) -> String {
 // Feature flags (`/api/flags`): every route but the stream needs a signed-in user and
 // answers 401 `sign_in_required` otherwise.
 
-/// The body of `POST /api/flags`: a new flag. It mirrors the server's `FlagDefinition`
-/// (which lives in the server crate, not in `meridian_shared`); environments left out
-/// start off, serving the first variation.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct NewFlag {
-    pub key: String,
-    pub name: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub description: String,
-    pub kind: FlagKind,
-    pub variations: Vec<Variation>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub environments: BTreeMap<String, FlagEnvironmentConfig>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
-}
+/// The body of `POST /api/flags`.
+pub use meridian_shared::flag_admin::FlagDefinition as NewFlag;
 
 /// Percent-encodes one path segment (everything but RFC 3986's unreserved characters),
 /// so that a key or an id can never change the route.
@@ -463,6 +448,8 @@ mod tests {
 
     #[test]
     fn a_new_flag_serialises_as_the_server_reads_it() {
+        use meridian_shared::flags::{FlagKind, Variation};
+        use std::collections::BTreeMap;
         let flag = NewFlag {
             key: "beta".into(),
             name: "Beta".into(),

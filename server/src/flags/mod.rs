@@ -43,11 +43,11 @@ use axum::response::{IntoResponse, Response};
 use meridian_shared::api::{ApiErrorBody, UserInfo};
 use meridian_shared::flag_admin::{
     Approval, ApprovalList, ApprovalStatus, AuditLog, ChangeOutcome, ChangeStatus, Delivery,
-    EnvironmentChange, EnvironmentList, EnvironmentSettings, FlagList, KillOutcome, KillRequest,
-    Preview, PreviewRequest, Schedule, ScheduleList, SegmentList,
+    EnvironmentChange, EnvironmentList, EnvironmentSettings, FlagDefinition, FlagList, KillOutcome,
+    KillRequest, Preview, PreviewRequest, Schedule, ScheduleList, SegmentList,
 };
 use meridian_shared::flags::{
-    Flag, FlagEnvironmentConfig, FlagKind, Segment, Segments, Serve, ValidationError, Variation,
+    Flag, FlagEnvironmentConfig, Segment, Segments, Serve, ValidationError,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -288,49 +288,38 @@ async fn publish_change(
     Ok(())
 }
 
-/// A flag as clients create or replace it (the server keeps the timestamps).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct FlagDefinition {
-    pub key: String,
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    pub kind: FlagKind,
-    pub variations: Vec<Variation>,
-    /// Environments left out start off, serving the first variation.
-    #[serde(default)]
-    pub environments: BTreeMap<String, FlagEnvironmentConfig>,
-    #[serde(default)]
-    pub tags: Vec<String>,
-}
-
-impl FlagDefinition {
-    fn into_flag(self, environments: &[String], created: i64, updated: i64) -> Flag {
-        let mut configs = self.environments;
-        if let Some(first) = self.variations.first() {
-            for env in environments {
-                configs
-                    .entry(env.clone())
-                    .or_insert_with(|| FlagEnvironmentConfig {
-                        enabled: false,
-                        killed: false,
-                        off_variation: first.name.clone(),
-                        default_serve: Serve::Variation(first.name.clone()),
-                        rules: Vec::new(),
-                    });
-            }
+/// The flag a definition makes, with every environment present (those left out start
+/// off, serving the first variation).
+fn into_flag(
+    definition: FlagDefinition,
+    environments: &[String],
+    created: i64,
+    updated: i64,
+) -> Flag {
+    let mut configs = definition.environments;
+    if let Some(first) = definition.variations.first() {
+        for env in environments {
+            configs
+                .entry(env.clone())
+                .or_insert_with(|| FlagEnvironmentConfig {
+                    enabled: false,
+                    killed: false,
+                    off_variation: first.name.clone(),
+                    default_serve: Serve::Variation(first.name.clone()),
+                    rules: Vec::new(),
+                });
         }
-        Flag {
-            key: self.key,
-            name: self.name,
-            description: self.description,
-            kind: self.kind,
-            variations: self.variations,
-            environments: configs,
-            tags: self.tags,
-            created_at_ms: created,
-            updated_at_ms: updated,
-        }
+    }
+    Flag {
+        key: definition.key,
+        name: definition.name,
+        description: definition.description,
+        kind: definition.kind,
+        variations: definition.variations,
+        environments: configs,
+        tags: definition.tags,
+        created_at_ms: created,
+        updated_at_ms: updated,
     }
 }
 
@@ -390,7 +379,7 @@ async fn create_flag(
     }
     let now = state.clock.now_ms();
     let names = store::environment_names(&state.db.pool).await?;
-    let flag = definition.into_flag(&names, now, now);
+    let flag = into_flag(definition, &names, now, now);
     check_environments(&state, &flag).await?;
     let mut tx = state.db.pool.begin().await?;
     let version = store::next_version(&mut tx).await?;
@@ -472,7 +461,7 @@ async fn replace_flag(
     let before = store::flag(&mut tx, &key)
         .await?
         .ok_or_else(|| flag_not_found(&key))?;
-    let flag = definition.into_flag(&names, before.created_at_ms, now);
+    let flag = into_flag(definition, &names, before.created_at_ms, now);
     let settings = check_environments(&state, &flag).await?;
     flag.validate(&segments_of(&mut tx).await?)
         .map_err(invalid)?;
