@@ -187,7 +187,15 @@ impl Drop for TopicWatch {
     fn drop(&mut self) {
         if let Some(inner) = self.client.upgrade() {
             if let Ok(mut state) = inner.state.try_borrow_mut() {
+                let topic = state
+                    .watchers
+                    .iter()
+                    .find(|watcher| watcher.id == self.id)
+                    .map(|watcher| watcher.topic.clone());
                 state.watchers.retain(|watcher| watcher.id != self.id);
+                if let Some(topic) = topic {
+                    state.forget_private_topic(&topic);
+                }
             }
         }
     }
@@ -350,6 +358,21 @@ impl State {
 
     fn send(&self, message: &ClientMessage) {
         send(&self.socket, message);
+    }
+
+    /// Stops following a `session:` or `user:` topic that nothing watches and nothing
+    /// waits to publish to: after a sign-in or sign-out it belongs to another session,
+    /// and resubscribing to it on every reconnect would only be refused.
+    fn forget_private_topic(&mut self, topic: &str) {
+        let private = topic.starts_with("session:") || topic.starts_with("user:");
+        let watched = self.watchers.iter().any(|watcher| watcher.topic == topic);
+        let pending = self.outbox.for_topic(topic).next().is_some();
+        if !private || watched || pending || self.topics.remove(topic).is_none() {
+            return;
+        }
+        self.send(&ClientMessage::Unsubscribe {
+            topic: topic.to_owned(),
+        });
     }
 
     fn publish_message(op: &OutboxOp) -> ClientMessage {
