@@ -126,6 +126,37 @@ pub fn clear_input(node: &yew::NodeRef) {
     }
 }
 
+/// A listener on `window`, removed when dropped.
+pub struct WindowListener {
+    event: &'static str,
+    closure: wasm_bindgen::closure::Closure<dyn FnMut(web_sys::Event)>,
+}
+
+impl WindowListener {
+    /// Listens for `event` on `window`; `None` if the browser refused the listener.
+    pub fn add(
+        window: &web_sys::Window,
+        event: &'static str,
+        closure: wasm_bindgen::closure::Closure<dyn FnMut(web_sys::Event)>,
+    ) -> Option<WindowListener> {
+        window
+            .add_event_listener_with_callback(event, closure.as_ref().unchecked_ref())
+            .ok()?;
+        Some(WindowListener { event, closure })
+    }
+}
+
+impl Drop for WindowListener {
+    fn drop(&mut self) {
+        if let Some(window) = web_sys::window() {
+            let _ = window.remove_event_listener_with_callback(
+                self.event,
+                self.closure.as_ref().unchecked_ref(),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,7 +42,7 @@ use super::http::{self, HttpError};
 use super::realtime_state::{
     backoff_delay_ms, is_permanent_error, Heartbeat, RecentOps, Rejection, TopicLog,
 };
-use crate::browser;
+use crate::browser::{self, WindowListener};
 use crate::store::broadcast::{TabChannel, TabMessage};
 use crate::store::outbox::{CreationClock, OutboxOp, OutboxQueue, OutboxStore};
 
@@ -226,23 +226,6 @@ impl Drop for Socket {
         self.ws.set_onclose(None);
         if self.ws.ready_state() <= WebSocket::OPEN {
             let _ = self.ws.close_with_code(1000);
-        }
-    }
-}
-
-/// A listener on `window`, removed when dropped.
-struct WindowListener {
-    event: &'static str,
-    closure: Closure<dyn FnMut(web_sys::Event)>,
-}
-
-impl Drop for WindowListener {
-    fn drop(&mut self) {
-        if let Some(window) = web_sys::window() {
-            let _ = window.remove_event_listener_with_callback(
-                self.event,
-                self.closure.as_ref().unchecked_ref(),
-            );
         }
     }
 }
@@ -664,11 +647,8 @@ impl Realtime {
                     }
                 }
             });
-            if window
-                .add_event_listener_with_callback(event, closure.as_ref().unchecked_ref())
-                .is_ok()
-            {
-                listeners.push(WindowListener { event, closure });
+            if let Some(listener) = WindowListener::add(&window, event, closure) {
+                listeners.push(listener);
             }
         }
         self.inner.state.borrow_mut().listeners = listeners;

@@ -50,7 +50,7 @@ use web_sys::{BroadcastChannel, MessageEvent};
 use yew::Callback;
 
 use super::idb::{Database, IdbError};
-use crate::browser;
+use crate::browser::{self, WindowListener};
 use crate::net::http::{self, HttpError};
 use crate::net::realtime::{Realtime, TopicView, TopicWatch};
 use crate::net::realtime_state::{backoff_delay_ms, RecentOps};
@@ -940,23 +940,6 @@ impl Drop for CartChannel {
     }
 }
 
-/// A listener on `window`, removed when dropped.
-struct WindowListener {
-    event: &'static str,
-    closure: Closure<dyn FnMut(web_sys::Event)>,
-}
-
-impl Drop for WindowListener {
-    fn drop(&mut self) {
-        if let Some(window) = web_sys::window() {
-            let _ = window.remove_event_listener_with_callback(
-                self.event,
-                self.closure.as_ref().unchecked_ref(),
-            );
-        }
-    }
-}
-
 struct State {
     replica: CartReplica,
     catalog: Option<Rc<Vec<Product>>>,
@@ -1653,11 +1636,8 @@ impl CartClient {
                     }
                 }
             });
-            if window
-                .add_event_listener_with_callback(event, closure.as_ref().unchecked_ref())
-                .is_ok()
-            {
-                listeners.push(WindowListener { event, closure });
+            if let Some(listener) = WindowListener::add(&window, event, closure) {
+                listeners.push(listener);
             }
         }
         self.inner.state.borrow_mut().listeners = listeners;

@@ -36,7 +36,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{EventSource, MessageEvent};
 use yew::Callback;
 
-use crate::browser;
+use crate::browser::{self, WindowListener};
 use crate::net::http::flag_stream_path;
 use crate::net::realtime_state::backoff_delay_ms;
 
@@ -360,23 +360,6 @@ impl Drop for Source {
     }
 }
 
-/// A listener on `window`, removed when dropped.
-struct WindowListener {
-    event: &'static str,
-    closure: Closure<dyn FnMut(web_sys::Event)>,
-}
-
-impl Drop for WindowListener {
-    fn drop(&mut self) {
-        if let Some(window) = web_sys::window() {
-            let _ = window.remove_event_listener_with_callback(
-                self.event,
-                self.closure.as_ref().unchecked_ref(),
-            );
-        }
-    }
-}
-
 struct Inner {
     model: RefCell<StreamModel>,
     source: RefCell<Option<Source>>,
@@ -575,11 +558,8 @@ impl FlagStream {
                     stream.connect();
                 }
             });
-            if window
-                .add_event_listener_with_callback(event, closure.as_ref().unchecked_ref())
-                .is_ok()
-            {
-                listeners.push(WindowListener { event, closure });
+            if let Some(listener) = WindowListener::add(&window, event, closure) {
+                listeners.push(listener);
             }
         }
         *self.inner.listeners.borrow_mut() = listeners;
