@@ -523,6 +523,13 @@ async fn delete_flag(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// What a change does to one environment's config.
+enum EnvUpdate {
+    Replace(FlagEnvironmentConfig),
+    /// Sets the kill switch, keeping the rest as it is when the change commits.
+    Kill(bool),
+}
+
 /// Applies a new config of one environment (validated) and audits it. Returns the flag
 /// and the version.
 #[allow(clippy::too_many_arguments)]
@@ -530,7 +537,7 @@ async fn apply_environment(
     state: &AppState,
     key: &str,
     environment: &str,
-    config: FlagEnvironmentConfig,
+    update: EnvUpdate,
     actor_id: Option<&str>,
     actor_name: &str,
     action: &str,
@@ -558,6 +565,19 @@ async fn apply_environment(
             "the flag changed after this change was proposed; propose it again",
         ));
     }
+    // Read inside the transaction that holds the version lock: a kill never undoes a
+    // change committed since its request was read.
+    let config = match update {
+        EnvUpdate::Replace(config) => config,
+        EnvUpdate::Kill(killed) => FlagEnvironmentConfig {
+            killed,
+            ..before
+                .environments
+                .get(environment)
+                .cloned()
+                .ok_or_else(|| flag_not_found(key))?
+        },
+    };
     let mut flag = before.clone();
     flag.environments.insert(environment.to_owned(), config);
     flag.updated_at_ms = now;
@@ -691,7 +711,7 @@ async fn change_environment(
         &state,
         &key,
         &environment,
-        change.config,
+        EnvUpdate::Replace(change.config),
         Some(&user.id),
         &user.username,
         "update_environment",
@@ -732,23 +752,12 @@ async fn kill(
 ) -> ApiResult<Json<KillOutcome>> {
     let user = signed_in(&session)?.clone();
     environment_settings(&state, &request.environment).await?;
-    let mut conn = state.db.pool.acquire().await?;
-    let current = store::flag(&mut conn, &key)
-        .await?
-        .ok_or_else(|| flag_not_found(&key))?;
-    drop(conn);
-    let mut config = current
-        .environments
-        .get(&request.environment)
-        .cloned()
-        .ok_or_else(|| flag_not_found(&key))?;
-    config.killed = request.killed;
     let action = if request.killed { "kill" } else { "unkill" };
     let (flag, version) = apply_environment(
         &state,
         &key,
         &request.environment,
-        config,
+        EnvUpdate::Kill(request.killed),
         Some(&user.id),
         &user.username,
         action,
@@ -958,8 +967,7 @@ async fn decide(
                 "this change was decided already",
             ));
         }
-        let mut conn2 = state.db.pool.acquire().await?;
-        let flag = store::flag(&mut conn2, &approval.flag_key)
+        let flag = store::flag(&mut conn, &approval.flag_key)
             .await?
             .ok_or_else(|| flag_not_found(&approval.flag_key))?;
         return Ok(ChangeOutcome {
@@ -979,7 +987,7 @@ async fn decide(
         state,
         &approval.flag_key,
         &approval.environment,
-        approval.proposed.clone(),
+        EnvUpdate::Replace(approval.proposed.clone()),
         Some(&approval.requested_by),
         &approval.requested_name,
         "update_environment",
@@ -1069,7 +1077,7 @@ pub async fn run_due_schedules(state: &AppState) -> Result<usize, sqlx::Error> {
             state,
             &schedule.flag_key,
             &schedule.environment,
-            schedule.proposed.clone(),
+            EnvUpdate::Replace(schedule.proposed.clone()),
             Some(&requested_by),
             &schedule.requested_name,
             "scheduled_update",
