@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod cart;
+pub mod docs;
 pub mod flag_admin;
 pub mod flag_vectors;
 pub mod flags;
