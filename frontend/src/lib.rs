@@ -6,6 +6,7 @@
 //!   every page reads: the [`net::realtime::Realtime`] handle, its
 //!   [`net::realtime::RealtimeStatus`] and the [`session::SessionState`].
 //! - [`pages`]: one module per page.
+//! - [`docs`]: the collaborative document replica, its sync and its editor.
 //! - [`components`]: widgets that several pages share.
 //! - [`net`]: typed HTTP helpers and the realtime client (WebSocket with reconnect,
 //!   heartbeat and an offline outbox).
@@ -22,6 +23,7 @@
 pub mod app;
 pub mod browser;
 pub mod components;
+pub mod docs;
 pub mod net;
 pub mod pages;
 pub mod session;
