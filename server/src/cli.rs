@@ -59,6 +59,12 @@ struct ServeArgs {
     /// gets the larger quantity) or `sum`.
     #[arg(long, env = "MERIDIAN_CART_MERGE", default_value = "max", value_parser = parse_merge_mode)]
     cart_merge: MergeMode,
+    /// Milliseconds after which a document nobody has open is unloaded from memory.
+    #[arg(long, env = "MERIDIAN_DOC_IDLE_UNLOAD_MS", default_value_t = 60_000)]
+    doc_idle_unload_ms: u64,
+    /// Stored updates after which a document is compacted into a snapshot.
+    #[arg(long, env = "MERIDIAN_DOC_COMPACT_EVERY", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    doc_compact_every: u64,
 }
 
 fn parse_merge_mode(text: &str) -> Result<MergeMode, String> {
@@ -111,6 +117,8 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.guest_session_ttl = Duration::from_secs(args.guest_ttl_days * 24 * 3600);
     config.guest_cart_ttl = Duration::from_secs(args.guest_cart_ttl_days * 24 * 3600);
     config.cart_merge_mode = args.cart_merge;
+    config.doc_idle_unload = Duration::from_millis(args.doc_idle_unload_ms);
+    config.doc_compact_every = args.doc_compact_every;
     let listen = config.listen;
     let state = AppState::start(config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(listen)

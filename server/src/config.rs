@@ -40,6 +40,16 @@ pub struct Config {
     /// Sign-in and sign-up attempts allowed per client address within `signin_window`.
     pub signin_attempts_per_address: usize,
     pub signin_window: Duration,
+    /// A document with no connection for this long is unloaded from memory (compacted
+    /// first); it is loaded again when someone opens it.
+    pub doc_idle_unload: Duration,
+    /// A document's stored updates are compacted into a snapshot once there are this many.
+    pub doc_compact_every: u64,
+    /// A document's awareness state (presence, cursor) not renewed for this long is
+    /// removed (clients renew every 15 s).
+    pub doc_awareness_timeout: Duration,
+    /// How often an edited document gets an automatic version, at most.
+    pub doc_auto_version_every: Duration,
 }
 
 impl Config {
@@ -61,6 +71,10 @@ impl Config {
             signin_failures_per_account: 5,
             signin_attempts_per_address: 30,
             signin_window: Duration::from_secs(15 * 60),
+            doc_idle_unload: Duration::from_secs(60),
+            doc_compact_every: 500,
+            doc_awareness_timeout: Duration::from_secs(30),
+            doc_auto_version_every: Duration::from_secs(10 * 60),
         }
     }
 

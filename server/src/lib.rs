@@ -11,6 +11,7 @@
 //! realtime/  the WebSocket channel, topic log, broadcast hub, PostgreSQL bridge
 //! health     GET /api/health
 //! flags/     feature flags: admin API, SSE stream, OFREP
+//! docs/      collaborative documents: /api/docs and the y-websocket endpoint /yjs/{id}
 //! ids/       the unique ID generator: node id leases, snowflakes, UUIDv7
 //! web        static files, SPA fallback, the rendered index.html, caching
 //! trace_context  W3C traceparent on every request
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod docs;
 pub mod error;
 pub mod flags;
 pub mod health;
@@ -81,6 +83,8 @@ pub struct AppState {
     pub carts: Arc<cart::Carts>,
     /// The live feature-flag configuration and its stream subscribers.
     pub flags: Arc<flags::Live>,
+    /// The documents loaded on this instance.
+    pub docs: Arc<docs::Rooms>,
 }
 
 /// Why an instance could not start.
@@ -94,6 +98,8 @@ pub enum StartError {
     Catalog(#[source] sqlx::Error),
     #[error("cannot LISTEN for other instances' events: {0}")]
     Listen(#[source] sqlx::Error),
+    #[error("cannot LISTEN for other instances' document changes: {0}")]
+    ListenDocs(#[source] sqlx::Error),
 }
 
 impl AppState {
@@ -112,6 +118,7 @@ impl AppState {
             ids: ids::Ids::new(&instance_id),
             carts: Arc::new(cart::Carts::new(catalog, &instance_id)),
             flags: Arc::default(),
+            docs: Arc::default(),
             instance_id,
             started_at: Instant::now(),
             shutdown: CancellationToken::new(),
@@ -136,7 +143,17 @@ impl AppState {
                 state.instance_id.clone(),
                 state.shutdown.clone(),
             ));
+            let docs_listener = docs::cluster::listen(&state.db.url)
+                .await
+                .map_err(StartError::ListenDocs)?;
+            state.tasks.spawn(docs::cluster::relay(
+                docs_listener,
+                state.docs.clone(),
+                state.instance_id.clone(),
+                state.shutdown.clone(),
+            ));
         }
+        state.docs.attach(state.clone());
         state.tasks.spawn(maintenance_loop(state.clone()));
         flags::start(&state).await.map_err(StartError::Flags)?;
         state
@@ -207,6 +224,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(ids::routes())
         .merge(cart::routes())
         .merge(flags::routes())
+        .merge(docs::routes())
 }
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {

@@ -27,6 +27,9 @@ const COOKIE_MAX_AGE_SECS: u64 = 400 * 24 * 3600;
 /// `last_seen_ms` is written at most this often per session.
 const TOUCH_EVERY_MS: i64 = 60_000;
 const REALTIME_PATH: &str = "/api/realtime";
+/// The documents' y-websocket endpoint: like the realtime channel, it needs an existing
+/// session.
+const DOCS_SOCKET_PREFIX: &str = "/yjs/";
 
 /// The session of the current request.
 #[derive(Debug, Clone)]
@@ -194,9 +197,14 @@ pub async fn session_middleware(
                 guest_session_id: row.guest_session_id,
             }
         }
-        // The realtime channel requires an existing session: a cookie-less upgrade is
-        // refused by its handler, without storing a session nobody can use.
-        None if request.uri().path() == REALTIME_PATH => return next.run(request).await,
+        // The realtime channel and the document sockets require an existing session: a
+        // cookie-less upgrade is refused by its handler, without storing a session nobody
+        // can use.
+        None if request.uri().path() == REALTIME_PATH
+            || request.uri().path().starts_with(DOCS_SOCKET_PREFIX) =>
+        {
+            return next.run(request).await
+        }
         None => {
             let user_agent = request
                 .headers()

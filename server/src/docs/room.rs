@@ -1,0 +1,1015 @@
+//! A loaded document: one task (the room) owns the yrs `Doc`, the awareness table and
+//! the connections watching it; everything reaches it as a message, in order.
+//!
+//! Invariants:
+//! - Persist before broadcast: an update is applied to the in-memory doc, stored (in a
+//!   batch with the updates that arrived meanwhile: one transaction, one fsync), and
+//!   only then sent to anyone. A message that is not an update first flushes the batch,
+//!   so a client's sync step 1 sent after its updates is answered after they are stored.
+//! - `seq` is the highest stored update number such that every update up to it is in
+//!   the in-memory doc; a snapshot is written only through `seq`.
+//! - An update that changes nothing (already known) is neither stored nor forwarded; a
+//!   viewer's update that would change something is refused and never applied.
+//! - If storing fails, the room closes every connection (1011) and ends without keeping
+//!   its memory: clients reconnect and resend what the server did not confirm.
+//! - A room with no connections unloads after `doc_idle_unload` (compacting first); the
+//!   registry entry is removed before its queue is closed, and a join that raced with
+//!   the unload is told to retry, which loads the room again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use meridian_shared::api::DatabaseBackend;
+use meridian_shared::docs::protocol::{self, Frame};
+use meridian_shared::docs::rich::{self, Block};
+use meridian_shared::docs::{
+    close_code, schema, Restored, Role, RoomInfo, RoomStats, Version, VersionKind,
+};
+use tokio::sync::{mpsc, oneshot};
+use yrs::sync::awareness::AwarenessUpdate;
+use yrs::updates::decoder::Decode;
+use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
+
+use super::awareness::{AwarenessTable, Owner};
+use super::{cluster, store};
+use crate::{AppState, Config};
+
+pub type ConnId = u64;
+
+/// Why the room dropped a connection (read by the connection when its queue ends).
+pub type CloseReason = Arc<OnceLock<(u16, String)>>;
+
+/// What a connection is sent.
+pub type Outgoing = Bytes;
+
+/// The room's end of a connection.
+pub struct ConnLink {
+    pub out: mpsc::Sender<Outgoing>,
+    pub close_reason: CloseReason,
+}
+
+/// Why a room could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RoomError {
+    #[error("the document is being unloaded; retry")]
+    Retry,
+    #[error("the document no longer exists")]
+    Gone,
+    #[error("storage failed: {0}")]
+    Storage(#[from] sqlx::Error),
+}
+
+/// A client's frame as the room receives it: already validated by the connection
+/// (`protocol::decode_frame`). Updates travel as bytes (a decoded yrs `Update` is not
+/// `Send`) and are decoded again by the room.
+pub enum ClientFrame {
+    Step1(StateVector),
+    Update(Vec<u8>),
+    Awareness(AwarenessUpdate),
+    QueryAwareness,
+    /// Clients have nothing to say with an auth message; it is ignored.
+    Auth,
+}
+
+impl From<Frame> for ClientFrame {
+    fn from(frame: Frame) -> ClientFrame {
+        match frame {
+            Frame::Step1(sv) => ClientFrame::Step1(sv),
+            Frame::Update { raw, .. } => ClientFrame::Update(raw),
+            Frame::Awareness(update) => ClientFrame::Awareness(update),
+            Frame::QueryAwareness => ClientFrame::QueryAwareness,
+            Frame::Auth(_) => ClientFrame::Auth,
+        }
+    }
+}
+
+pub enum RoomMsg {
+    Join {
+        conn: ConnId,
+        user_id: String,
+        role: Role,
+        link: ConnLink,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+    },
+    Frame {
+        conn: ConnId,
+        frame: ClientFrame,
+    },
+    Leave {
+        conn: ConnId,
+    },
+    /// Another instance stored updates through `seq`.
+    RemoteStored {
+        seq: i64,
+    },
+    RemoteAwareness {
+        update: AwarenessUpdate,
+    },
+    /// A member's role changed (`None`: removed).
+    SetRole {
+        user_id: String,
+        role: Option<Role>,
+    },
+    Deleted,
+    SaveVersion {
+        kind: VersionKind,
+        name: Option<String>,
+        by: Option<String>,
+        reply: oneshot::Sender<Result<Version, RoomError>>,
+    },
+    Restore {
+        blocks: Vec<Block>,
+        by: String,
+        reply: oneshot::Sender<Result<Restored, RoomError>>,
+    },
+    Stats {
+        reply: oneshot::Sender<RoomInfo>,
+    },
+}
+
+/// Messages a room queues before its senders wait.
+const ROOM_QUEUE: usize = 4096;
+/// Frames queued for one connection before it counts as too slow.
+const CONN_QUEUE: usize = 2048;
+/// Updates stored in one transaction at most.
+const MAX_BATCH: usize = 512;
+/// How often a room looks at its timers.
+const TICK: Duration = Duration::from_millis(250);
+/// How often a room on PostgreSQL checks it has not missed another instance's update.
+const CLUSTER_CHECK: Duration = Duration::from_secs(2);
+/// Characters of a version's preview.
+const PREVIEW_CHARS: usize = 120;
+
+/// The length of a connection's queue.
+pub fn conn_queue_len() -> usize {
+    CONN_QUEUE
+}
+
+#[derive(Clone)]
+pub struct RoomHandle {
+    pub tx: mpsc::Sender<RoomMsg>,
+    generation: u64,
+}
+
+/// The loaded rooms of this instance.
+pub struct Rooms {
+    app: OnceLock<AppState>,
+    map: Mutex<HashMap<String, RoomHandle>>,
+    next_conn: AtomicU64,
+    next_generation: AtomicU64,
+}
+
+impl Default for Rooms {
+    fn default() -> Self {
+        Rooms {
+            app: OnceLock::new(),
+            map: Mutex::default(),
+            next_conn: AtomicU64::new(1),
+            next_generation: AtomicU64::new(1),
+        }
+    }
+}
+
+impl Rooms {
+    /// Gives the registry the state its rooms use (once, when the app is built).
+    pub fn attach(&self, state: AppState) {
+        let _ = self.app.set(state);
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, RoomHandle>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The room of a document, loading it if needed.
+    pub fn get_or_load(self: &Arc<Self>, doc_id: &str) -> RoomHandle {
+        let mut map = self.map();
+        if let Some(handle) = map.get(doc_id) {
+            if !handle.tx.is_closed() {
+                return handle.clone();
+            }
+        }
+        let (tx, rx) = mpsc::channel(ROOM_QUEUE);
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let handle = RoomHandle { tx, generation };
+        map.insert(doc_id.to_owned(), handle.clone());
+        drop(map);
+        let state = self.app.get().expect("rooms attached to the app").clone();
+        let room = Room::new(state.clone(), self.clone(), doc_id, generation);
+        state.tasks.spawn(room.run(rx));
+        handle
+    }
+
+    /// The room of a document if it is loaded here.
+    pub fn loaded(&self, doc_id: &str) -> Option<RoomHandle> {
+        self.map()
+            .get(doc_id)
+            .filter(|h| !h.tx.is_closed())
+            .cloned()
+    }
+
+    fn remove_if(&self, doc_id: &str, generation: u64) {
+        let mut map = self.map();
+        if map.get(doc_id).is_some_and(|h| h.generation == generation) {
+            map.remove(doc_id);
+        }
+    }
+
+    /// Sends a request to the document's room (loading it), retrying when it raced with
+    /// an unload.
+    pub async fn ask<T>(
+        self: &Arc<Self>,
+        doc_id: &str,
+        make: impl Fn(oneshot::Sender<Result<T, RoomError>>) -> RoomMsg,
+    ) -> Result<T, RoomError> {
+        for _ in 0..5 {
+            let room = self.get_or_load(doc_id);
+            let (reply, answer) = oneshot::channel();
+            if room.tx.send(make(reply)).await.is_err() {
+                continue;
+            }
+            match answer.await {
+                Ok(Err(RoomError::Retry)) | Err(_) => continue,
+                Ok(result) => return result,
+            }
+        }
+        Err(RoomError::Retry)
+    }
+
+    /// Tells a loaded room something (nothing if it is not loaded here).
+    pub async fn tell(&self, doc_id: &str, msg: RoomMsg) {
+        if let Some(room) = self.loaded(doc_id) {
+            let _ = room.tx.send(msg).await;
+        }
+    }
+
+    pub async fn stats(&self) -> RoomStats {
+        let rooms: Vec<(String, RoomHandle)> = self
+            .map()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut infos = Vec::new();
+        for (doc_id, room) in rooms {
+            let (reply, answer) = oneshot::channel();
+            if room.tx.send(RoomMsg::Stats { reply }).await.is_ok() {
+                if let Ok(info) = answer.await {
+                    infos.push(info);
+                    continue;
+                }
+            }
+            tracing::debug!(%doc_id, "room went away while asked for stats");
+        }
+        infos.sort_by(|a, b| a.doc_id.cmp(&b.doc_id));
+        RoomStats {
+            loaded_rooms: infos.len(),
+            connections: infos.iter().map(|r| r.connections).sum(),
+            rooms: infos,
+        }
+    }
+}
+
+struct Conn {
+    user_id: String,
+    role: Role,
+    link: ConnLink,
+}
+
+/// The room's replica.
+///
+/// yrs makes `Doc` `Send` only with its `sync` feature, which would also require every
+/// observer closure of the browser build (same workspace, unified features) to be
+/// `Send + Sync`. The server never registers an observer on a room's doc, and the doc
+/// (with every `TextRef` taken from it) is used only by the room's own task, one poll at
+/// a time.
+struct RoomDoc(Doc);
+
+// SAFETY: see above — no observers (the only non-`Send` parts of a `Doc` without the
+// `sync` feature) are ever registered on it, and no reference to it leaves the room's
+// task, so moving it between worker threads between polls is sound.
+unsafe impl Send for RoomDoc {}
+
+impl std::ops::Deref for RoomDoc {
+    type Target = Doc;
+    fn deref(&self) -> &Doc {
+        &self.0
+    }
+}
+
+struct Room {
+    state: AppState,
+    rooms: Arc<Rooms>,
+    doc_id: String,
+    generation: u64,
+    doc: RoomDoc,
+    seq: i64,
+    snapshot_seq: i64,
+    conns: HashMap<ConnId, Conn>,
+    awareness: AwarenessTable,
+    /// Applied in memory, not stored yet: (sender, update).
+    pending: Vec<(Option<ConnId>, Vec<u8>)>,
+    idle_since: Option<Instant>,
+    last_cluster_check: Instant,
+    last_auto_version: Option<(i64, i64)>,
+    /// Set when the room must end (storage failed, document deleted).
+    ending: bool,
+}
+
+impl Room {
+    fn new(state: AppState, rooms: Arc<Rooms>, doc_id: &str, generation: u64) -> Room {
+        Room {
+            state,
+            rooms,
+            doc_id: doc_id.to_owned(),
+            generation,
+            doc: RoomDoc(schema::new_doc_with_client(0)),
+            seq: 0,
+            snapshot_seq: 0,
+            conns: HashMap::new(),
+            awareness: AwarenessTable::default(),
+            pending: Vec::new(),
+            idle_since: Some(Instant::now()),
+            last_cluster_check: Instant::now(),
+            last_auto_version: None,
+            ending: false,
+        }
+    }
+
+    fn config(&self) -> &Config {
+        &self.state.config
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.state.clock.now_ms()
+    }
+
+    fn on_postgres(&self) -> bool {
+        self.state.db.backend == DatabaseBackend::Postgres
+    }
+
+    async fn load(&mut self) -> Result<(), RoomError> {
+        let pool = self.state.db.pool.clone();
+        if store::head_seq(&pool, &self.doc_id).await?.is_none() {
+            return Err(RoomError::Gone);
+        }
+        let stored = store::state_after(&pool, &self.doc_id, 0).await?;
+        self.snapshot_seq = stored.snapshot.as_ref().map_or(0, |(seq, _)| *seq);
+        self.apply_stored(&stored, false);
+        self.seq = stored.seq().unwrap_or(0);
+        self.last_auto_version = store::latest_auto_version(&pool, &self.doc_id).await?;
+        tracing::debug!(doc = %self.doc_id, seq = self.seq, "room loaded");
+        Ok(())
+    }
+
+    /// Applies stored state to the doc; with `broadcast`, forwards it to every connection.
+    fn apply_stored(&mut self, stored: &store::StoredState, broadcast: bool) {
+        let parts = stored
+            .snapshot
+            .iter()
+            .map(|(seq, data)| (*seq, data))
+            .chain(stored.updates.iter().map(|(seq, data)| (*seq, data)));
+        let mut frames = Vec::new();
+        for (seq, data) in parts {
+            match Update::decode_v1(data) {
+                Ok(update) => {
+                    if let Err(err) = self.doc.transact_mut().apply_update(update) {
+                        tracing::error!(doc = %self.doc_id, seq, %err, "stored update does not apply");
+                        continue;
+                    }
+                    if broadcast {
+                        frames.push(Bytes::from(protocol::update(data.clone())));
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(doc = %self.doc_id, seq, %err, "stored update does not decode")
+                }
+            }
+        }
+        for frame in frames {
+            self.broadcast(frame, None);
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<RoomMsg>) {
+        if let Err(err) = self.load().await {
+            tracing::warn!(doc = %self.doc_id, %err, "could not load a document");
+            self.rooms.remove_if(&self.doc_id, self.generation);
+            rx.close();
+            while let Some(msg) = rx.recv().await {
+                refuse(msg, || match &err {
+                    RoomError::Gone => RoomError::Gone,
+                    _ => RoomError::Retry,
+                });
+            }
+            return;
+        }
+        let shutdown = self.state.shutdown.clone();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    self.handle(msg).await;
+                    while !self.ending {
+                        let Ok(msg) = rx.try_recv() else { break };
+                        self.handle(msg).await;
+                        if self.pending.len() >= MAX_BATCH {
+                            self.flush().await;
+                        }
+                    }
+                    self.flush().await;
+                }
+                _ = tick.tick() => {
+                    self.flush().await;
+                    self.on_tick().await;
+                    if !self.ending && self.idle_for_long() && self.unload(&mut rx).await {
+                        return;
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    self.flush().await;
+                    self.compact().await;
+                    self.close_all(1001, "server shutting down");
+                    break;
+                }
+            }
+            if self.ending {
+                break;
+            }
+        }
+        self.rooms.remove_if(&self.doc_id, self.generation);
+        rx.close();
+        while let Some(msg) = rx.recv().await {
+            refuse(msg, || RoomError::Retry);
+        }
+    }
+
+    async fn handle(&mut self, msg: RoomMsg) {
+        if !matches!(
+            msg,
+            RoomMsg::Frame {
+                frame: ClientFrame::Update(_),
+                ..
+            }
+        ) {
+            self.flush().await;
+        }
+        match msg {
+            RoomMsg::Join {
+                conn,
+                user_id,
+                role,
+                link,
+                reply,
+            } => {
+                if self.ending {
+                    let _ = reply.send(Err(RoomError::Retry));
+                    return;
+                }
+                let sv = self.doc.transact().state_vector();
+                let _ = link.out.try_send(Bytes::from(protocol::step1(&sv)));
+                let present = self.awareness.present();
+                if !present.clients.is_empty() {
+                    let _ = link.out.try_send(Bytes::from(protocol::awareness(present)));
+                }
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        user_id,
+                        role,
+                        link,
+                    },
+                );
+                self.idle_since = None;
+                let _ = reply.send(Ok(()));
+            }
+            RoomMsg::Frame { conn, frame } => self.on_frame(conn, frame),
+            RoomMsg::Leave { conn } => self.drop_conn(conn, None),
+            RoomMsg::RemoteStored { seq } => {
+                if seq > self.seq {
+                    self.catch_up(None).await;
+                }
+            }
+            RoomMsg::RemoteAwareness { update } => {
+                let now = self.now_ms();
+                let changed = self.awareness.apply(&update, Owner::Remote, now);
+                if !changed.clients.is_empty() {
+                    self.broadcast(Bytes::from(protocol::awareness(changed)), None);
+                }
+            }
+            RoomMsg::SetRole { user_id, role } => {
+                let affected: Vec<ConnId> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.user_id == user_id)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for conn in affected {
+                    match role {
+                        Some(role) => {
+                            if let Some(c) = self.conns.get_mut(&conn) {
+                                c.role = role;
+                            }
+                        }
+                        None => self.drop_conn(
+                            conn,
+                            Some((
+                                close_code::READ_ONLY,
+                                "your access to this document was removed".into(),
+                            )),
+                        ),
+                    }
+                }
+            }
+            RoomMsg::Deleted => {
+                self.close_all(close_code::DELETED, "the document was deleted");
+                self.ending = true;
+            }
+            RoomMsg::SaveVersion {
+                kind,
+                name,
+                by,
+                reply,
+            } => {
+                let _ = reply.send(self.save_version(kind, name, by).await);
+            }
+            RoomMsg::Restore { blocks, by, reply } => {
+                let _ = reply.send(self.restore(&blocks, by).await);
+            }
+            RoomMsg::Stats { reply } => {
+                let state_bytes = self
+                    .doc
+                    .transact()
+                    .encode_state_as_update_v1(&StateVector::default())
+                    .len();
+                let _ = reply.send(RoomInfo {
+                    doc_id: self.doc_id.clone(),
+                    connections: self.conns.len(),
+                    seq: self.seq,
+                    state_bytes,
+                });
+            }
+        }
+    }
+
+    fn send_to(&mut self, conn: ConnId, frame: Bytes) {
+        let full = match self.conns.get(&conn) {
+            Some(c) => c.link.out.try_send(frame).is_err(),
+            None => return,
+        };
+        if full {
+            self.drop_conn(
+                conn,
+                Some((
+                    close_code::SLOW_CONSUMER,
+                    "too slow to receive the document's updates".into(),
+                )),
+            );
+        }
+    }
+
+    /// Sends a frame to every connection but `except`.
+    fn broadcast(&mut self, frame: Bytes, except: Option<ConnId>) {
+        let mut slow = Vec::new();
+        for (id, conn) in &self.conns {
+            if Some(*id) == except {
+                continue;
+            }
+            if conn.link.out.try_send(frame.clone()).is_err() {
+                slow.push(*id);
+            }
+        }
+        for id in slow {
+            self.drop_conn(
+                id,
+                Some((
+                    close_code::SLOW_CONSUMER,
+                    "too slow to receive the document's updates".into(),
+                )),
+            );
+        }
+    }
+
+    /// Forgets a connection (closing it with `close` if given) and removes its awareness
+    /// clients for everyone.
+    fn drop_conn(&mut self, conn: ConnId, close: Option<(u16, String)>) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        if let Some(reason) = close {
+            let _ = c.link.close_reason.set(reason);
+        }
+        drop(c);
+        let now = self.now_ms();
+        let removed = self.awareness.remove_owned_by(conn, now);
+        self.share_awareness(removed, None);
+        if self.conns.is_empty() {
+            self.idle_since = Some(Instant::now());
+        }
+    }
+
+    fn close_all(&mut self, code: u16, reason: &str) {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.drop_conn(conn, Some((code, reason.to_owned())));
+        }
+    }
+
+    /// Passes changed awareness states to local connections and other instances.
+    fn share_awareness(&mut self, changed: AwarenessUpdate, except: Option<ConnId>) {
+        if changed.clients.is_empty() {
+            return;
+        }
+        if self.on_postgres() {
+            cluster::publish_awareness(&self.state, &self.doc_id, &changed);
+        }
+        self.broadcast(Bytes::from(protocol::awareness(changed)), except);
+    }
+
+    fn on_frame(&mut self, conn: ConnId, frame: ClientFrame) {
+        let Some(role) = self.conns.get(&conn).map(|c| c.role) else {
+            return;
+        };
+        match frame {
+            ClientFrame::Step1(sv) => {
+                let diff = self.doc.transact().encode_state_as_update_v1(&sv);
+                self.send_to(conn, Bytes::from(protocol::step2(diff)));
+            }
+            ClientFrame::Update(raw) => {
+                let update = match Update::decode_v1(&raw) {
+                    Ok(update) => update,
+                    Err(err) => {
+                        let reason = format!("malformed message: update does not decode: {err}");
+                        self.drop_conn(conn, Some((close_code::MALFORMED, reason)));
+                        return;
+                    }
+                };
+                if !changes_something(&self.doc, &update) {
+                    return;
+                }
+                if !role.can_edit() {
+                    self.send_to(
+                        conn,
+                        Bytes::from(protocol::permission_denied(
+                            "read-only: you are a viewer of this document",
+                        )),
+                    );
+                    self.drop_conn(
+                        conn,
+                        Some((
+                            close_code::READ_ONLY,
+                            "viewers cannot edit this document".into(),
+                        )),
+                    );
+                    return;
+                }
+                let applied = self.doc.transact_mut().apply_update(update);
+                if let Err(err) = applied {
+                    self.drop_conn(
+                        conn,
+                        Some((
+                            close_code::MALFORMED,
+                            format!("update cannot be applied: {err}"),
+                        )),
+                    );
+                    return;
+                }
+                self.pending.push((Some(conn), raw));
+            }
+            ClientFrame::Awareness(update) => {
+                let now = self.now_ms();
+                let changed = self.awareness.apply(&update, Owner::Local(conn), now);
+                // Back to the sender too, as the reference server does: the JavaScript
+                // client counts it as a sign of life.
+                self.share_awareness(changed, None);
+            }
+            ClientFrame::QueryAwareness => {
+                let present = self.awareness.present();
+                self.send_to(conn, Bytes::from(protocol::awareness(present)));
+            }
+            ClientFrame::Auth => {}
+        }
+    }
+
+    /// Stores the pending updates in one transaction, then forwards them.
+    async fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending);
+        let now = self.now_ms();
+        let stored = {
+            let _turn = self.state.db.write_turn().await;
+            store_batch(&self.state, &self.doc_id, &batch, now).await
+        };
+        match stored {
+            Ok(Some((first, last))) => {
+                if first > self.seq + 1 {
+                    // Another instance stored updates in between: take them first.
+                    self.catch_up(Some(first - 1)).await;
+                }
+                self.seq = last;
+                for (sender, raw) in batch {
+                    self.broadcast(Bytes::from(protocol::update(raw)), sender);
+                }
+            }
+            Ok(None) => {
+                self.close_all(close_code::DELETED, "the document was deleted");
+                self.ending = true;
+            }
+            Err(err) => {
+                tracing::error!(doc = %self.doc_id, %err, "could not store document updates");
+                self.close_all(
+                    close_code::STORAGE_FAILED,
+                    "the server could not store your changes; reconnect to resend them",
+                );
+                self.ending = true;
+            }
+        }
+    }
+
+    /// Applies and forwards updates other instances stored after `seq` (through
+    /// `until`, or all).
+    async fn catch_up(&mut self, until: Option<i64>) {
+        let stored = match store::state_after(&self.state.db.pool, &self.doc_id, self.seq).await {
+            Ok(stored) => stored,
+            Err(err) => {
+                tracing::warn!(doc = %self.doc_id, %err, "could not read other instances' updates");
+                return;
+            }
+        };
+        let mut stored = stored;
+        if let Some(until) = until {
+            stored.updates.retain(|(seq, _)| *seq <= until);
+            if stored
+                .snapshot
+                .as_ref()
+                .is_some_and(|(seq, _)| *seq > until)
+            {
+                stored.snapshot = None;
+            }
+        }
+        let Some(seq) = stored.seq() else { return };
+        self.apply_stored(&stored, true);
+        self.seq = self.seq.max(seq);
+    }
+
+    async fn on_tick(&mut self) {
+        let now = self.now_ms();
+        let timeout = self.config().doc_awareness_timeout.as_millis() as i64;
+        let expired = self.awareness.expire(now, timeout);
+        self.share_awareness(expired, None);
+        if self.on_postgres()
+            && !self.conns.is_empty()
+            && self.last_cluster_check.elapsed() >= CLUSTER_CHECK
+        {
+            self.last_cluster_check = Instant::now();
+            match store::head_seq(&self.state.db.pool, &self.doc_id).await {
+                Ok(Some(head)) if head > self.seq => self.catch_up(None).await,
+                Ok(None) => {
+                    self.close_all(close_code::DELETED, "the document was deleted");
+                    self.ending = true;
+                }
+                Ok(Some(_)) => {}
+                Err(err) => tracing::warn!(doc = %self.doc_id, %err, "cluster check failed"),
+            }
+        }
+        if self.seq - self.snapshot_seq >= self.config().doc_compact_every as i64 {
+            self.compact().await;
+        }
+    }
+
+    fn idle_for_long(&self) -> bool {
+        self.conns.is_empty()
+            && self
+                .idle_since
+                .is_some_and(|since| since.elapsed() >= self.config().doc_idle_unload)
+    }
+
+    /// Compacts and leaves the registry; false if someone arrived meanwhile.
+    async fn unload(&mut self, rx: &mut mpsc::Receiver<RoomMsg>) -> bool {
+        self.compact().await;
+        {
+            let mut map = self.rooms.map();
+            if !rx.is_empty() {
+                return false;
+            }
+            if map
+                .get(&self.doc_id)
+                .is_some_and(|h| h.generation == self.generation)
+            {
+                map.remove(&self.doc_id);
+            }
+        }
+        rx.close();
+        while let Some(msg) = rx.recv().await {
+            refuse(msg, || RoomError::Retry);
+        }
+        tracing::debug!(doc = %self.doc_id, seq = self.seq, "room unloaded");
+        true
+    }
+
+    fn encoded_state(&self) -> Vec<u8> {
+        self.doc
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default())
+    }
+
+    /// Writes a snapshot through `seq` (and an automatic version when one is due).
+    async fn compact(&mut self) {
+        if self.seq <= self.snapshot_seq || self.ending {
+            return;
+        }
+        let state = self.encoded_state();
+        let now = self.now_ms();
+        match store::compact(&self.state.db.pool, &self.doc_id, self.seq, &state, now).await {
+            Ok(()) => self.snapshot_seq = self.seq,
+            Err(err) => {
+                tracing::warn!(doc = %self.doc_id, %err, "compaction failed; updates kept");
+                return;
+            }
+        }
+        let every = self.config().doc_auto_version_every.as_millis() as i64;
+        let due = match self.last_auto_version {
+            None => true,
+            Some((at, seq)) => now - at >= every && self.seq > seq,
+        };
+        if due {
+            if let Err(err) = self.save_version(VersionKind::Auto, None, None).await {
+                tracing::warn!(doc = %self.doc_id, %err, "automatic version failed");
+            }
+        }
+    }
+
+    async fn save_version(
+        &mut self,
+        kind: VersionKind,
+        name: Option<String>,
+        by: Option<String>,
+    ) -> Result<Version, RoomError> {
+        let state = self.encoded_state();
+        let text = self.doc.get_or_insert_text(schema::TEXT);
+        let preview = rich::preview(&self.doc.transact(), &text, PREVIEW_CHARS);
+        let version = Version {
+            id: crate::auth::session::new_id(),
+            doc_id: self.doc_id.clone(),
+            kind,
+            name,
+            created_ms: self.now_ms(),
+            created_by: by,
+            seq: self.seq,
+            preview,
+        };
+        store::insert_version(&self.state.db.pool, &version, &state).await?;
+        if kind == VersionKind::Auto {
+            self.last_auto_version = Some((version.created_ms, version.seq));
+        }
+        Ok(version)
+    }
+
+    /// Replaces the content by `blocks` as one ordinary edit.
+    async fn restore(&mut self, blocks: &[Block], by: String) -> Result<Restored, RoomError> {
+        let before = self
+            .save_version(VersionKind::BeforeRestore, None, Some(by))
+            .await?;
+        let text = self.doc.get_or_insert_text(schema::TEXT);
+        let update = {
+            let mut txn = self.doc.transact_mut();
+            rich::replace_all(&mut txn, &text, blocks);
+            txn.encode_update_v1()
+        };
+        self.pending.push((None, update));
+        self.flush().await;
+        if self.ending {
+            return Err(RoomError::Retry);
+        }
+        Ok(Restored {
+            before,
+            seq: self.seq,
+        })
+    }
+}
+
+/// Whether applying `update` would change `doc`: new content, or deletions of content
+/// not deleted yet.
+pub fn changes_something(doc: &Doc, update: &Update) -> bool {
+    if update.is_empty() {
+        return false;
+    }
+    let txn = doc.transact();
+    if update.extends(&txn.state_vector()) {
+        return true;
+    }
+    if update.delete_set().is_empty() {
+        return false;
+    }
+    let deleted = txn.snapshot().delete_set;
+    !update.delete_set().diff(&deleted).is_empty()
+}
+
+fn refuse(msg: RoomMsg, err: impl Fn() -> RoomError) {
+    match msg {
+        RoomMsg::Join { reply, .. } => {
+            let _ = reply.send(Err(err()));
+        }
+        RoomMsg::SaveVersion { reply, .. } => {
+            let _ = reply.send(Err(err()));
+        }
+        RoomMsg::Restore { reply, .. } => {
+            let _ = reply.send(Err(err()));
+        }
+        _ => {}
+    }
+}
+
+async fn store_batch(
+    state: &AppState,
+    doc_id: &str,
+    batch: &[(Option<ConnId>, Vec<u8>)],
+    now_ms: i64,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let updates: Vec<&[u8]> = batch.iter().map(|(_, raw)| raw.as_slice()).collect();
+    let mut tx = state.db.pool.begin().await?;
+    let Some((first, last)) = store::append_updates(&mut tx, doc_id, &updates, now_ms).await?
+    else {
+        return Ok(None);
+    };
+    if state.db.backend == DatabaseBackend::Postgres {
+        cluster::notify_stored(&mut tx, &state.instance_id, doc_id, last).await?;
+    }
+    tx.commit().await?;
+    Ok(Some((first, last)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yrs::{GetString, Text};
+
+    fn edit(doc: &Doc, at: u32, s: &str) -> Vec<u8> {
+        let text = doc.get_or_insert_text(schema::TEXT);
+        let mut txn = doc.transact_mut();
+        text.insert(&mut txn, at, s);
+        txn.encode_update_v1()
+    }
+
+    fn apply(doc: &Doc, bytes: &[u8]) {
+        doc.transact_mut()
+            .apply_update(Update::decode_v1(bytes).unwrap())
+            .unwrap();
+    }
+
+    #[test]
+    fn known_updates_change_nothing() {
+        let server = schema::new_doc_with_client(0);
+        let client = schema::new_doc_with_client(1);
+        let first = edit(&client, 0, "hello");
+        assert!(changes_something(
+            &server,
+            &Update::decode_v1(&first).unwrap()
+        ));
+        apply(&server, &first);
+        // The same update again, and an empty update: nothing.
+        assert!(!changes_something(
+            &server,
+            &Update::decode_v1(&first).unwrap()
+        ));
+        assert!(!changes_something(
+            &server,
+            &Update::decode_v1(&[0, 0]).unwrap()
+        ));
+        // A deletion is a change once, then known.
+        let text = client.get_or_insert_text(schema::TEXT);
+        let delete = {
+            let mut txn = client.transact_mut();
+            text.remove_range(&mut txn, 0, 2);
+            txn.encode_update_v1()
+        };
+        assert!(changes_something(
+            &server,
+            &Update::decode_v1(&delete).unwrap()
+        ));
+        apply(&server, &delete);
+        assert!(!changes_something(
+            &server,
+            &Update::decode_v1(&delete).unwrap()
+        ));
+        // A reconnecting replica's step 2 carries its whole delete set: known, so nothing.
+        let step2 = client
+            .transact()
+            .encode_state_as_update_v1(&server.transact().state_vector());
+        assert!(!changes_something(
+            &server,
+            &Update::decode_v1(&step2).unwrap()
+        ));
+        let stext = server.get_or_insert_text(schema::TEXT);
+        assert_eq!(stext.get_string(&server.transact()), "llo");
+    }
+}
