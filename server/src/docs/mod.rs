@@ -7,6 +7,7 @@
 //! awareness  the awareness table (y-protocols' rules) with who announced each client
 //! socket     one y-websocket connection between its socket and its room
 //! cluster    NOTIFY/LISTEN between instances sharing PostgreSQL
+//! writer     group commit: every room's pending updates in one transaction
 //! ```
 //!
 //! The wire types, the frame codec and the document schema are in
@@ -23,6 +24,7 @@ pub mod cluster;
 pub mod room;
 pub mod socket;
 pub mod store;
+pub mod writer;
 
 use axum::body::Bytes;
 use axum::extract::State;

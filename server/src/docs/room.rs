@@ -34,6 +34,7 @@ use yrs::updates::decoder::Decode;
 use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 
 use super::awareness::{AwarenessTable, Owner};
+use super::writer::Writer;
 use super::{cluster, store};
 use crate::{AppState, Config};
 
@@ -157,6 +158,7 @@ pub struct RoomHandle {
 /// The loaded rooms of this instance.
 pub struct Rooms {
     app: OnceLock<AppState>,
+    writer: OnceLock<Writer>,
     map: Mutex<HashMap<String, RoomHandle>>,
     next_conn: AtomicU64,
     next_generation: AtomicU64,
@@ -166,6 +168,7 @@ impl Default for Rooms {
     fn default() -> Self {
         Rooms {
             app: OnceLock::new(),
+            writer: OnceLock::new(),
             map: Mutex::default(),
             next_conn: AtomicU64::new(1),
             next_generation: AtomicU64::new(1),
@@ -176,7 +179,12 @@ impl Default for Rooms {
 impl Rooms {
     /// Gives the registry the state its rooms use (once, when the app is built).
     pub fn attach(&self, state: AppState) {
+        let _ = self.writer.set(Writer::start(&state));
         let _ = self.app.set(state);
+    }
+
+    fn writer(&self) -> &Writer {
+        self.writer.get().expect("rooms attached to the app")
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, RoomHandle>> {
@@ -704,11 +712,8 @@ impl Room {
             return;
         }
         let batch = std::mem::take(&mut self.pending);
-        let now = self.now_ms();
-        let stored = {
-            let _turn = self.state.db.write_turn().await;
-            store_batch(&self.state, &self.doc_id, &batch, now).await
-        };
+        let updates = batch.iter().map(|(_, raw)| raw.clone()).collect();
+        let stored = self.rooms.writer().store(&self.doc_id, updates).await;
         match stored {
             Ok(Some((first, last))) => {
                 if first > self.seq + 1 {
@@ -829,7 +834,11 @@ impl Room {
         }
         let state = self.encoded_state();
         let now = self.now_ms();
-        match store::compact(&self.state.db.pool, &self.doc_id, self.seq, &state, now).await {
+        let compacted = {
+            let _turn = self.state.db.write_turn().await;
+            store::compact(&self.state.db.pool, &self.doc_id, self.seq, &state, now).await
+        };
+        match compacted {
             Ok(()) => self.snapshot_seq = self.seq,
             Err(err) => {
                 tracing::warn!(doc = %self.doc_id, %err, "compaction failed; updates kept");
@@ -927,25 +936,6 @@ fn refuse(msg: RoomMsg, err: impl Fn() -> RoomError) {
         }
         _ => {}
     }
-}
-
-async fn store_batch(
-    state: &AppState,
-    doc_id: &str,
-    batch: &[(Option<ConnId>, Vec<u8>)],
-    now_ms: i64,
-) -> Result<Option<(i64, i64)>, sqlx::Error> {
-    let updates: Vec<&[u8]> = batch.iter().map(|(_, raw)| raw.as_slice()).collect();
-    let mut tx = state.db.pool.begin().await?;
-    let Some((first, last)) = store::append_updates(&mut tx, doc_id, &updates, now_ms).await?
-    else {
-        return Ok(None);
-    };
-    if state.db.backend == DatabaseBackend::Postgres {
-        cluster::notify_stored(&mut tx, &state.instance_id, doc_id, last).await?;
-    }
-    tx.commit().await?;
-    Ok(Some((first, last)))
 }
 
 #[cfg(test)]

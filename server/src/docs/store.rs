@@ -296,36 +296,19 @@ pub async fn compact(
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let current: Option<i64> =
-        sqlx::query_scalar("SELECT seq FROM doc_snapshots WHERE doc_id = $1")
-            .bind(doc_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    match current {
-        Some(current) if current >= seq => return tx.commit().await,
-        Some(_) => {
-            sqlx::query(
-                "UPDATE doc_snapshots SET seq = $2, data = $3, created_ms = $4 WHERE doc_id = $1",
-            )
-            .bind(doc_id)
-            .bind(seq)
-            .bind(state.to_vec())
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
-        None => {
-            sqlx::query(
-                "INSERT INTO doc_snapshots (doc_id, seq, data, created_ms) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(doc_id)
-            .bind(seq)
-            .bind(state.to_vec())
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
+    // The transaction's first statement writes, so that SQLite takes the write lock at
+    // once (waiting its turn) instead of failing to upgrade a read lock.
+    sqlx::query(
+        "INSERT INTO doc_snapshots (doc_id, seq, data, created_ms) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (doc_id) DO UPDATE SET seq = excluded.seq, data = excluded.data, \
+         created_ms = excluded.created_ms WHERE doc_snapshots.seq < excluded.seq",
+    )
+    .bind(doc_id)
+    .bind(seq)
+    .bind(state.to_vec())
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("DELETE FROM doc_updates WHERE doc_id = $1 AND seq <= $2")
         .bind(doc_id)
         .bind(seq)

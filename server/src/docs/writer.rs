@@ -1,0 +1,145 @@
+//! Group commit of document updates: one task per instance stores the batches of every
+//! room that asked since its last commit in one transaction, so that many documents
+//! edited at once cost one commit (one fsync on SQLite), not one each.
+//!
+//! Invariants:
+//! - A room is answered only after the transaction holding its updates committed (or
+//!   failed); it broadcasts nothing before.
+//! - Within a transaction documents are written in id order, so writers on different
+//!   instances take the document rows' locks in the same order (no deadlock).
+//! - A room whose document is gone is answered `None`; the others are unaffected.
+
+use std::collections::BTreeMap;
+
+use meridian_shared::api::DatabaseBackend;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{cluster, store};
+use crate::AppState;
+
+/// The first and last sequence numbers given to a room's updates, or `None` when the
+/// document no longer exists.
+pub type Stored = Result<Option<(i64, i64)>, String>;
+
+struct Request {
+    doc_id: String,
+    updates: Vec<Vec<u8>>,
+    reply: oneshot::Sender<Stored>,
+}
+
+/// Requests stored in one transaction at most.
+const MAX_REQUESTS: usize = 256;
+/// After shutdown, how long the writer waits for rooms' last flushes.
+const LAST_FLUSHES: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The handle rooms store through.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Request>,
+}
+
+impl Writer {
+    /// Starts the writer task of an instance.
+    pub fn start(state: &AppState) -> Writer {
+        let (tx, rx) = mpsc::channel(4096);
+        state.tasks.spawn(run(state.clone(), rx));
+        Writer { tx }
+    }
+
+    /// Stores a room's updates; returns once they are committed.
+    pub async fn store(&self, doc_id: &str, updates: Vec<Vec<u8>>) -> Stored {
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            doc_id: doc_id.to_owned(),
+            updates,
+            reply,
+        };
+        if self.tx.send(request).await.is_err() {
+            return Err("the server is shutting down".into());
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err("the server is shutting down".into()))
+    }
+}
+
+/// Serves until shutdown, and after it as long as rooms still send their last flushes
+/// (each room flushes as soon as it sees the shutdown).
+async fn run(state: AppState, mut rx: mpsc::Receiver<Request>) {
+    let mut batch = Vec::new();
+    loop {
+        let first = if state.shutdown.is_cancelled() {
+            match tokio::time::timeout(LAST_FLUSHES, rx.recv()).await {
+                Ok(Some(request)) => request,
+                Ok(None) | Err(_) => return,
+            }
+        } else {
+            tokio::select! {
+                request = rx.recv() => match request {
+                    Some(request) => request,
+                    None => return,
+                },
+                _ = state.shutdown.cancelled() => continue,
+            }
+        };
+        batch.push(first);
+        while batch.len() < MAX_REQUESTS {
+            match rx.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let mut by_doc: BTreeMap<String, Vec<Request>> = BTreeMap::new();
+        for request in batch.drain(..) {
+            by_doc
+                .entry(request.doc_id.clone())
+                .or_default()
+                .push(request);
+        }
+        match commit(&state, &by_doc).await {
+            Ok(results) => {
+                for ((_, requests), ranges) in by_doc.into_iter().zip(results) {
+                    for (request, range) in requests.into_iter().zip(ranges) {
+                        let _ = request.reply.send(Ok(range));
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::error!(%err, "could not store document updates");
+                for request in by_doc.into_values().flatten() {
+                    let _ = request.reply.send(Err(err.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for every request; per document (in id order), per request, the
+/// range it was given.
+async fn commit(
+    state: &AppState,
+    by_doc: &BTreeMap<String, Vec<Request>>,
+) -> Result<Vec<Vec<Option<(i64, i64)>>>, sqlx::Error> {
+    let now = state.clock.now_ms();
+    let _turn = state.db.write_turn().await;
+    let mut tx = state.db.pool.begin().await?;
+    let mut results = Vec::with_capacity(by_doc.len());
+    for (doc_id, requests) in by_doc {
+        let mut ranges = Vec::with_capacity(requests.len());
+        let mut last_seq = None;
+        for request in requests {
+            let updates: Vec<&[u8]> = request.updates.iter().map(Vec::as_slice).collect();
+            let range = store::append_updates(&mut tx, doc_id, &updates, now).await?;
+            if let Some((_, last)) = range {
+                last_seq = Some(last);
+            }
+            ranges.push(range);
+        }
+        if let (Some(seq), DatabaseBackend::Postgres) = (last_seq, state.db.backend) {
+            cluster::notify_stored(&mut tx, &state.instance_id, doc_id, seq).await?;
+        }
+        results.push(ranges);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
