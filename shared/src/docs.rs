@@ -185,8 +185,10 @@ pub struct RoomStats {
 pub struct RoomInfo {
     pub doc_id: String,
     pub connections: usize,
-    /// Updates applied since the room was loaded or last compacted.
+    /// The number of the last update the room holds (updates are numbered from 1).
     pub seq: i64,
+    /// Updates stored since the last snapshot (compaction brings it back to 0).
+    pub since_snapshot: i64,
     /// Size of the document's encoded state.
     pub state_bytes: usize,
 }

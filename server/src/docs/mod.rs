@@ -377,7 +377,7 @@ async fn member_changed(state: &AppState, doc_id: &str, user_id: &str, role: Opt
         ("user_id" = String, Path, description = "The member"),
     ),
     responses(
-        (status = 200, description = "The document with its members (for someone who left: as they last saw it)", body = Doc),
+        (status = 200, description = "The document with its members after the removal (`role` is the caller's role before it)", body = Doc),
         (status = 403, description = "`owner_only`", body = ApiErrorBody),
         (status = 404, description = "`doc_not_found` or `member_not_found`", body = ApiErrorBody),
     )
@@ -391,7 +391,6 @@ async fn remove_member(
     if user.id != user_id {
         must_own(role)?;
     }
-    let before = view(&state, &doc, role).await?;
     if !store::remove_member(&state.db.pool, &id, &user_id).await? {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -400,9 +399,6 @@ async fn remove_member(
         ));
     }
     member_changed(&state, &id, &user_id, None).await;
-    if user.id == user_id {
-        return Ok(Json(before));
-    }
     Ok(Json(view(&state, &doc, role).await?))
 }
 

@@ -561,6 +561,7 @@ impl Room {
                     doc_id: self.doc_id.clone(),
                     connections: self.conns.len(),
                     seq: self.seq,
+                    since_snapshot: self.seq - self.snapshot_seq,
                     state_bytes,
                 });
             }
