@@ -1,6 +1,6 @@
 # Shared set-up steps of scripts/run.sh and scripts/test.sh. Each step checks first and
 # installs only what is missing, so a second run is fast. Everything comes from the
-# package registries (Debian, crates.io); nothing downloads a binary from elsewhere.
+# package registries (Debian, crates.io, npm); nothing downloads a binary from elsewhere.
 
 set -euo pipefail
 
@@ -92,6 +92,23 @@ build_web() {
 {"script": "meridian_web-$js_hash.js", "wasm": "meridian_web_bg-$wasm_hash.wasm", "style": "style-$css_hash.css"}
 JSON
     say "web UI: $(du -h "static/pkg/meridian_web_bg-$wasm_hash.wasm" | cut -f1) wasm ($(gzip -c "static/pkg/meridian_web_bg-$wasm_hash.wasm" | wc -c) bytes gzipped)"
+}
+
+# Node.js and the npm packages of tests/js (the stock Yjs client and the reference
+# y-websocket server, for the interop test and the documents benchmark). Debian's nodejs
+# and npm when `node` is missing; `npm ci` from the lock file when node_modules is missing
+# or older than it. Optional dependencies (y-leveldb's native leveldown) are left out: they
+# would fetch prebuilt binaries from outside the package registries.
+ensure_node_deps() {
+    if ! command -v node >/dev/null 2>&1; then
+        ensure_apt nodejs npm
+    fi
+    local js="$ROOT/tests/js"
+    if [ ! -d "$js/node_modules" ] || [ "$js/package-lock.json" -nt "$js/node_modules" ]; then
+        say "installing the npm packages of tests/js (node $(node --version))"
+        (cd "$js" && npm ci --omit=optional --no-audit --no-fund --loglevel=error)
+        touch "$js/node_modules"
+    fi
 }
 
 # A private PostgreSQL for the tests, under target/ (started as the postgres user when

@@ -12,6 +12,8 @@ pub mod client;
 pub mod db;
 pub mod process;
 pub mod server;
+pub mod ybench;
+pub mod yjs;
 
 /// Runs an async test body once per backend, as two tests `sqlite` and `postgres` in a
 /// module named after the test:

@@ -32,10 +32,10 @@ const MAX_NOTIFY_BYTES: usize = 7900;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Notice {
+    /// Documents with new stored updates, each with its latest seq.
     Stored {
         origin: String,
-        doc: String,
-        seq: i64,
+        docs: Vec<(String, i64)>,
     },
     Awareness {
         origin: String,
@@ -70,19 +70,21 @@ fn encode(notice: &Notice) -> String {
     serde_json::to_string(notice).expect("notices serialise")
 }
 
-/// Queues the notice of stored updates in the storing transaction.
+/// Queues the notices of stored updates in the storing transaction (as few as fit).
 pub async fn notify_stored(
     conn: &mut AnyConnection,
     origin: &str,
-    doc_id: &str,
-    seq: i64,
+    heads: &[(&str, i64)],
 ) -> Result<(), sqlx::Error> {
-    let notice = Notice::Stored {
-        origin: origin.to_owned(),
-        doc: doc_id.to_owned(),
-        seq,
-    };
-    notify(conn, CHANNEL, &encode(&notice)).await
+    // A document id and seq take about 60 bytes in JSON.
+    for chunk in heads.chunks(100) {
+        let notice = Notice::Stored {
+            origin: origin.to_owned(),
+            docs: chunk.iter().map(|(doc, seq)| ((*doc).to_owned(), *seq)).collect(),
+        };
+        notify(conn, CHANNEL, &encode(&notice)).await?;
+    }
+    Ok(())
 }
 
 fn send_later(state: &AppState, payload: String) {
@@ -176,8 +178,10 @@ pub async fn relay(
             continue;
         }
         match notice {
-            Notice::Stored { doc, seq, .. } => {
-                rooms.tell(&doc, RoomMsg::RemoteStored { seq }).await;
+            Notice::Stored { docs, .. } => {
+                for (doc, seq) in docs {
+                    rooms.tell(&doc, RoomMsg::RemoteStored { seq }).await;
+                }
             }
             Notice::Awareness { doc, update, .. } => {
                 let decoded = hex::decode(&update)

@@ -32,6 +32,8 @@ use crate::AppState;
 
 /// The largest frame accepted (a large paste or an offline session's step 2).
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+/// The read buffer each connection starts with (tungstenite's default is 128 KiB).
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 /// A write to a client that takes longer than this drops the client.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -79,6 +81,10 @@ pub async fn yjs_socket(
     }
     let guard = state.tasks.token();
     Ok(upgrade
+        // Small initial buffers: thousands of idle editors should cost little memory;
+        // buffers grow for large frames.
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| async move {

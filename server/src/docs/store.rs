@@ -197,38 +197,74 @@ pub async fn remove_member(
     Ok(done.rows_affected() > 0)
 }
 
-/// Takes the next `count` sequence numbers of a document and stores `updates` under
-/// them, inside the caller's transaction. `None` when the document no longer exists.
+/// Rows of `doc_updates` written by one INSERT at most (4 parameters each).
+const ROWS_PER_INSERT: usize = 1_000;
+
+/// Stores several documents' updates inside the caller's transaction, in two statements
+/// whatever their number: one `UPDATE ... RETURNING` takes each document's next sequence
+/// numbers (the document rows are the locks), one INSERT stores the rows. Returns, per
+/// document in the order given, the first and last numbers, or `None` when the document
+/// no longer exists. Documents must be distinct.
 pub async fn append_updates(
     conn: &mut AnyConnection,
-    doc_id: &str,
-    updates: &[&[u8]],
+    docs: &[(&str, Vec<&[u8]>)],
     now_ms: i64,
-) -> Result<Option<(i64, i64)>, sqlx::Error> {
-    let count = updates.len() as i64;
-    let head: Option<i64> = sqlx::query_scalar(
-        "UPDATE docs SET head_seq = head_seq + $2, updated_ms = $3 WHERE id = $1 \
-         RETURNING head_seq",
-    )
-    .bind(doc_id)
-    .bind(count)
-    .bind(now_ms)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(last) = head else { return Ok(None) };
-    let first = last - count + 1;
-    for (i, update) in updates.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO doc_updates (doc_id, seq, data, created_ms) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(doc_id)
-        .bind(first + i as i64)
-        .bind(update.to_vec())
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await?;
+) -> Result<Vec<Option<(i64, i64)>>, sqlx::Error> {
+    if docs.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(Some((first, last)))
+    // UPDATE docs SET head_seq = head_seq + CASE id WHEN $2 THEN $3 ... END ...
+    let mut sql = String::from("UPDATE docs SET updated_ms = $1, head_seq = head_seq + CASE id");
+    for i in 0..docs.len() {
+        sql.push_str(&format!(" WHEN ${} THEN ${}", 2 + 2 * i, 3 + 2 * i));
+    }
+    sql.push_str(" ELSE 0 END WHERE id IN (");
+    for i in 0..docs.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("${}", 2 + 2 * i));
+    }
+    sql.push_str(") RETURNING id, head_seq");
+    let mut query = sqlx::query(&sql).bind(now_ms);
+    for (doc_id, updates) in docs {
+        query = query.bind(*doc_id).bind(updates.len() as i64);
+    }
+    let heads: std::collections::HashMap<String, i64> = query
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    let mut ranges = Vec::with_capacity(docs.len());
+    let mut rows: Vec<(&str, i64, &[u8])> = Vec::new();
+    for (doc_id, updates) in docs {
+        let Some(&last) = heads.get(*doc_id) else {
+            ranges.push(None);
+            continue;
+        };
+        let first = last - updates.len() as i64 + 1;
+        for (i, update) in updates.iter().enumerate() {
+            rows.push((doc_id, first + i as i64, update));
+        }
+        ranges.push(Some((first, last)));
+    }
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut sql = String::from("INSERT INTO doc_updates (doc_id, seq, data, created_ms) VALUES ");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let p = 4 * i;
+            sql.push_str(&format!("(${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4));
+        }
+        let mut query = sqlx::query(&sql);
+        for (doc_id, seq, data) in chunk {
+            query = query.bind(*doc_id).bind(*seq).bind(data.to_vec()).bind(now_ms);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(ranges)
 }
 
 /// What a room loads: the snapshot (if any) and every update stored after it.

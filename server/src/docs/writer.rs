@@ -120,25 +120,38 @@ async fn commit(
     state: &AppState,
     by_doc: &BTreeMap<String, Vec<Request>>,
 ) -> Result<Vec<Vec<Option<(i64, i64)>>>, sqlx::Error> {
+    // A document asked more than once (rare: a room waits for its answer) is stored in
+    // several rounds, since one statement numbers each document once.
+    let rounds = by_doc.values().map(Vec::len).max().unwrap_or(0);
     let now = state.clock.now_ms();
     let _turn = state.db.write_turn().await;
     let mut tx = state.db.pool.begin().await?;
-    let mut results = Vec::with_capacity(by_doc.len());
-    for (doc_id, requests) in by_doc {
-        let mut ranges = Vec::with_capacity(requests.len());
-        let mut last_seq = None;
-        for request in requests {
-            let updates: Vec<&[u8]> = request.updates.iter().map(Vec::as_slice).collect();
-            let range = store::append_updates(&mut tx, doc_id, &updates, now).await?;
-            if let Some((_, last)) = range {
-                last_seq = Some(last);
+    let mut results: Vec<Vec<Option<(i64, i64)>>> = vec![Vec::new(); by_doc.len()];
+    for round in 0..rounds {
+        let mut docs = Vec::new();
+        let mut slots = Vec::new();
+        for (slot, (doc_id, requests)) in by_doc.iter().enumerate() {
+            if let Some(request) = requests.get(round) {
+                let updates: Vec<&[u8]> = request.updates.iter().map(Vec::as_slice).collect();
+                docs.push((doc_id.as_str(), updates));
+                slots.push(slot);
             }
-            ranges.push(range);
         }
-        if let (Some(seq), DatabaseBackend::Postgres) = (last_seq, state.db.backend) {
-            cluster::notify_stored(&mut tx, &state.instance_id, doc_id, seq).await?;
+        let ranges = store::append_updates(&mut tx, &docs, now).await?;
+        for (slot, range) in slots.into_iter().zip(ranges) {
+            results[slot].push(range);
         }
-        results.push(ranges);
+    }
+    if state.db.backend == DatabaseBackend::Postgres {
+        let heads: Vec<(&str, i64)> = by_doc
+            .keys()
+            .zip(&results)
+            .filter_map(|(doc_id, ranges)| {
+                let last = ranges.iter().flatten().map(|(_, last)| *last).max()?;
+                Some((doc_id.as_str(), last))
+            })
+            .collect();
+        cluster::notify_stored(&mut tx, &state.instance_id, &heads).await?;
     }
     tx.commit().await?;
     Ok(results)
