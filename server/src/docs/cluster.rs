@@ -80,7 +80,10 @@ pub async fn notify_stored(
     for chunk in heads.chunks(100) {
         let notice = Notice::Stored {
             origin: origin.to_owned(),
-            docs: chunk.iter().map(|(doc, seq)| ((*doc).to_owned(), *seq)).collect(),
+            docs: chunk
+                .iter()
+                .map(|(doc, seq)| ((*doc).to_owned(), *seq))
+                .collect(),
         };
         notify(conn, CHANNEL, &encode(&notice)).await?;
     }

@@ -250,7 +250,8 @@ pub async fn append_updates(
         ranges.push(Some((first, last)));
     }
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let mut sql = String::from("INSERT INTO doc_updates (doc_id, seq, data, created_ms) VALUES ");
+        let mut sql =
+            String::from("INSERT INTO doc_updates (doc_id, seq, data, created_ms) VALUES ");
         for i in 0..chunk.len() {
             if i > 0 {
                 sql.push_str(", ");
@@ -260,7 +261,11 @@ pub async fn append_updates(
         }
         let mut query = sqlx::query(&sql);
         for (doc_id, seq, data) in chunk {
-            query = query.bind(*doc_id).bind(*seq).bind(data.to_vec()).bind(now_ms);
+            query = query
+                .bind(*doc_id)
+                .bind(*seq)
+                .bind(data.to_vec())
+                .bind(now_ms);
         }
         query.execute(&mut *conn).await?;
     }
