@@ -20,6 +20,8 @@ use crate::net::http::{self, HttpError};
 use crate::net::realtime::{ConnectionState, Realtime, RealtimeConfig, RealtimeStatus};
 use crate::pages::auth::{AuthMode, AuthPage};
 use crate::pages::cart::CartPage;
+use crate::pages::docs::document::DocPage;
+use crate::pages::docs::DocsPage;
 use crate::pages::flags::FlagsPage;
 use crate::pages::home::HomePage;
 use crate::pages::ids::IdsPage;
@@ -42,6 +44,10 @@ pub enum Route {
     Cart,
     #[at("/flags")]
     Flags,
+    #[at("/docs")]
+    Docs,
+    #[at("/docs/:id")]
+    Doc { id: String },
     #[at("/status")]
     Status,
     #[not_found]
@@ -57,6 +63,8 @@ fn switch(route: Route) -> Html {
         Route::Ids => html! { <IdsPage /> },
         Route::Cart => html! { <CartPage /> },
         Route::Flags => html! { <FlagsPage /> },
+        Route::Docs => html! { <DocsPage /> },
+        Route::Doc { id } => html! { <DocPage {id} /> },
         Route::Status => html! { <StatusPage /> },
         Route::NotFound => html! { <NotFoundPage /> },
     }
@@ -242,6 +250,7 @@ fn Header() -> Html {
                     { nav_link(Route::Ids, "IDs") }
                     { nav_link(Route::Cart, "Shop") }
                     { nav_link(Route::Flags, "Flags") }
+                    { nav_link(Route::Docs, "Docs") }
                     { nav_link(Route::Status, "Status") }
                 </nav>
                 <div class="account">
@@ -277,6 +286,11 @@ mod tests {
         assert_eq!(Route::Cart.to_path(), "/cart");
         assert_eq!(Route::Flags.to_path(), "/flags");
         assert_eq!(Route::recognize("/flags"), Some(Route::Flags));
+        assert_eq!(Route::recognize("/docs"), Some(Route::Docs));
+        assert_eq!(
+            Route::recognize("/docs/d1"),
+            Some(Route::Doc { id: "d1".into() })
+        );
         assert_eq!(Route::recognize("/status"), Some(Route::Status));
         assert_eq!(Route::recognize("/no/such/page"), Some(Route::NotFound));
     }

@@ -10,6 +10,11 @@
 //!   [`STORED_ORIGIN`], [`TAB_ORIGIN`]) so they are never echoed back nor undone by the
 //!   local undo manager.
 
+pub mod editor;
+pub mod editor_model;
+pub mod persist;
+pub mod session;
+
 use std::rc::Rc;
 
 use meridian_shared::docs::schema;

@@ -1,5 +1,7 @@
 //! A minimal IndexedDB wrapper over web-sys: open a database (creating its object stores
-//! on upgrade), and put, read all, and delete string values by string key.
+//! on upgrade), and put, read all, and delete string values by string key; for binary
+//! data, put bytes, read the bytes under a key prefix, and replace some keys by one in
+//! one transaction.
 //!
 //! Every IndexedDB request is turned into a `js_sys::Promise` and awaited with
 //! wasm-bindgen-futures. Writes resolve when their transaction *completes*, i.e. when
@@ -7,11 +9,12 @@
 //!
 //! Invariants: the event handlers of a request live exactly as long as the future that
 //! awaits it (they are removed and dropped when it resolves), and every store holds
-//! out-of-line string keys with string values.
+//! out-of-line string keys with values that are either strings or bytes
+//! (`Uint8Array`), never both in one store.
 
 use std::fmt;
 
-use js_sys::{Array, Function, Promise};
+use js_sys::{Array, Function, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -154,6 +157,82 @@ impl Database {
             .unwrap_or_default())
     }
 
+    /// Stores `bytes` under `key` in `store`, replacing any previous value; resolves once
+    /// committed.
+    pub async fn put_bytes(&self, store: &str, key: &str, bytes: &[u8]) -> Result<(), IdbError> {
+        let transaction = self.transaction(store, IdbTransactionMode::Readwrite)?;
+        transaction
+            .object_store(store)
+            .and_then(|object_store| {
+                object_store.put_with_key(&Uint8Array::from(bytes), &JsValue::from_str(key))
+            })
+            .map_err(|error| IdbError::from_js("could not write", &error))?;
+        await_transaction(&transaction).await
+    }
+
+    /// Every `(key, bytes)` in `store` whose key starts with `prefix`, in key order.
+    /// Values that are not bytes are skipped.
+    pub async fn get_bytes_with_prefix(
+        &self,
+        store: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, IdbError> {
+        let range = prefix_range(prefix)?;
+        let transaction = self.transaction(store, IdbTransactionMode::Readonly)?;
+        let object_store = transaction
+            .object_store(store)
+            .map_err(|error| IdbError::from_js("could not read", &error))?;
+        // Both requests are made before either is awaited: a transaction with no
+        // request pending may commit as soon as control returns to the browser.
+        let keys_request = object_store
+            .get_all_keys_with_key(&range)
+            .map_err(|error| IdbError::from_js("could not read", &error))?;
+        let values_request = object_store
+            .get_all_with_key(&range)
+            .map_err(|error| IdbError::from_js("could not read", &error))?;
+        let keys = await_request(&keys_request, |_| None::<()>)
+            .await
+            .map_err(|error| IdbError::from_js("could not read", &error))?;
+        let values = await_request(&values_request, |_| None::<()>)
+            .await
+            .map_err(|error| IdbError::from_js("could not read", &error))?;
+        let (Ok(keys), Ok(values)) = (keys.dyn_into::<Array>(), values.dyn_into::<Array>()) else {
+            return Ok(Vec::new());
+        };
+        Ok(keys
+            .iter()
+            .zip(values.iter())
+            .filter_map(|(key, value)| {
+                let bytes = value.dyn_into::<Uint8Array>().ok()?.to_vec();
+                Some((key.as_string()?, bytes))
+            })
+            .collect())
+    }
+
+    /// In one transaction: deletes `deletes` from `store` and stores `bytes` under `key`;
+    /// resolves once committed (all or nothing).
+    pub async fn replace_bytes(
+        &self,
+        store: &str,
+        deletes: &[String],
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<(), IdbError> {
+        let transaction = self.transaction(store, IdbTransactionMode::Readwrite)?;
+        let object_store = transaction
+            .object_store(store)
+            .map_err(|error| IdbError::from_js("could not write", &error))?;
+        for old in deletes {
+            object_store
+                .delete(&JsValue::from_str(old))
+                .map_err(|error| IdbError::from_js("could not delete", &error))?;
+        }
+        object_store
+            .put_with_key(&Uint8Array::from(bytes), &JsValue::from_str(key))
+            .map_err(|error| IdbError::from_js("could not write", &error))?;
+        await_transaction(&transaction).await
+    }
+
     fn transaction(
         &self,
         store: &str,
@@ -163,6 +242,23 @@ impl Database {
             .transaction_with_str_and_mode(store, mode)
             .map_err(|error| IdbError::from_js("could not start a transaction", &error))
     }
+}
+
+/// The string keys that start with `prefix`: `IDBKeyRange.bound(prefix, prefix + U+FFFF)`.
+/// (Through `Reflect`, as web-sys' `IdbKeyRange` binding is not part of this build.)
+fn prefix_range(prefix: &str) -> Result<JsValue, IdbError> {
+    let constructor = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("IDBKeyRange"))
+        .map_err(|error| IdbError::from_js("this browser has no IDBKeyRange", &error))?;
+    let bound: Function = js_sys::Reflect::get(&constructor, &JsValue::from_str("bound"))
+        .and_then(|bound| bound.dyn_into::<Function>())
+        .map_err(|error| IdbError::from_js("this browser has no IDBKeyRange.bound", &error))?;
+    bound
+        .call2(
+            &constructor,
+            &JsValue::from_str(prefix),
+            &JsValue::from_str(&format!("{prefix}\u{ffff}")),
+        )
+        .map_err(|error| IdbError::from_js("could not make a key range", &error))
 }
 
 /// Awaits an IndexedDB request's `success` (its `result`) or `error`. `extra` may install

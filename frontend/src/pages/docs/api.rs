@@ -1,0 +1,184 @@
+//! The documents API (`/api/docs`), typed: every call returns `Result<T, HttpError>` as
+//! the helpers of [`crate::net::http`] do, with the same timeout and error decoding.
+//! Every route needs a signed-in account (a guest gets 401 `sign_in_required`).
+
+use gloo_net::http::{Request, RequestBuilder, Response};
+use gloo_timers::callback::Timeout;
+use meridian_shared::docs::{
+    CreateDoc, CreateVersion, Doc, DocList, RenameDoc, Restored, Role, ShareDoc, Version,
+    VersionList,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use web_sys::{AbortController, RequestCache};
+
+use crate::net::http::{decode_error, decode_success, path_segment, HttpError, REQUEST_TIMEOUT_MS};
+
+/// `/api/docs/{id}` followed by `rest` (which starts with `/`, or is empty).
+pub fn doc_path(id: &str, rest: &str) -> String {
+    format!("/api/docs/{}{rest}", path_segment(id))
+}
+
+/// `/api/docs/{id}/versions/{version_id}` followed by `rest`.
+pub fn version_path(id: &str, version_id: &str, rest: &str) -> String {
+    doc_path(id, &format!("/versions/{}{rest}", path_segment(version_id)))
+}
+
+/// `GET /api/docs`: the documents the caller may open, most recently changed first.
+pub async fn list() -> Result<DocList, HttpError> {
+    json(Request::get("/api/docs"), None::<&()>).await
+}
+
+/// `POST /api/docs`.
+pub async fn create(title: &str) -> Result<Doc, HttpError> {
+    let body = CreateDoc {
+        title: title.to_owned(),
+    };
+    json(Request::post("/api/docs"), Some(&body)).await
+}
+
+/// `GET /api/docs/{id}`.
+pub async fn get(id: &str) -> Result<Doc, HttpError> {
+    json(Request::get(&doc_path(id, "")), None::<&()>).await
+}
+
+/// `PATCH /api/docs/{id}`.
+pub async fn rename(id: &str, title: &str) -> Result<Doc, HttpError> {
+    let body = RenameDoc {
+        title: title.to_owned(),
+    };
+    json(Request::patch(&doc_path(id, "")), Some(&body)).await
+}
+
+/// `DELETE /api/docs/{id}` (204).
+pub async fn delete(id: &str) -> Result<(), HttpError> {
+    let response = send(Request::delete(&doc_path(id, "")), None::<&()>).await?;
+    expect_no_content(response).await
+}
+
+/// `POST /api/docs/{id}/members`: adds someone, or changes their role.
+pub async fn share(id: &str, username: &str, role: Role) -> Result<Doc, HttpError> {
+    let body = ShareDoc {
+        username: username.to_owned(),
+        role,
+    };
+    json(Request::post(&doc_path(id, "/members")), Some(&body)).await
+}
+
+/// `DELETE /api/docs/{id}/members/{user_id}`.
+pub async fn remove_member(id: &str, user_id: &str) -> Result<Doc, HttpError> {
+    let path = doc_path(id, &format!("/members/{}", path_segment(user_id)));
+    json(Request::delete(&path), None::<&()>).await
+}
+
+/// `GET /api/docs/{id}/versions`, newest first.
+pub async fn versions(id: &str) -> Result<VersionList, HttpError> {
+    json(Request::get(&doc_path(id, "/versions")), None::<&()>).await
+}
+
+/// `POST /api/docs/{id}/versions`: a named version of the content as it is now.
+pub async fn save_version(id: &str, name: &str) -> Result<Version, HttpError> {
+    let body = CreateVersion {
+        name: name.to_owned(),
+    };
+    json(Request::post(&doc_path(id, "/versions")), Some(&body)).await
+}
+
+/// `GET /api/docs/{id}/versions/{version_id}/update`: a Yjs v1 update that builds the
+/// whole document as it was.
+pub async fn version_update(id: &str, version_id: &str) -> Result<Vec<u8>, HttpError> {
+    let response = send(
+        Request::get(&version_path(id, version_id, "/update")),
+        None::<&()>,
+    )
+    .await?;
+    let status = response.status();
+    if !response.ok() {
+        let text = response.text().await.unwrap_or_default();
+        return Err(decode_error(status, &text));
+    }
+    response
+        .binary()
+        .await
+        .map_err(|error| HttpError::Network(error.to_string()))
+}
+
+/// `POST /api/docs/{id}/versions/{version_id}/restore`.
+pub async fn restore(id: &str, version_id: &str) -> Result<Restored, HttpError> {
+    json(
+        Request::post(&version_path(id, version_id, "/restore")),
+        None::<&()>,
+    )
+    .await
+}
+
+async fn json<T: DeserializeOwned, B: Serialize>(
+    builder: RequestBuilder,
+    body: Option<&B>,
+) -> Result<T, HttpError> {
+    let response = send(builder, body).await?;
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|error| HttpError::Network(error.to_string()))?;
+    if response.ok() {
+        decode_success(status, &text)
+    } else {
+        Err(decode_error(status, &text))
+    }
+}
+
+async fn expect_no_content(response: Response) -> Result<(), HttpError> {
+    if response.ok() {
+        return Ok(());
+    }
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    Err(decode_error(status, &text))
+}
+
+/// Sends a request that is aborted after [`REQUEST_TIMEOUT_MS`], never answered from the
+/// HTTP cache.
+async fn send<B: Serialize>(
+    builder: RequestBuilder,
+    body: Option<&B>,
+) -> Result<Response, HttpError> {
+    let controller = AbortController::new().ok();
+    let signal = controller.as_ref().map(|controller| controller.signal());
+    // Dropping the timer when the answer arrives cancels it.
+    let _deadline = controller
+        .clone()
+        .map(|controller| Timeout::new(REQUEST_TIMEOUT_MS, move || controller.abort()));
+    let builder = builder
+        .header("Accept", "application/json")
+        .cache(RequestCache::NoStore)
+        .abort_signal(signal.as_ref());
+    let request = match body {
+        Some(body) => builder.json(body),
+        None => builder.build(),
+    }
+    .map_err(|error| HttpError::Network(error.to_string()))?;
+    request.send().await.map_err(|error| {
+        if signal.as_ref().is_some_and(|signal| signal.aborted()) {
+            HttpError::Network(format!("no answer within {} s", REQUEST_TIMEOUT_MS / 1000))
+        } else {
+            HttpError::Network(error.to_string())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_escape_ids() {
+        assert_eq!(doc_path("d1", ""), "/api/docs/d1");
+        assert_eq!(doc_path("a/b", "/versions"), "/api/docs/a%2Fb/versions");
+        assert_eq!(
+            version_path("d1", "v 2", "/restore"),
+            "/api/docs/d1/versions/v%202/restore"
+        );
+    }
+}
