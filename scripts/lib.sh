@@ -74,10 +74,11 @@ build_web() {
     say "building the web UI (wasm)"
     env "${WASM_ENV[@]}" "${WASM_CARGO[@]}" build -p meridian-web --profile wasm \
         --target wasm32-unknown-unknown "${WASM_BUILD_STD[@]}" --quiet
-    local out="target/web-bindgen"
+    local target="${CARGO_TARGET_DIR:-target}"
+    local out="$target/web-bindgen"
     rm -rf "$out" && mkdir -p "$out"
     wasm-bindgen --target web --no-typescript --out-dir "$out" \
-        target/wasm32-unknown-unknown/wasm/meridian_web.wasm
+        "$target/wasm32-unknown-unknown/wasm/meridian_web.wasm"
     local js_hash wasm_hash css_hash
     wasm_hash="$(sha256sum "$out/meridian_web_bg.wasm" | cut -c1-16)"
     css_hash="$(sha256sum static/style.css | cut -c1-16)"
