@@ -36,6 +36,11 @@ pub fn navigator_online() -> bool {
 
 /// The realtime channel's URL on the page's own origin: `ws(s)://<host>/api/realtime`.
 pub fn realtime_url() -> String {
+    page_ws_url("/api/realtime")
+}
+
+/// The WebSocket URL of `path` on the page's own origin.
+pub fn page_ws_url(path: &str) -> String {
     let location = web_sys::window().map(|window| window.location());
     let protocol = location
         .as_ref()
@@ -45,7 +50,7 @@ pub fn realtime_url() -> String {
         .as_ref()
         .and_then(|location| location.host().ok())
         .unwrap_or_else(|| "localhost".to_owned());
-    ws_url(&protocol, &host, "/api/realtime")
+    ws_url(&protocol, &host, path)
 }
 
 /// The WebSocket URL for `path` on a page served over `protocol` (`"https:"` or

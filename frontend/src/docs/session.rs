@@ -1289,16 +1289,7 @@ impl PartialEq for DocSession {
 }
 
 fn doc_ws_url(doc_id: &str) -> String {
-    let location = web_sys::window().map(|window| window.location());
-    let protocol = location
-        .as_ref()
-        .and_then(|location| location.protocol().ok())
-        .unwrap_or_else(|| "http:".to_owned());
-    let host = location
-        .as_ref()
-        .and_then(|location| location.host().ok())
-        .unwrap_or_else(|| "localhost".to_owned());
-    browser::ws_url(&protocol, &host, &sync_path(doc_id))
+    browser::page_ws_url(&sync_path(doc_id))
 }
 
 fn now_ms() -> f64 {

@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use gloo_net::http::{Request, RequestBuilder};
+use gloo_net::http::{Request, RequestBuilder, Response};
 use gloo_timers::callback::Timeout;
 
 use meridian_shared::api::{ApiErrorBody, Credentials, HealthResponse, Me};
@@ -337,8 +337,27 @@ async fn send<T: DeserializeOwned, B: serde::Serialize>(
     builder: RequestBuilder,
     body: Option<&B>,
 ) -> Result<T, HttpError> {
-    // A request that hangs is aborted after REQUEST_TIMEOUT_MS; dropping `_deadline`
-    // when the answer arrives cancels the timer.
+    let response = send_request(builder, body).await?;
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|error| HttpError::Network(error.to_string()))?;
+    if response.ok() {
+        decode_success(status, &text)
+    } else {
+        Err(decode_error(status, &text))
+    }
+}
+
+/// Sends a request (JSON `body` if any) that is aborted after [`REQUEST_TIMEOUT_MS`] and
+/// never answered from the HTTP cache; the response is the caller's to read, whatever
+/// its status.
+pub async fn send_request<B: serde::Serialize>(
+    builder: RequestBuilder,
+    body: Option<&B>,
+) -> Result<Response, HttpError> {
+    // Dropping `_deadline` when the answer arrives cancels the timer.
     let controller = AbortController::new().ok();
     let signal = controller.as_ref().map(|controller| controller.signal());
     let _deadline = controller
@@ -353,24 +372,13 @@ async fn send<T: DeserializeOwned, B: serde::Serialize>(
         None => builder.build(),
     }
     .map_err(|error| HttpError::Network(error.to_string()))?;
-    let timed_out = || signal.as_ref().is_some_and(|signal| signal.aborted());
-    let response = request.send().await.map_err(|error| {
-        if timed_out() {
+    request.send().await.map_err(|error| {
+        if signal.as_ref().is_some_and(|signal| signal.aborted()) {
             HttpError::Network(format!("no answer within {} s", REQUEST_TIMEOUT_MS / 1000))
         } else {
             HttpError::Network(error.to_string())
         }
-    })?;
-    let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|error| HttpError::Network(error.to_string()))?;
-    if response.ok() {
-        decode_success(status, &text)
-    } else {
-        Err(decode_error(status, &text))
-    }
+    })
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use meridian_shared::api::ApiErrorBody;
@@ -28,6 +28,7 @@ use super::room::{ClientFrame, ConnLink, RoomError, RoomMsg, Rooms};
 use super::{doc_not_found, open_access};
 use crate::auth::Session;
 use crate::error::{ApiError, Path};
+use crate::realtime::{same_origin, truncate_reason};
 use crate::AppState;
 
 /// The largest frame accepted (a large paste or an offline session's step 2).
@@ -92,21 +93,6 @@ pub async fn yjs_socket(
             drop(guard);
         })
         .into_response())
-}
-
-/// A browser's `Origin`, when it sends one, must name the host it connected to.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let origin_host = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        .unwrap_or("");
-    origin_host.eq_ignore_ascii_case(host)
 }
 
 type Close = (u16, String);
@@ -258,15 +244,6 @@ async fn close_with(sink: &mut Sink, (code, reason): Close) {
     };
     let _ = send(sink, Message::Close(Some(frame))).await;
     let _ = tokio::time::timeout(SEND_TIMEOUT, sink.close()).await;
-}
-
-/// A close reason is at most 123 bytes.
-fn truncate_reason(reason: &str) -> String {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason[..end].to_owned()
 }
 
 fn frame_error(err: &axum::Error) -> Close {

@@ -181,7 +181,7 @@ async fn realtime_socket(
 }
 
 /// A browser's `Origin`, when it sends one, must name the host it connected to.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
@@ -588,7 +588,7 @@ fn frame_error(err: &axum::Error) -> Close {
 }
 
 /// A close reason has at most 123 bytes.
-fn truncate_reason(reason: &str) -> String {
+pub(crate) fn truncate_reason(reason: &str) -> String {
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
         end -= 1;

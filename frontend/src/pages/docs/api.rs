@@ -3,16 +3,14 @@
 //! Every route needs a signed-in account (a guest gets 401 `sign_in_required`).
 
 use gloo_net::http::{Request, RequestBuilder, Response};
-use gloo_timers::callback::Timeout;
 use meridian_shared::docs::{
     CreateDoc, CreateVersion, Doc, DocList, RenameDoc, Restored, Role, ShareDoc, Version,
     VersionList,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use web_sys::{AbortController, RequestCache};
 
-use crate::net::http::{decode_error, decode_success, path_segment, HttpError, REQUEST_TIMEOUT_MS};
+use crate::net::http::{decode_error, decode_success, path_segment, send_request, HttpError};
 
 /// `/api/docs/{id}` followed by `rest` (which starts with `/`, or is empty).
 pub fn doc_path(id: &str, rest: &str) -> String {
@@ -52,7 +50,7 @@ pub async fn rename(id: &str, title: &str) -> Result<Doc, HttpError> {
 
 /// `DELETE /api/docs/{id}` (204).
 pub async fn delete(id: &str) -> Result<(), HttpError> {
-    let response = send(Request::delete(&doc_path(id, "")), None::<&()>).await?;
+    let response = send_request(Request::delete(&doc_path(id, "")), None::<&()>).await?;
     expect_no_content(response).await
 }
 
@@ -87,7 +85,7 @@ pub async fn save_version(id: &str, name: &str) -> Result<Version, HttpError> {
 /// `GET /api/docs/{id}/versions/{version_id}/update`: a Yjs v1 update that builds the
 /// whole document as it was.
 pub async fn version_update(id: &str, version_id: &str) -> Result<Vec<u8>, HttpError> {
-    let response = send(
+    let response = send_request(
         Request::get(&version_path(id, version_id, "/update")),
         None::<&()>,
     )
@@ -116,7 +114,7 @@ async fn json<T: DeserializeOwned, B: Serialize>(
     builder: RequestBuilder,
     body: Option<&B>,
 ) -> Result<T, HttpError> {
-    let response = send(builder, body).await?;
+    let response = send_request(builder, body).await?;
     let status = response.status();
     let text = response
         .text()
@@ -136,36 +134,6 @@ async fn expect_no_content(response: Response) -> Result<(), HttpError> {
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     Err(decode_error(status, &text))
-}
-
-/// Sends a request that is aborted after [`REQUEST_TIMEOUT_MS`], never answered from the
-/// HTTP cache.
-async fn send<B: Serialize>(
-    builder: RequestBuilder,
-    body: Option<&B>,
-) -> Result<Response, HttpError> {
-    let controller = AbortController::new().ok();
-    let signal = controller.as_ref().map(|controller| controller.signal());
-    // Dropping the timer when the answer arrives cancels it.
-    let _deadline = controller
-        .clone()
-        .map(|controller| Timeout::new(REQUEST_TIMEOUT_MS, move || controller.abort()));
-    let builder = builder
-        .header("Accept", "application/json")
-        .cache(RequestCache::NoStore)
-        .abort_signal(signal.as_ref());
-    let request = match body {
-        Some(body) => builder.json(body),
-        None => builder.build(),
-    }
-    .map_err(|error| HttpError::Network(error.to_string()))?;
-    request.send().await.map_err(|error| {
-        if signal.as_ref().is_some_and(|signal| signal.aborted()) {
-            HttpError::Network(format!("no answer within {} s", REQUEST_TIMEOUT_MS / 1000))
-        } else {
-            HttpError::Network(error.to_string())
-        }
-    })
 }
 
 #[cfg(test)]
