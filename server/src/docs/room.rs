@@ -141,6 +141,10 @@ const MAX_BATCH: usize = 512;
 const TICK: Duration = Duration::from_millis(250);
 /// How often a room on PostgreSQL checks it has not missed another instance's update.
 const CLUSTER_CHECK: Duration = Duration::from_secs(2);
+/// A document due for compaction is compacted once no update arrived for this long...
+const COMPACT_WHEN_QUIET_FOR: Duration = Duration::from_secs(2);
+/// ...or, under continuous typing, once its log is this many times the threshold.
+const COMPACT_ANYWAY_FACTOR: i64 = 10;
 /// Characters of a version's preview.
 const PREVIEW_CHARS: usize = 120;
 
@@ -323,6 +327,8 @@ struct Room {
     /// Applied in memory, not stored yet: (sender, update).
     pending: Vec<(Option<ConnId>, Vec<u8>)>,
     idle_since: Option<Instant>,
+    /// When the room last stored an update (compaction waits for a pause).
+    last_stored: Instant,
     last_cluster_check: Instant,
     last_auto_version: Option<(i64, i64)>,
     /// Set when the room must end (storage failed, document deleted).
@@ -343,6 +349,7 @@ impl Room {
             awareness: AwarenessTable::default(),
             pending: Vec::new(),
             idle_since: Some(Instant::now()),
+            last_stored: Instant::now(),
             last_cluster_check: Instant::now(),
             last_auto_version: None,
             ending: false,
@@ -722,6 +729,7 @@ impl Room {
                     self.catch_up(Some(first - 1)).await;
                 }
                 self.seq = last;
+                self.last_stored = Instant::now();
                 for (sender, raw) in batch {
                     self.broadcast(Bytes::from(protocol::update(raw)), sender);
                 }
@@ -787,7 +795,12 @@ impl Room {
                 Err(err) => tracing::warn!(doc = %self.doc_id, %err, "cluster check failed"),
             }
         }
-        if self.seq - self.snapshot_seq >= self.config().doc_compact_every as i64 {
+        // Compaction writes the whole state: done while the document rests, unless its
+        // log grows far past the threshold under continuous typing.
+        let since = self.seq - self.snapshot_seq;
+        let every = self.config().doc_compact_every as i64;
+        let resting = self.last_stored.elapsed() >= COMPACT_WHEN_QUIET_FOR;
+        if since >= every && (resting || since >= every * COMPACT_ANYWAY_FACTOR) {
             self.compact().await;
         }
     }
