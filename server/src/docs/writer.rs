@@ -12,6 +12,8 @@
 use std::collections::BTreeMap;
 
 use meridian_shared::api::DatabaseBackend;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, Connection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{cluster, store};
@@ -67,6 +69,9 @@ impl Writer {
 /// (each room flushes as soon as it sees the shutdown).
 async fn run(state: AppState, mut rx: mpsc::Receiver<Request>) {
     let mut batch = Vec::new();
+    // The writer keeps its own connection: a pooled one is pinged on every acquire, one
+    // more round trip per commit. After an error it takes a fresh one.
+    let mut conn: Option<PoolConnection<Any>> = None;
     loop {
         let first = if state.shutdown.is_cancelled() {
             match tokio::time::timeout(LAST_FLUSHES, rx.recv()).await {
@@ -96,7 +101,18 @@ async fn run(state: AppState, mut rx: mpsc::Receiver<Request>) {
                 .or_default()
                 .push(request);
         }
-        match commit(&state, &by_doc).await {
+        let result = async {
+            if conn.is_none() {
+                conn = Some(state.db.pool.acquire().await?);
+            }
+            let conn = conn.as_mut().expect("just acquired");
+            commit(&state, conn, &by_doc).await
+        }
+        .await;
+        if result.is_err() {
+            conn = None;
+        }
+        match result {
             Ok(results) => {
                 for ((_, requests), ranges) in by_doc.into_iter().zip(results) {
                     for (request, range) in requests.into_iter().zip(ranges) {
@@ -118,6 +134,7 @@ async fn run(state: AppState, mut rx: mpsc::Receiver<Request>) {
 /// range it was given.
 async fn commit(
     state: &AppState,
+    conn: &mut AnyConnection,
     by_doc: &BTreeMap<String, Vec<Request>>,
 ) -> Result<Vec<Vec<Option<(i64, i64)>>>, sqlx::Error> {
     // A document asked more than once (rare: a room waits for its answer) is stored in
@@ -125,7 +142,7 @@ async fn commit(
     let rounds = by_doc.values().map(Vec::len).max().unwrap_or(0);
     let now = state.clock.now_ms();
     let _turn = state.db.write_turn().await;
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let mut results: Vec<Vec<Option<(i64, i64)>>> = vec![Vec::new(); by_doc.len()];
     for round in 0..rounds {
         let mut docs = Vec::new();
