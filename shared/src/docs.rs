@@ -206,6 +206,8 @@ pub mod close_code {
     pub const SLOW_CONSUMER: u16 = 4008;
     /// The client stopped answering pings.
     pub const TIMEOUT: u16 = 4000;
+    /// More messages per second than any editor sends.
+    pub const RATE_LIMITED: u16 = 4429;
     /// The server could not store an update; reconnect and resend.
     pub const STORAGE_FAILED: u16 = 1011;
     /// A frame larger than the limit.

@@ -315,6 +315,21 @@ impl YClient {
         self.send_frame(Message::binary(bytes)).await;
     }
 
+    /// Sends the same frame `count` times as fast as the socket takes them, stopping at the
+    /// first failure (the server may close the connection meanwhile); returns how many
+    /// were sent.
+    pub async fn flood(&mut self, bytes: Vec<u8>, count: usize) -> usize {
+        let socket = self.socket.as_mut().expect("the client is connected");
+        for sent in 0..count {
+            let frame = Message::binary(bytes.clone());
+            match tokio::time::timeout(RECV_TIMEOUT, socket.send(frame)).await {
+                Ok(Ok(())) => {}
+                _ => return sent,
+            }
+        }
+        count
+    }
+
     /// Sends a text frame (which the protocol does not allow).
     pub async fn send_text(&mut self, text: &str) {
         self.send_frame(Message::text(text)).await;

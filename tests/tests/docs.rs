@@ -737,6 +737,32 @@ both_backends!(
 );
 
 both_backends!(
+    a_flooding_connection_is_closed_and_the_room_carries_on,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let (olive, _) = account(&server.base_url(), "olive").await;
+        let doc = create_doc(&olive, "Busy").await;
+        let mut writer = connect(&olive, &doc.id).await;
+        let mut flooder = connect(&olive, &doc.id).await;
+        // An empty update is valid and changes nothing: only the rate stops it.
+        let sent = flooder.flood(protocol::update(vec![0, 0]), 20_000).await;
+        let (code, reason) = flooder.recv_close().await;
+        assert_eq!(
+            code,
+            close_code::RATE_LIMITED,
+            "after {sent} frames: {reason:?}"
+        );
+        assert!(
+            sent > 2_000,
+            "the burst allowance was honoured ({sent} frames sent)"
+        );
+        writer.insert(0, "still here").await;
+        writer.sync().await;
+        assert_eq!(connect(&olive, &doc.id).await.text(), "still here");
+    }
+);
+
+both_backends!(
     a_malformed_frame_closes_only_its_connection,
     |db: TestDatabase| async move {
         let server = TestServer::start(&db).await;

@@ -28,13 +28,17 @@ use super::room::{ClientFrame, ConnLink, RoomError, RoomMsg, Rooms};
 use super::{doc_not_found, open_access};
 use crate::auth::Session;
 use crate::error::{ApiError, Path};
-use crate::realtime::{same_origin, truncate_reason};
+use crate::realtime::{same_origin, truncate_reason, Bucket};
 use crate::AppState;
 
 /// The largest frame accepted (a large paste or an offline session's step 2).
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 /// The read buffer each connection starts with (tungstenite's default is 128 KiB).
 const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Frames one connection may send per second (sustained) and in a burst: far above
+/// typing, cursor moves and reconnects, far below a flood.
+const FRAMES_PER_SEC: f64 = 500.0;
+const FRAME_BURST: f64 = 2_000.0;
 /// A write to a client that takes longer than this drops the client.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -163,6 +167,7 @@ async fn run(state: AppState, doc_id: String, user_id: String, role: Role, socke
         heartbeat_every,
     );
     let mut last_heard = Instant::now();
+    let mut bucket = Bucket::new(FRAMES_PER_SEC, FRAME_BURST);
     let close: Option<Close> = loop {
         tokio::select! {
             _ = shutdown.cancelled() => break Some((1001, "server shutting down".into())),
@@ -182,6 +187,10 @@ async fn run(state: AppState, doc_id: String, user_id: String, role: Role, socke
                 };
                 last_heard = Instant::now();
                 match message {
+                    Message::Binary(_) | Message::Text(_) if !bucket.take() => break Some((
+                        close_code::RATE_LIMITED,
+                        format!("more than {FRAMES_PER_SEC} messages per second"),
+                    )),
                     Message::Binary(bytes) => {
                         // Converted at once: a decoded yrs `Update` is not `Send`.
                         let frame = decode_frame(&bytes).map(ClientFrame::from);

@@ -195,17 +195,29 @@ pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     origin_host.eq_ignore_ascii_case(host)
 }
 
-/// A token bucket.
-struct Bucket {
+/// A token bucket: `burst` tokens at most, refilled at `rate_per_sec`.
+pub(crate) struct Bucket {
     tokens: f64,
     at: Instant,
+    rate_per_sec: f64,
+    burst: f64,
 }
 
 impl Bucket {
-    fn take(&mut self) -> bool {
+    pub(crate) fn new(rate_per_sec: f64, burst: f64) -> Bucket {
+        Bucket {
+            tokens: burst,
+            at: Instant::now(),
+            rate_per_sec,
+            burst,
+        }
+    }
+
+    /// Takes a token if there is one.
+    pub(crate) fn take(&mut self) -> bool {
         let now = Instant::now();
-        let refill = now.duration_since(self.at).as_secs_f64() * PUBLISH_RATE_PER_SEC;
-        self.tokens = (self.tokens + refill).min(PUBLISH_BURST);
+        let refill = now.duration_since(self.at).as_secs_f64() * self.rate_per_sec;
+        self.tokens = (self.tokens + refill).min(self.burst);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -234,10 +246,7 @@ impl Connection {
             state,
             session,
             sent: HashMap::new(),
-            bucket: Bucket {
-                tokens: PUBLISH_BURST,
-                at: Instant::now(),
-            },
+            bucket: Bucket::new(PUBLISH_RATE_PER_SEC, PUBLISH_BURST),
         }
     }
 
