@@ -29,4 +29,9 @@ pub const SYSTEMS: &[SystemInfo] = &[
         name: "Feature flags",
         summary: "Flags with targeting rules and percentage rollouts, one evaluator in the browser, SDKs and the server, a kill switch that reaches every connected client, approvals and an audit log; OpenFeature's OFREP for other clients.",
     },
+    SystemInfo {
+        path: "/docs",
+        name: "Collaborative documents",
+        summary: "Rich text on the Yjs CRDT: type together and see each other's cursors, keep editing offline, share as editor or viewer, restore any version; the stock y-websocket client works against it.",
+    },
 ];

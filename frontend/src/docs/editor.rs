@@ -411,6 +411,13 @@ impl Core {
         if let Some(splice) = splice {
             self.apply_splice(&layout, splice);
         }
+        // An empty document shows its placeholder (CSS, `data-empty`).
+        let empty = text_len == 0;
+        if empty != (self.root.get_attribute("data-empty").as_deref() == Some("true")) {
+            let _ = self
+                .root
+                .set_attribute("data-empty", if empty { "true" } else { "false" });
+        }
         self.layout = layout;
     }
 
