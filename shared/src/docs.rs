@@ -354,15 +354,27 @@ pub mod rich {
         attrs
     }
 
+    /// Whether the text ends with a line end (a last paragraph without one is read by
+    /// [`blocks`] like one with it).
+    pub fn ends_with_line_end<T: ReadTxn>(txn: &T, text: &TextRef) -> bool {
+        text.get_string(txn).ends_with('\n')
+    }
+
     /// Replaces the whole content with `blocks` in one transaction (a restore). Every
-    /// paragraph ends with `"\n"` (Quill's canonical form).
-    pub fn replace_all(txn: &mut TransactionMut, text: &TextRef, blocks: &[Block]) {
+    /// paragraph ends with `"\n"` except a last plain one when `final_line_end` is false,
+    /// so that a document is restored exactly as it was.
+    pub fn replace_all(
+        txn: &mut TransactionMut,
+        text: &TextRef,
+        blocks: &[Block],
+        final_line_end: bool,
+    ) {
         let len = text.len(txn);
         if len > 0 {
             text.remove_range(txn, 0, len);
         }
         let mut at = 0u32;
-        for block in blocks {
+        for (i, block) in blocks.iter().enumerate() {
             for run in &block.runs {
                 // Explicit nulls, so that a run does not inherit its left neighbour's
                 // formatting.
@@ -372,6 +384,9 @@ pub mod rich {
                 }
                 text.insert_with_attributes(txn, at, &run.text, attrs);
                 at += run.text.encode_utf16().count() as u32;
+            }
+            if i + 1 == blocks.len() && !final_line_end && block.heading.is_none() {
+                break;
             }
             let mut line = Attrs::new();
             line.insert(schema::BOLD.into(), Any::Null);
@@ -522,7 +537,7 @@ pub mod protocol {
 #[cfg(test)]
 mod tests {
     use super::protocol::{decode_frame, Frame, FrameError};
-    use super::rich::{blocks, replace_all, Block, Run};
+    use super::rich::{self, blocks, replace_all, Block, Run};
     use super::*;
     use yrs::types::Attrs;
     use yrs::updates::decoder::Decode;
@@ -679,6 +694,22 @@ mod tests {
     }
 
     #[test]
+    fn replace_all_keeps_a_missing_final_line_end() {
+        let doc = schema::new_doc_with_client(3);
+        let text = doc.get_or_insert_text(schema::TEXT);
+        text.insert(&mut doc.transact_mut(), 0, "one\ntwo");
+        let (want, end) = {
+            let txn = doc.transact();
+            (blocks(&txn, &text), rich::ends_with_line_end(&txn, &text))
+        };
+        assert!(!end);
+        let target = schema::new_doc_with_client(4);
+        let ttext = target.get_or_insert_text(schema::TEXT);
+        replace_all(&mut target.transact_mut(), &ttext, &want, end);
+        assert_eq!(ttext.get_string(&target.transact()), "one\ntwo");
+    }
+
+    #[test]
     fn replace_all_rebuilds_the_blocks_and_syncs() {
         let source = edited_doc();
         let want = {
@@ -691,7 +722,7 @@ mod tests {
         {
             let mut txn = target.transact_mut();
             text.insert(&mut txn, 0, "something else entirely");
-            replace_all(&mut txn, &text, &want);
+            replace_all(&mut txn, &text, &want, true);
         }
         assert_eq!(blocks(&target.transact(), &text), want);
         // The restore is an ordinary update another replica can apply.

@@ -529,7 +529,7 @@ async fn restore_version(
     let (_, data) = store::version(&state.db.pool, &id, &version_id)
         .await?
         .ok_or_else(|| version_not_found(&version_id))?;
-    let blocks = {
+    let (blocks, final_line_end) = {
         let doc = schema::new_doc();
         let update = Update::decode_v1(&data).map_err(ApiError::internal)?;
         doc.transact_mut()
@@ -537,12 +537,16 @@ async fn restore_version(
             .map_err(ApiError::internal)?;
         let text = doc.get_or_insert_text(schema::TEXT);
         let txn = doc.transact();
-        rich::blocks(&txn, &text)
+        (
+            rich::blocks(&txn, &text),
+            rich::ends_with_line_end(&txn, &text),
+        )
     };
     let restored = state
         .docs
         .ask(&id, |reply| RoomMsg::Restore {
             blocks: blocks.clone(),
+            final_line_end,
             by: user.username.clone(),
             reply,
         })

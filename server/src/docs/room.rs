@@ -123,6 +123,7 @@ pub enum RoomMsg {
     },
     Restore {
         blocks: Vec<Block>,
+        final_line_end: bool,
         by: String,
         reply: oneshot::Sender<Result<Restored, RoomError>>,
     },
@@ -555,8 +556,13 @@ impl Room {
             } => {
                 let _ = reply.send(self.save_version(kind, name, by).await);
             }
-            RoomMsg::Restore { blocks, by, reply } => {
-                let _ = reply.send(self.restore(&blocks, by).await);
+            RoomMsg::Restore {
+                blocks,
+                final_line_end,
+                by,
+                reply,
+            } => {
+                let _ = reply.send(self.restore(&blocks, final_line_end, by).await);
             }
             RoomMsg::Stats { reply } => {
                 let state_bytes = self
@@ -898,14 +904,19 @@ impl Room {
     }
 
     /// Replaces the content by `blocks` as one ordinary edit.
-    async fn restore(&mut self, blocks: &[Block], by: String) -> Result<Restored, RoomError> {
+    async fn restore(
+        &mut self,
+        blocks: &[Block],
+        final_line_end: bool,
+        by: String,
+    ) -> Result<Restored, RoomError> {
         let before = self
             .save_version(VersionKind::BeforeRestore, None, Some(by))
             .await?;
         let text = self.doc.get_or_insert_text(schema::TEXT);
         let update = {
             let mut txn = self.doc.transact_mut();
-            rich::replace_all(&mut txn, &text, blocks);
+            rich::replace_all(&mut txn, &text, blocks, final_line_end);
             txn.encode_update_v1()
         };
         self.pending.push((None, update));
