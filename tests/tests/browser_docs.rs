@@ -365,7 +365,7 @@ async fn wait_for_formatting(browser: &Browser, title: &str, bold: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bold_and_a_heading_from_the_toolbar_survive_a_reload() {
+async fn bold_and_a_heading_from_the_toolbar_survive_a_reload_and_a_rename_shows() {
     let db = TestDatabase::create(Backend::Sqlite).await;
     let server = start_server(&db).await;
     let browser = Browser::start().await;
@@ -420,6 +420,24 @@ async fn bold_and_a_heading_from_the_toolbar_survive_a_reload() {
         ],
         "{stored:#?}"
     );
+
+    // Renamed elsewhere (here: through the API): the page shows it when it regains focus.
+    api.send(
+        api.http()
+            .patch(api.url(&format!("/api/docs/{id}")))
+            .json(&serde_json::json!({"title": "Formatted, renamed"})),
+    )
+    .await
+    .expect::<serde_json::Value>(200);
+    browser
+        .wait_until(
+            "the new title after the window regains focus",
+            "window.dispatchEvent(new Event('focus'));
+             return document.querySelector('[data-testid=doc-title]').value === arguments[0];",
+            vec![json!("Formatted, renamed")],
+            "[data-testid=doc-title]",
+        )
+        .await;
     browser.close().await;
 }
 

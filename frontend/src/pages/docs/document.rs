@@ -7,11 +7,18 @@
 //! (saying goodbye to the others) when the page goes away or the server says the
 //! document is not this account's to open.
 //!
+//! The title and members, which others may change, are fetched again when the window
+//! regains focus and every 30 s; a failed refresh (offline) keeps what is shown.
+//!
 //! Invariants: the editor is read-only for viewers and whenever the session says edits
 //! are refused (read-only, deleted); the editor's `revision` is the session's, which
 //! moves with every change that did not come from this tab's editor.
 
+use std::rc::Rc;
+
+use gloo_timers::callback::Interval;
 use meridian_shared::docs::{Doc, Role};
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::HtmlInputElement;
@@ -22,11 +29,15 @@ use super::history::HistoryPanel;
 use super::share::SharePanel;
 use super::{api, initials, role_label, validate_title, SignInPrompt, MAX_TITLE_CHARS};
 use crate::app::Route;
+use crate::browser::WindowListener;
 use crate::components::Spinner;
 use crate::docs::editor::Editor;
 use crate::docs::session::{DocSession, Presence, SessionView, SyncStatus};
 use crate::net::http::HttpError;
 use crate::session::SessionState;
+
+/// How often the document's title and members are fetched again.
+const META_REFRESH_MS: u32 = 30_000;
 
 #[derive(Properties, PartialEq)]
 pub struct DocPageProps {
@@ -122,6 +133,35 @@ fn DocWorkspace(props: &WorkspaceProps) -> Html {
     {
         let reload_meta = reload_meta.clone();
         use_effect_with(props.id.clone(), move |_| reload_meta.emit(()));
+    }
+
+    {
+        // Others rename and share: refresh on focus and now and then, keeping what is
+        // shown when the refresh fails (offline); a lost access shows through the session.
+        let meta = meta.clone();
+        use_effect_with(props.id.clone(), move |id| {
+            let id = id.clone();
+            let refresh = Rc::new(move || {
+                let meta = meta.clone();
+                let id = id.clone();
+                spawn_local(async move {
+                    if let Ok(doc) = api::get(&id).await {
+                        meta.set(Meta::Loaded(doc));
+                    }
+                });
+            });
+            let on_focus = {
+                let refresh = refresh.clone();
+                Closure::<dyn FnMut(web_sys::Event)>::new(move |_: web_sys::Event| refresh())
+            };
+            let listener = web_sys::window()
+                .and_then(|window| WindowListener::add(&window, "focus", on_focus));
+            let interval = Interval::new(META_REFRESH_MS, move || refresh());
+            move || {
+                drop(listener);
+                drop(interval);
+            }
+        });
     }
 
     let refused = matches!(*meta, Meta::Refused(_));
