@@ -209,12 +209,20 @@ async fn create_doc(
 ) -> ApiResult<(StatusCode, Json<Doc>)> {
     let user = signed_in(&session)?.clone();
     let title = valid_title(&body.title)?;
-    let id = crate::auth::session::new_id();
-    store::create(&state.db.pool, &id, &title, &user.id, state.clock.now_ms()).await?;
-    let (doc, role) = open_access(&state, &id, &user.id)
-        .await?
-        .ok_or_else(|| ApiError::internal("created document not found"))?;
-    Ok((StatusCode::CREATED, Json(view(&state, &doc, role).await?)))
+    let now = state.clock.now_ms();
+    let doc = DocRow {
+        id: crate::auth::session::new_id(),
+        title,
+        owner_id: user.id,
+        owner_name: user.username,
+        created_ms: now,
+        updated_ms: now,
+    };
+    store::create(&state.db.pool, &doc.id, &doc.title, &doc.owner_id, now).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(view(&state, &doc, Role::Owner).await?),
+    ))
 }
 
 /// A document with its members.
@@ -258,13 +266,13 @@ async fn rename_doc(
     Path(id): Path<String>,
     Json(body): Json<RenameDoc>,
 ) -> ApiResult<Json<Doc>> {
-    let (_, role, user) = access(&state, &session, &id).await?;
+    let (mut doc, role, _) = access(&state, &session, &id).await?;
     must_edit(role)?;
-    let title = valid_title(&body.title)?;
-    store::rename(&state.db.pool, &id, &title, state.clock.now_ms()).await?;
-    let (doc, role) = open_access(&state, &id, &user.id)
-        .await?
-        .ok_or_else(|| doc_not_found(&id))?;
+    doc.title = valid_title(&body.title)?;
+    doc.updated_ms = state.clock.now_ms();
+    if !store::rename(&state.db.pool, &id, &doc.title, doc.updated_ms).await? {
+        return Err(doc_not_found(&id));
+    }
     Ok(Json(view(&state, &doc, role).await?))
 }
 

@@ -128,19 +128,20 @@ pub async fn list_for(pool: &AnyPool, user_id: &str) -> Result<Vec<(DocRow, Role
         .collect()
 }
 
+/// Renames a document; false if it no longer exists.
 pub async fn rename(
     pool: &AnyPool,
     doc_id: &str,
     title: &str,
     now_ms: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE docs SET title = $2, updated_ms = $3 WHERE id = $1")
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE docs SET title = $2, updated_ms = $3 WHERE id = $1")
         .bind(doc_id)
         .bind(title)
         .bind(now_ms)
         .execute(pool)
         .await?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
 }
 
 /// Deletes the document with its members, updates, snapshot and versions.
