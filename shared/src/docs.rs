@@ -420,9 +420,11 @@ pub mod protocol {
     //! The y-websocket wire format: one message per frame (see the module above).
 
     use yrs::encoding::read::Cursor;
+    use yrs::encoding::write::Write;
+    use yrs::sync::protocol::{MSG_SYNC, MSG_SYNC_UPDATE};
     use yrs::sync::{Message, SyncMessage};
     use yrs::updates::decoder::{Decode, DecoderV1};
-    use yrs::updates::encoder::Encode;
+    use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
     use yrs::{StateVector, Update};
 
     /// Why a frame was refused.
@@ -516,8 +518,15 @@ pub mod protocol {
         Message::Sync(SyncMessage::SyncStep2(update)).encode_v1()
     }
 
-    pub fn update(update: Vec<u8>) -> Vec<u8> {
-        Message::Sync(SyncMessage::Update(update)).encode_v1()
+    /// An update message, written from borrowed bytes (the server frames every stored
+    /// update without copying it first).
+    pub fn update(update: impl AsRef<[u8]>) -> Vec<u8> {
+        let update = update.as_ref();
+        let mut encoder = EncoderV1::new();
+        encoder.write_var(MSG_SYNC);
+        encoder.write_var(MSG_SYNC_UPDATE);
+        encoder.write_buf(update);
+        encoder.to_vec()
     }
 
     pub fn awareness(update: yrs::sync::AwarenessUpdate) -> Vec<u8> {

@@ -399,7 +399,7 @@ impl Room {
                         continue;
                     }
                     if broadcast {
-                        frames.push(Bytes::from(protocol::update(data.clone())));
+                        frames.push(Bytes::from(protocol::update(data)));
                     }
                 }
                 Err(err) => {
@@ -725,8 +725,11 @@ impl Room {
         if self.pending.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.pending);
-        let updates = batch.iter().map(|(_, raw)| raw.clone()).collect();
+        // The frames to broadcast are encoded now; the updates themselves go to the writer.
+        let (frames, updates): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|(sender, raw)| ((sender, Bytes::from(protocol::update(&raw))), raw))
+            .unzip();
         let stored = self.rooms.writer().store(&self.doc_id, updates).await;
         match stored {
             Ok(Some((first, last))) => {
@@ -736,8 +739,8 @@ impl Room {
                 }
                 self.seq = last;
                 self.last_stored = Instant::now();
-                for (sender, raw) in batch {
-                    self.broadcast(Bytes::from(protocol::update(raw)), sender);
+                for (sender, frame) in frames {
+                    self.broadcast(frame, sender);
                 }
             }
             Ok(None) => {
