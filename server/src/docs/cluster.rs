@@ -10,7 +10,6 @@
 //! - An instance ignores its own notices.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use meridian_shared::docs::Role;
 use serde::{Deserialize, Serialize};
@@ -22,6 +21,7 @@ use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 
 use super::room::{RoomMsg, Rooms};
+use crate::realtime::pg::{next_notice, InstanceNotice};
 use crate::realtime::store::notify;
 use crate::AppState;
 
@@ -55,7 +55,7 @@ enum Notice {
     },
 }
 
-impl Notice {
+impl InstanceNotice for Notice {
     fn origin(&self) -> &str {
         match self {
             Notice::Stored { origin, .. }
@@ -146,40 +146,18 @@ pub async fn listen(url: &str) -> Result<PgListener, sqlx::Error> {
     Ok(listener)
 }
 
-/// Passes other instances' notices to this instance's rooms until `shutdown`.
+/// Passes other instances' notices to this instance's rooms until `shutdown`. Rooms
+/// re-check `head_seq` every 2 s, so "stored" notices lost while the LISTEN connection
+/// is down only delay; lost awareness is renewed by clients within 15 s.
 pub async fn relay(
     mut listener: PgListener,
     rooms: Arc<Rooms>,
     origin: Arc<str>,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let notification = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            n = listener.recv() => n,
-        };
-        let notification = match notification {
-            Ok(n) => n,
-            Err(err) => {
-                // Rooms re-check head_seq every 2 s, so missed "stored" notices only
-                // delay; missed awareness is renewed by clients within 15 s.
-                tracing::warn!(%err, "documents LISTEN connection failed; reconnecting");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
-                }
-            }
-        };
-        let notice: Notice = match serde_json::from_str(notification.payload()) {
-            Ok(n) => n,
-            Err(err) => {
-                tracing::warn!(%err, "unreadable document notice");
-                continue;
-            }
-        };
-        if notice.origin() == &*origin {
-            continue;
-        }
+    while let Some(notice) =
+        next_notice::<Notice>(&mut listener, &origin, "documents", &shutdown).await
+    {
         match notice {
             Notice::Stored { docs, .. } => {
                 for (doc, seq) in docs {

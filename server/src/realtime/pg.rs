@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use meridian_shared::realtime::Event;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgListener;
 use sqlx::AnyPool;
@@ -46,7 +47,7 @@ enum Notice {
     },
 }
 
-impl Notice {
+impl InstanceNotice for Notice {
     fn origin(&self) -> &str {
         match self {
             Notice::Event { origin, .. }
@@ -110,7 +111,48 @@ pub async fn listen(url: &str) -> Result<PgListener, sqlx::Error> {
     Ok(listener)
 }
 
+/// A notice one instance sends the others on a channel.
+pub trait InstanceNotice: DeserializeOwned {
+    /// The instance that sent it.
+    fn origin(&self) -> &str;
+}
+
+/// The next notice another instance sent on `listener`'s channel, or `None` once
+/// `shutdown` is cancelled. A failed LISTEN connection is reconnected (notifications
+/// sent meanwhile are lost: each system says how it recovers); unreadable notices and
+/// this instance's own are skipped.
+pub async fn next_notice<N: InstanceNotice>(
+    listener: &mut PgListener,
+    origin: &str,
+    what: &str,
+    shutdown: &CancellationToken,
+) -> Option<N> {
+    loop {
+        let notification = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            n = listener.recv() => n,
+        };
+        let notification = match notification {
+            Ok(n) => n,
+            Err(err) => {
+                tracing::warn!(%err, "{what} LISTEN connection failed; reconnecting");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                }
+            }
+        };
+        match serde_json::from_str::<N>(notification.payload()) {
+            Ok(notice) if notice.origin() == origin => {}
+            Ok(notice) => return Some(notice),
+            Err(err) => tracing::warn!(%err, "ignoring a malformed {what} notification"),
+        }
+    }
+}
+
 /// Delivers other instances' notifications to the local hub until `shutdown`.
+/// Notifications lost while the LISTEN connection is down are recovered by clients
+/// resubscribing with `since`.
 pub async fn relay(
     mut listener: PgListener,
     hub: Hub,
@@ -118,33 +160,9 @@ pub async fn relay(
     origin: Arc<str>,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let notification = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            n = listener.recv() => n,
-        };
-        let notification = match notification {
-            Ok(n) => n,
-            Err(err) => {
-                // `recv` reconnects on the next call; notifications sent meanwhile are
-                // lost, and clients recover them by resubscribing with `since`.
-                tracing::warn!(%err, "realtime LISTEN connection failed; reconnecting");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
-                }
-            }
-        };
-        let notice: Notice = match serde_json::from_str(notification.payload()) {
-            Ok(n) => n,
-            Err(err) => {
-                tracing::warn!(%err, "ignoring a malformed realtime notification");
-                continue;
-            }
-        };
-        if notice.origin() == &*origin {
-            continue;
-        }
+    while let Some(notice) =
+        next_notice::<Notice>(&mut listener, &origin, "realtime", &shutdown).await
+    {
         match notice {
             Notice::Event { event, .. } => hub.deliver_local(Arc::new(event)),
             Notice::EventRef { topic, seq, .. } => match store::event(&pool, &topic, seq).await {
