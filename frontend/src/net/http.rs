@@ -324,7 +324,7 @@ pub async fn set_flag_environment(
 }
 
 /// Like [`send`], for an answer without a body (204).
-async fn send_no_content(builder: RequestBuilder) -> Result<(), HttpError> {
+pub async fn send_no_content(builder: RequestBuilder) -> Result<(), HttpError> {
     match send::<serde_json::Value, ()>(builder, None).await {
         Ok(_) => Ok(()),
         // An empty 2xx body does not parse as JSON: that is the expected answer.
@@ -333,7 +333,8 @@ async fn send_no_content(builder: RequestBuilder) -> Result<(), HttpError> {
     }
 }
 
-async fn send<T: DeserializeOwned, B: serde::Serialize>(
+/// Sends a request (JSON `body` if any) and decodes the JSON answer or the API error.
+pub async fn send<T: DeserializeOwned, B: serde::Serialize>(
     builder: RequestBuilder,
     body: Option<&B>,
 ) -> Result<T, HttpError> {

@@ -2,15 +2,15 @@
 //! the helpers of [`crate::net::http`] do, with the same timeout and error decoding.
 //! Every route needs a signed-in account (a guest gets 401 `sign_in_required`).
 
-use gloo_net::http::{Request, RequestBuilder, Response};
+use gloo_net::http::Request;
 use meridian_shared::docs::{
     CreateDoc, CreateVersion, Doc, DocList, RenameDoc, Restored, Role, ShareDoc, Version,
     VersionList,
 };
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use crate::net::http::{decode_error, decode_success, path_segment, send_request, HttpError};
+use crate::net::http::{
+    decode_error, path_segment, send, send_no_content, send_request, HttpError,
+};
 
 /// `/api/docs/{id}` followed by `rest` (which starts with `/`, or is empty).
 pub fn doc_path(id: &str, rest: &str) -> String {
@@ -24,7 +24,7 @@ pub fn version_path(id: &str, version_id: &str, rest: &str) -> String {
 
 /// `GET /api/docs`: the documents the caller may open, most recently changed first.
 pub async fn list() -> Result<DocList, HttpError> {
-    json(Request::get("/api/docs"), None::<&()>).await
+    send(Request::get("/api/docs"), None::<&()>).await
 }
 
 /// `POST /api/docs`.
@@ -32,12 +32,12 @@ pub async fn create(title: &str) -> Result<Doc, HttpError> {
     let body = CreateDoc {
         title: title.to_owned(),
     };
-    json(Request::post("/api/docs"), Some(&body)).await
+    send(Request::post("/api/docs"), Some(&body)).await
 }
 
 /// `GET /api/docs/{id}`.
 pub async fn get(id: &str) -> Result<Doc, HttpError> {
-    json(Request::get(&doc_path(id, "")), None::<&()>).await
+    send(Request::get(&doc_path(id, "")), None::<&()>).await
 }
 
 /// `PATCH /api/docs/{id}`.
@@ -45,13 +45,12 @@ pub async fn rename(id: &str, title: &str) -> Result<Doc, HttpError> {
     let body = RenameDoc {
         title: title.to_owned(),
     };
-    json(Request::patch(&doc_path(id, "")), Some(&body)).await
+    send(Request::patch(&doc_path(id, "")), Some(&body)).await
 }
 
 /// `DELETE /api/docs/{id}` (204).
 pub async fn delete(id: &str) -> Result<(), HttpError> {
-    let response = send_request(Request::delete(&doc_path(id, "")), None::<&()>).await?;
-    expect_no_content(response).await
+    send_no_content(Request::delete(&doc_path(id, ""))).await
 }
 
 /// `POST /api/docs/{id}/members`: adds someone, or changes their role.
@@ -60,18 +59,18 @@ pub async fn share(id: &str, username: &str, role: Role) -> Result<Doc, HttpErro
         username: username.to_owned(),
         role,
     };
-    json(Request::post(&doc_path(id, "/members")), Some(&body)).await
+    send(Request::post(&doc_path(id, "/members")), Some(&body)).await
 }
 
 /// `DELETE /api/docs/{id}/members/{user_id}`.
 pub async fn remove_member(id: &str, user_id: &str) -> Result<Doc, HttpError> {
     let path = doc_path(id, &format!("/members/{}", path_segment(user_id)));
-    json(Request::delete(&path), None::<&()>).await
+    send(Request::delete(&path), None::<&()>).await
 }
 
 /// `GET /api/docs/{id}/versions`, newest first.
 pub async fn versions(id: &str) -> Result<VersionList, HttpError> {
-    json(Request::get(&doc_path(id, "/versions")), None::<&()>).await
+    send(Request::get(&doc_path(id, "/versions")), None::<&()>).await
 }
 
 /// `POST /api/docs/{id}/versions`: a named version of the content as it is now.
@@ -79,7 +78,7 @@ pub async fn save_version(id: &str, name: &str) -> Result<Version, HttpError> {
     let body = CreateVersion {
         name: name.to_owned(),
     };
-    json(Request::post(&doc_path(id, "/versions")), Some(&body)).await
+    send(Request::post(&doc_path(id, "/versions")), Some(&body)).await
 }
 
 /// `GET /api/docs/{id}/versions/{version_id}/update`: a Yjs v1 update that builds the
@@ -103,37 +102,11 @@ pub async fn version_update(id: &str, version_id: &str) -> Result<Vec<u8>, HttpE
 
 /// `POST /api/docs/{id}/versions/{version_id}/restore`.
 pub async fn restore(id: &str, version_id: &str) -> Result<Restored, HttpError> {
-    json(
+    send(
         Request::post(&version_path(id, version_id, "/restore")),
         None::<&()>,
     )
     .await
-}
-
-async fn json<T: DeserializeOwned, B: Serialize>(
-    builder: RequestBuilder,
-    body: Option<&B>,
-) -> Result<T, HttpError> {
-    let response = send_request(builder, body).await?;
-    let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|error| HttpError::Network(error.to_string()))?;
-    if response.ok() {
-        decode_success(status, &text)
-    } else {
-        Err(decode_error(status, &text))
-    }
-}
-
-async fn expect_no_content(response: Response) -> Result<(), HttpError> {
-    if response.ok() {
-        return Ok(());
-    }
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    Err(decode_error(status, &text))
 }
 
 #[cfg(test)]
