@@ -712,3 +712,27 @@ async fn open(url: &str, cookie: &str) -> Result<Socket, Refused> {
         Ok(Err(err)) => panic!("the WebSocket handshake failed: {err}"),
     }
 }
+
+/// The seed of a randomised test: `MERIDIAN_TEST_SEED`, or a fresh one; printed.
+pub fn test_seed(test: &str) -> u64 {
+    let seed = match std::env::var("MERIDIAN_TEST_SEED") {
+        Ok(text) => text.parse().expect("MERIDIAN_TEST_SEED is a u64"),
+        Err(_) => rand::random(),
+    };
+    println!("{test}: seed {seed} (replay with MERIDIAN_TEST_SEED={seed})");
+    seed
+}
+
+/// The characters of `text`, sorted: equal for two texts holding the same characters.
+pub fn sorted_chars(text: &str) -> Vec<char> {
+    let mut chars: Vec<char> = text.chars().collect();
+    chars.sort_unstable();
+    chars
+}
+
+/// One formatting attribute.
+pub fn attrs(key: &str, value: yrs::Any) -> yrs::types::Attrs {
+    let mut attrs = yrs::types::Attrs::new();
+    attrs.insert(key.into(), value);
+    attrs
+}

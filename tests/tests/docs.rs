@@ -19,11 +19,12 @@ use meridian_tests::client::{assert_error_body, Client, Reply};
 use meridian_tests::db::TestDatabase;
 use meridian_tests::process::ServerProcess;
 use meridian_tests::server::{TestServer, PATIENCE};
-use meridian_tests::yjs::{cursor_state, text_of_update, Received, YClient};
+use meridian_tests::yjs::{
+    attrs, cursor_state, sorted_chars, test_seed, text_of_update, Received, YClient,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use yrs::types::Attrs;
 use yrs::{Any, Number};
 
 const BIN: &str = env!("CARGO_BIN_EXE_meridian-under-test");
@@ -131,16 +132,6 @@ where
     }
 }
 
-/// The seed of a randomised test: `MERIDIAN_TEST_SEED`, or a fresh one; printed.
-fn seed(test: &str) -> u64 {
-    let seed = match std::env::var("MERIDIAN_TEST_SEED") {
-        Ok(text) => text.parse().expect("MERIDIAN_TEST_SEED is a u64"),
-        Err(_) => rand::random(),
-    };
-    println!("{test}: seed {seed} (replay with MERIDIAN_TEST_SEED={seed})");
-    seed
-}
-
 /// What the database holds for a document: `(update rows, snapshot seq)`. The snapshot
 /// is read first: a compaction writes it and deletes the updates it covers in one
 /// transaction, so a snapshot seen here is never paired with rows it already replaced.
@@ -164,12 +155,6 @@ async fn open_pool(db: &TestDatabase) -> sqlx::AnyPool {
     sqlx::AnyPool::connect(&db.url)
         .await
         .expect("open the test database")
-}
-
-fn attrs(key: &str, value: Any) -> Attrs {
-    let mut attrs = Attrs::new();
-    attrs.insert(key.into(), value);
-    attrs
 }
 
 // ---------------------------------------------------------------------------------------
@@ -560,16 +545,10 @@ fn word(rng: &mut StdRng, alphabet: &[char]) -> String {
         .collect()
 }
 
-fn sorted_chars(text: &str) -> Vec<char> {
-    let mut chars: Vec<char> = text.chars().collect();
-    chars.sort_unstable();
-    chars
-}
-
 both_backends!(
     two_clients_typing_into_one_paragraph_converge,
     |db: TestDatabase| async move {
-        let seed = seed("two_clients_typing_into_one_paragraph_converge");
+        let seed = test_seed("two_clients_typing_into_one_paragraph_converge");
         let mut rng = StdRng::seed_from_u64(seed);
         let server = TestServer::start(&db).await;
         let base = server.base_url();

@@ -21,13 +21,12 @@ use meridian_tests::client::{Client, RECV_TIMEOUT};
 use meridian_tests::db::TestDatabase;
 use meridian_tests::server::{TestServer, PATIENCE};
 use meridian_tests::ybench::{collect, js_dir, require_node_deps};
-use meridian_tests::yjs::{cursor_state, YClient};
+use meridian_tests::yjs::{attrs, cursor_state, sorted_chars, test_seed, YClient};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use yrs::types::Attrs;
 use yrs::Any;
 
 const PASSWORD: &str = "typing-together-42";
@@ -250,15 +249,6 @@ async fn share(owner: &Client, doc_id: &str, username: &str, role: Role) {
         .expect(200);
 }
 
-fn seed(test: &str) -> u64 {
-    let seed = match std::env::var("MERIDIAN_TEST_SEED") {
-        Ok(text) => text.parse().expect("MERIDIAN_TEST_SEED is a u64"),
-        Err(_) => rand::random(),
-    };
-    println!("{test}: seed {seed} (replay with MERIDIAN_TEST_SEED={seed})");
-    seed
-}
-
 /// A random offset (UTF-16) between two characters of `text`, never inside a surrogate
 /// pair.
 fn random_boundary(text: &str, rng: &mut StdRng) -> u32 {
@@ -276,12 +266,6 @@ fn random_word(alphabet: &[char], rng: &mut StdRng) -> String {
     (0..rng.random_range(1..=4))
         .map(|_| alphabet[rng.random_range(0..alphabet.len())])
         .collect()
-}
-
-fn sorted_chars(text: &str) -> Vec<char> {
-    let mut chars: Vec<char> = text.chars().collect();
-    chars.sort_unstable();
-    chars
 }
 
 fn utf16_len(text: &str) -> u32 {
@@ -332,16 +316,10 @@ async fn js_awareness_until(
     }
 }
 
-fn attrs(key: &str, value: Any) -> Attrs {
-    let mut attrs = Attrs::new();
-    attrs.insert(key.into(), value);
-    attrs
-}
-
 both_backends!(
     the_javascript_client_and_ours_edit_together,
     |db: TestDatabase| async move {
-        let seed = seed("the_javascript_client_and_ours_edit_together");
+        let seed = test_seed("the_javascript_client_and_ours_edit_together");
         let mut rng = StdRng::seed_from_u64(seed);
         let server = TestServer::start(&db).await;
         let alice = account(&server, "alice").await;
