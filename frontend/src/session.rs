@@ -94,6 +94,7 @@ mod tests {
             kind: SessionKind::Guest,
             user: None,
             guest_session_id: None,
+            access: None,
         }
     }
 
@@ -106,6 +107,7 @@ mod tests {
                 username: "alice".into(),
             }),
             guest_session_id: Some("s-guest".into()),
+            access: None,
         }
     }
 

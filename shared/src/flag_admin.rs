@@ -266,3 +266,53 @@ pub struct FlagSnapshot {
     pub flags: Vec<FlagConfig>,
     pub segments: Vec<Segment>,
 }
+
+/// What a delivery key may read. A server key reads the whole configuration stream (for
+/// local evaluation in an SDK); a client key gets evaluated answers only (OFREP and a
+/// stream of evaluated values for one context), never rules or segment members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    Server,
+    Client,
+}
+
+/// `POST /api/flags/environments/{name}/keys`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewKeyRequest {
+    pub kind: KeyKind,
+}
+
+/// The answer to creating a key: the secret `key` is shown this once (the server keeps
+/// only its hash). It travels as `Authorization: Bearer KEY`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewKey {
+    pub id: String,
+    pub key: String,
+    pub kind: KeyKind,
+    pub environment: String,
+}
+
+/// A delivery key as listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyInfo {
+    pub id: String,
+    pub kind: KeyKind,
+    pub environment: String,
+    /// The first characters of the key, to tell keys apart.
+    pub prefix: String,
+    pub created_at_ms: i64,
+    pub created_by: String,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// `GET /api/flags/environments/{name}/keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyList {
+    pub keys: Vec<KeyInfo>,
+}

@@ -55,6 +55,7 @@ impl Session {
             kind: self.kind(),
             user: self.user.clone(),
             guest_session_id: self.guest_session_id.clone(),
+            access: None,
         }
     }
 }
