@@ -31,6 +31,7 @@ pub mod error;
 pub mod flags;
 pub mod health;
 pub mod ids;
+pub mod platform;
 pub mod realtime;
 pub mod trace_context;
 pub mod web;
@@ -86,6 +87,8 @@ pub struct AppState {
     pub flags: Arc<flags::Live>,
     /// The documents loaded on this instance.
     pub docs: Arc<docs::Rooms>,
+    /// What the systems declare: permissions, hooks.
+    pub platform: Arc<platform::Platform>,
 }
 
 /// Why an instance could not start.
@@ -120,6 +123,10 @@ impl AppState {
             carts: Arc::new(cart::Carts::new(catalog, &instance_id)),
             flags: Arc::default(),
             docs: Arc::default(),
+            platform: Arc::new(
+                platform::Platform::with_platform_permissions()
+                    .permissions(flags::access::PERMISSIONS),
+            ),
             instance_id,
             started_at: Instant::now(),
             shutdown: CancellationToken::new(),

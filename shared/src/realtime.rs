@@ -38,6 +38,9 @@ pub mod close_code {
     pub const HEARTBEAT_TIMEOUT: u16 = 4000;
     /// The session was signed out or revoked.
     pub const SESSION_REVOKED: u16 = 4001;
+    /// The account's role changed: fetch `/api/auth/me` again and reconnect at once (the
+    /// new connection has what the new role allows).
+    pub const ACCESS_CHANGED: u16 = 4003;
     /// The client read too slowly and its outgoing queue filled up.
     pub const SLOW_CONSUMER: u16 = 4008;
 }

@@ -9,6 +9,7 @@
 //! - A session created by signing in records the guest session it came from
 //!   (`guest_session_id`), so that systems can merge guest state into the account.
 
+pub mod access;
 pub mod password;
 pub mod rate_limit;
 pub mod session;
@@ -21,7 +22,7 @@ use axum::http::header::{SET_COOKIE, USER_AGENT};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use meridian_shared::api::{ApiErrorBody, Credentials, Me, SessionList};
+use meridian_shared::api::{ApiErrorBody, Credentials, Me, Role, SessionList};
 use meridian_shared::realtime::close_code;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -114,7 +115,7 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
 async fn switch_session(
     state: &AppState,
     old: &Session,
-    user: Option<meridian_shared::api::UserInfo>,
+    user: Option<(meridian_shared::api::UserInfo, Role)>,
     headers: &HeaderMap,
     status: StatusCode,
 ) -> ApiResult<Response> {
@@ -123,7 +124,7 @@ async fn switch_session(
         (Some(_), None) => Some(old.id.clone()),
         (Some(_), Some(_)) => old.guest_session_id.clone(),
     };
-    if let (Some(user), None) = (&user, &old.user) {
+    if let (Some((user, _)), None) = (&user, &old.user) {
         // Before the new session exists: a failed merge fails the sign-in, and the guest
         // cart stays as it was for the retry.
         crate::cart::merge_on_sign_in(state, &old.id, &user.id).await?;
@@ -140,7 +141,8 @@ async fn switch_session(
         .hub
         .close_session(&old.id, close_code::SESSION_REVOKED, "session replaced")
         .await;
-    let mut response = (status, Json(new.me())).into_response();
+    let mut response =
+        (status, Json(new.me(state.platform.declared_permissions()))).into_response();
     response.headers_mut().append(
         SET_COOKIE,
         session::session_cookie(&token, state.config.secure_cookies),
@@ -194,6 +196,8 @@ async fn signup(
     };
     let inserted = store::insert_user(
         &state.db.pool,
+        state.db.backend,
+        &session::new_id(),
         store::NewUser {
             id: &user.id,
             username: &user.username,
@@ -203,15 +207,22 @@ async fn signup(
         },
     )
     .await;
-    match inserted {
-        Ok(()) => {}
+    let role = match inserted {
+        Ok(role) => role,
         Err(err) if crate::db::is_unique_violation(&err) => {
             return Err(username_taken(&creds.username))
         }
         Err(err) => return Err(err.into()),
-    }
-    tracing::info!(user_id = %user.id, "signed up");
-    switch_session(&state, &session, Some(user), &headers, StatusCode::CREATED).await
+    };
+    tracing::info!(user_id = %user.id, %role, "signed up");
+    switch_session(
+        &state,
+        &session,
+        Some((user, role)),
+        &headers,
+        StatusCode::CREATED,
+    )
+    .await
 }
 
 fn username_taken(username: &str) -> ApiError {
@@ -264,11 +275,11 @@ async fn signin(
             )
         })?;
     let found = store::user_by_username_key(&state.db.pool, &key).await?;
-    let stored = found.as_ref().map(|(_, hash)| hash.clone());
+    let stored = found.as_ref().map(|row| row.password_hash.clone());
     let plain = creds.password.clone();
     let ok = blocking(move || password::verify_password(&plain, stored.as_deref())).await?;
-    let user = match found {
-        Some((user, _)) if ok => user,
+    let (user, role) = match found {
+        Some(row) if ok => (row.user, row.role),
         _ => {
             state
                 .auth_limits
@@ -279,7 +290,14 @@ async fn signin(
     };
     state.auth_limits.per_account.reset(&account_key);
     tracing::info!(user_id = %user.id, "signed in");
-    switch_session(&state, &session, Some(user), &headers, StatusCode::OK).await
+    switch_session(
+        &state,
+        &session,
+        Some((user, role)),
+        &headers,
+        StatusCode::OK,
+    )
+    .await
 }
 
 fn invalid_credentials() -> ApiError {
@@ -308,8 +326,8 @@ async fn signout(
     tag = "auth",
     responses((status = 200, body = Me))
 )]
-async fn me(session: Session) -> Json<Me> {
-    Json(session.me())
+async fn me(State(state): State<AppState>, session: Session) -> Json<Me> {
+    Json(session.me(state.platform.declared_permissions()))
 }
 
 /// The signed-in account's live sessions.

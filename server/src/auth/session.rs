@@ -14,7 +14,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use meridian_shared::api::{Me, SessionKind, UserInfo};
+use meridian_shared::api::{Me, Role, SessionKind, UserInfo};
 use sha2::{Digest, Sha256};
 
 use super::store::{self, NewSession};
@@ -38,6 +38,8 @@ pub struct Session {
     pub user: Option<UserInfo>,
     /// For an account session: the guest session it was signed in from.
     pub guest_session_id: Option<String>,
+    /// The account's role as of this request (`None` for a guest).
+    pub role: Option<Role>,
 }
 
 impl Session {
@@ -49,13 +51,18 @@ impl Session {
         }
     }
 
-    pub fn me(&self) -> Me {
+    /// Who this session is, with what its role allows out of `permissions` (every
+    /// permission the systems declare).
+    pub fn me(&self, permissions: &[super::access::Permission]) -> Me {
         Me {
             session_id: self.id.clone(),
             kind: self.kind(),
             user: self.user.clone(),
             guest_session_id: self.guest_session_id.clone(),
-            access: None,
+            access: self
+                .user
+                .as_ref()
+                .map(|_| super::access::access(self.role.unwrap_or(Role::Viewer), permissions)),
         }
     }
 }
@@ -123,7 +130,7 @@ pub fn token_from_headers(headers: &axum::http::HeaderMap) -> Option<String> {
 /// Creates and stores a session; returns it with its token.
 pub async fn create_session(
     state: &AppState,
-    user: Option<UserInfo>,
+    user: Option<(UserInfo, Role)>,
     guest_session_id: Option<String>,
     user_agent: Option<&str>,
 ) -> Result<(Session, String), ApiError> {
@@ -134,17 +141,19 @@ pub async fn create_session(
         NewSession {
             id: &id,
             token_hash: &hash_token(&token),
-            user_id: user.as_ref().map(|u| u.id.as_str()),
+            user_id: user.as_ref().map(|(u, _)| u.id.as_str()),
             guest_session_id: guest_session_id.as_deref(),
             user_agent,
             now_ms: state.clock.now_ms(),
         },
     )
     .await?;
+    let (user, role) = user.unzip();
     let session = Session {
         id,
         user,
         guest_session_id,
+        role,
     };
     Ok((session, token))
 }
@@ -196,6 +205,7 @@ pub async fn session_middleware(
                 id: row.id,
                 user: row.user,
                 guest_session_id: row.guest_session_id,
+                role: row.role,
             }
         }
         // The realtime channel and the document sockets require an existing session: a

@@ -1,7 +1,9 @@
 //! SQL for accounts and sessions.
 
-use meridian_shared::api::{SessionInfo, SessionKind, UserInfo};
-use sqlx::{AnyPool, Row};
+use meridian_shared::api::{
+    AdminUser, DatabaseBackend, Role, RoleAudit, SessionInfo, SessionKind, UserInfo,
+};
+use sqlx::{AnyConnection, AnyPool, Row};
 
 /// A session row joined with its account.
 #[derive(Debug, Clone)]
@@ -10,6 +12,8 @@ pub struct SessionRow {
     pub user: Option<UserInfo>,
     pub guest_session_id: Option<String>,
     pub last_seen_ms: i64,
+    /// The account's role (`None` for a guest session).
+    pub role: Option<Role>,
 }
 
 pub struct NewSession<'a> {
@@ -43,7 +47,7 @@ pub async fn session_by_token(
     token_hash: &str,
 ) -> Result<Option<SessionRow>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT s.id, s.user_id, u.username, s.guest_session_id, s.last_seen_ms
+        "SELECT s.id, s.user_id, u.username, s.guest_session_id, s.last_seen_ms, u.role
          FROM sessions s LEFT JOIN users u ON u.id = s.user_id
          WHERE s.token_hash = $1 AND s.revoked_at_ms IS NULL",
     )
@@ -60,6 +64,7 @@ pub async fn session_by_token(
                 .map(|(id, username)| UserInfo { id, username }),
             guest_session_id: row.try_get(3)?,
             last_seen_ms: row.try_get(4)?,
+            role: row.try_get::<Option<String>, _>(5)?.map(|r| parse_role(&r)),
         })
     })
     .transpose()
@@ -153,39 +158,247 @@ pub struct NewUser<'a> {
     pub now_ms: i64,
 }
 
-/// Inserts an account; a taken username is a unique violation.
-pub async fn insert_user(pool: &AnyPool, u: NewUser<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO users (id, username, username_key, password_hash, created_at_ms)
-         VALUES ($1, $2, $3, $4, $5)",
+/// Inserts an account and returns its role: `admin` for the installation's first
+/// account (recorded in the role log), `viewer` for every later one. A taken username is
+/// a unique violation.
+pub async fn insert_user(
+    pool: &AnyPool,
+    backend: DatabaseBackend,
+    change_id: &str,
+    u: NewUser<'_>,
+) -> Result<Role, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if backend == DatabaseBackend::Postgres {
+        // Two first sign-ups at once: the second waits and becomes a viewer.
+        sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let role: String = sqlx::query_scalar(
+        "INSERT INTO users (id, username, username_key, password_hash, created_at_ms, role)
+         SELECT $1, $2, $3, $4, $5,
+                CASE WHEN EXISTS (SELECT 1 FROM users) THEN 'viewer' ELSE 'admin' END
+         RETURNING role",
     )
     .bind(u.id)
     .bind(u.username)
     .bind(u.username_key)
     .bind(u.password_hash)
     .bind(u.now_ms)
-    .execute(pool)
+    .fetch_one(&mut *tx)
+    .await?;
+    let role = parse_role(&role);
+    if role == Role::Admin {
+        insert_role_change(
+            &mut tx,
+            RoleChangeRow {
+                id: change_id,
+                at_ms: u.now_ms,
+                user_id: u.id,
+                actor_id: None,
+                actor_name: "first account of this installation",
+                before: None,
+                after: role,
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(role)
+}
+
+/// One entry of the role log.
+pub struct RoleChangeRow<'a> {
+    pub id: &'a str,
+    pub at_ms: i64,
+    pub user_id: &'a str,
+    pub actor_id: Option<&'a str>,
+    pub actor_name: &'a str,
+    pub before: Option<Role>,
+    pub after: Role,
+}
+
+async fn insert_role_change(
+    conn: &mut AnyConnection,
+    c: RoleChangeRow<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO role_changes (id, at_ms, user_id, actor_id, actor_name, role_before, role_after)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(c.id)
+    .bind(c.at_ms)
+    .bind(c.user_id)
+    .bind(c.actor_id)
+    .bind(c.actor_name)
+    .bind(c.before.map(Role::as_str))
+    .bind(c.after.as_str())
+    .execute(conn)
     .await?;
     Ok(())
 }
 
-/// The account and its password hash, by case-insensitive username.
+/// Why a role change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RoleChangeError {
+    #[error("there is no account {0:?}")]
+    NoSuchUser(String),
+    #[error("{0} is the last admin: grant admin to another account first")]
+    LastAdmin(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Sets `user_id`'s role, logging the change, unless that would leave no admin. Returns
+/// the role before (equal to `after` when nothing changed; nothing is logged then).
+/// The admins are counted under a lock, so two admins demoting each other at once
+/// cannot both succeed.
+pub async fn set_role(
+    pool: &AnyPool,
+    backend: DatabaseBackend,
+    change: RoleChangeRow<'_>,
+) -> Result<Role, RoleChangeError> {
+    let mut tx = pool.begin().await?;
+    if backend == DatabaseBackend::Postgres {
+        sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+    } else {
+        // Take SQLite's write lock before reading, so the count below stays true.
+        sqlx::query("UPDATE users SET role = role WHERE id = $1")
+            .bind(change.user_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let row = sqlx::query("SELECT username, role FROM users WHERE id = $1")
+        .bind(change.user_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| RoleChangeError::NoSuchUser(change.user_id.to_owned()))?;
+    let username: String = row.try_get(0)?;
+    let before = parse_role(&row.try_get::<String, _>(1)?);
+    if before == change.after {
+        return Ok(before);
+    }
+    if before == Role::Admin {
+        let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'")
+            .fetch_one(&mut *tx)
+            .await?;
+        if admins <= 1 {
+            return Err(RoleChangeError::LastAdmin(username));
+        }
+    }
+    sqlx::query("UPDATE users SET role = $2 WHERE id = $1")
+        .bind(change.user_id)
+        .bind(change.after.as_str())
+        .execute(&mut *tx)
+        .await?;
+    insert_role_change(
+        &mut tx,
+        RoleChangeRow {
+            before: Some(before),
+            ..change
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(before)
+}
+
+/// The account with this case-insensitive username: its id and role.
+pub async fn user_id_by_username_key(
+    pool: &AnyPool,
+    username_key: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM users WHERE username_key = $1")
+        .bind(username_key)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Every account with its role and live sessions, oldest first.
+pub async fn users_with_roles(pool: &AnyPool) -> Result<Vec<AdminUser>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT u.id, u.username, u.role, u.created_at_ms,
+                COUNT(s.id), MAX(s.last_seen_ms)
+         FROM users u
+         LEFT JOIN sessions s ON s.user_id = u.id AND s.revoked_at_ms IS NULL
+         GROUP BY u.id, u.username, u.role, u.created_at_ms
+         ORDER BY u.created_at_ms, u.id",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(AdminUser {
+                id: row.try_get(0)?,
+                username: row.try_get(1)?,
+                role: parse_role(&row.try_get::<String, _>(2)?),
+                created_at_ms: row.try_get(3)?,
+                sessions: row.try_get::<i64, _>(4)? as u64,
+                last_seen_ms: row.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+/// The latest role changes, newest first.
+pub async fn role_changes(pool: &AnyPool, limit: i64) -> Result<Vec<RoleAudit>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT c.id, c.at_ms, c.user_id, u.username, c.actor_id, c.actor_name, c.role_before, c.role_after
+         FROM role_changes c JOIN users u ON u.id = c.user_id
+         ORDER BY c.at_ms DESC, c.id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(RoleAudit {
+                id: row.try_get(0)?,
+                at_ms: row.try_get(1)?,
+                user_id: row.try_get(2)?,
+                username: row.try_get(3)?,
+                actor_id: row.try_get(4)?,
+                actor_name: row.try_get(5)?,
+                before: row.try_get::<Option<String>, _>(6)?.map(|r| parse_role(&r)),
+                after: parse_role(&row.try_get::<String, _>(7)?),
+            })
+        })
+        .collect()
+}
+
+/// An account as sign-in finds it.
+pub struct UserRow {
+    pub user: UserInfo,
+    pub password_hash: String,
+    pub role: Role,
+}
+
+/// The account, its password hash and its role, by case-insensitive username.
 pub async fn user_by_username_key(
     pool: &AnyPool,
     username_key: &str,
-) -> Result<Option<(UserInfo, String)>, sqlx::Error> {
-    let row = sqlx::query("SELECT id, username, password_hash FROM users WHERE username_key = $1")
-        .bind(username_key)
-        .fetch_optional(pool)
-        .await?;
+) -> Result<Option<UserRow>, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT id, username, password_hash, role FROM users WHERE username_key = $1")
+            .bind(username_key)
+            .fetch_optional(pool)
+            .await?;
     row.map(|row| {
-        Ok((
-            UserInfo {
+        Ok(UserRow {
+            user: UserInfo {
                 id: row.try_get(0)?,
                 username: row.try_get(1)?,
             },
-            row.try_get(2)?,
-        ))
+            password_hash: row.try_get(2)?,
+            role: parse_role(&row.try_get::<String, _>(3)?),
+        })
     })
     .transpose()
+}
+
+/// A stored role; an unknown value (written by a newer version) reads as the least role.
+fn parse_role(text: &str) -> Role {
+    Role::parse(text).unwrap_or(Role::Viewer)
 }

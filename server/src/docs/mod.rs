@@ -333,7 +333,9 @@ async fn share_doc(
         ));
     }
     let key = crate::auth::password::username_key(body.username.trim());
-    let Some((member, _)) = crate::auth::store::user_by_username_key(&state.db.pool, &key).await?
+    let Some(member) = crate::auth::store::user_by_username_key(&state.db.pool, &key)
+        .await?
+        .map(|row| row.user)
     else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -25,6 +25,7 @@
 //!   (`environments.production.rules[2].clauses[0]: ...`); segments in use cannot be
 //!   deleted.
 
+pub mod access;
 pub mod live;
 pub mod ofrep;
 pub mod sdk;
