@@ -174,12 +174,9 @@ pub async fn delete_segment(conn: &mut AnyConnection, key: &str) -> Result<(), s
     Ok(())
 }
 
-/// An audit entry as written.
+/// What a change did, as its audit entry records it. Who made it, when, and under which
+/// version are the change's own ([`super::change::AuditedChange`] fills them in).
 pub struct NewAudit<'a> {
-    pub version: u64,
-    pub at_ms: i64,
-    pub actor_id: Option<&'a str>,
-    pub actor_name: &'a str,
     pub action: &'a str,
     pub flag_key: Option<&'a str>,
     pub environment: Option<&'a str>,
@@ -189,18 +186,8 @@ pub struct NewAudit<'a> {
 }
 
 impl<'a> NewAudit<'a> {
-    pub fn new(
-        version: u64,
-        at_ms: i64,
-        actor_id: Option<&'a str>,
-        actor_name: &'a str,
-        action: &'a str,
-    ) -> NewAudit<'a> {
+    pub fn new(action: &'a str) -> NewAudit<'a> {
         NewAudit {
-            version,
-            at_ms,
-            actor_id,
-            actor_name,
             action,
             flag_key: None,
             environment: None,
@@ -241,16 +228,28 @@ impl<'a> NewAudit<'a> {
     }
 }
 
-pub async fn audit(conn: &mut AnyConnection, entry: NewAudit<'_>) -> Result<(), sqlx::Error> {
+/// Who made a change and when, under which version.
+pub struct AuditStamp<'a> {
+    pub version: u64,
+    pub at_ms: i64,
+    pub actor_id: Option<&'a str>,
+    pub actor_name: &'a str,
+}
+
+pub async fn audit(
+    conn: &mut AnyConnection,
+    stamp: AuditStamp<'_>,
+    entry: NewAudit<'_>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO flag_audit (version, at_ms, actor_id, actor_name, action, flag_key,
                                  environment, before, after, approved_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
-    .bind(entry.version as i64)
-    .bind(entry.at_ms)
-    .bind(entry.actor_id)
-    .bind(entry.actor_name)
+    .bind(stamp.version as i64)
+    .bind(stamp.at_ms)
+    .bind(stamp.actor_id)
+    .bind(stamp.actor_name)
     .bind(entry.action)
     .bind(entry.flag_key)
     .bind(entry.environment)
