@@ -164,6 +164,20 @@ pub fn feature_enabled(state: &AppState, key: &str, targeting_key: &str, default
     LocalFlags::new(state, OWN_ENVIRONMENT).bool_value(key, &context, default)
 }
 
+/// A new public id (approvals, schedules, keys) from this instance's ID generator: a
+/// snowflake as decimal text. 503 `unavailable` while the instance cannot issue (no
+/// node id lease, a clock far behind).
+fn new_id(state: &AppState) -> Result<String, ApiError> {
+    state
+        .ids
+        .next_snowflake()
+        .map(|id| id.to_string())
+        .map_err(|err| {
+            tracing::warn!(%err, "no id for a flag change");
+            ApiError::unavailable(format!("cannot issue an id right now: {err}"))
+        })
+}
+
 fn invalid(err: ValidationError) -> ApiError {
     ApiError::bad_request("invalid_flag", err.to_string())
 }
@@ -243,5 +257,28 @@ pub(crate) mod test_support {
             self.state.db.pool.close().await;
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::TestState;
+    use super::*;
+
+    #[tokio::test]
+    async fn ids_come_from_the_generator_and_its_refusal_is_a_503() {
+        let test = TestState::start().await;
+        let first: u64 = new_id(&test.state).unwrap().parse().expect("decimal");
+        let second: u64 = new_id(&test.state).unwrap().parse().expect("decimal");
+        assert!(second > first, "snowflakes increase");
+        let decoded = meridian_shared::ids::decode_snowflake(first).unwrap();
+        assert_eq!(Some(decoded.node), test.state.ids.node_id());
+
+        let mut without_lease = test.state.clone();
+        without_lease.ids = crate::ids::Ids::new("no-lease");
+        let err = new_id(&without_lease).unwrap_err();
+        assert_eq!((err.status.as_u16(), err.code), (503, "unavailable"));
+        assert_eq!(err.retry_after, Some(1));
+        test.stop().await;
     }
 }

@@ -23,7 +23,7 @@ use crate::error::{ApiError, ApiResult, Json, Path};
 use crate::flags::change::{Actor, AuditedChange};
 use crate::flags::store::{self, NewAudit};
 use crate::flags::{
-    cluster_delivery, environment_settings, flag_not_found, invalid, segments_of, to_json,
+    cluster_delivery, environment_settings, flag_not_found, invalid, new_id, segments_of, to_json,
 };
 use crate::AppState;
 
@@ -156,6 +156,7 @@ pub(crate) async fn apply_environment(
         (status = 202, description = "Waiting for approval or for its time", body = ChangeOutcome),
         (status = 400, description = "`invalid_flag` (names the rule)", body = ApiErrorBody),
         (status = 404, description = "`flag_not_found` or `unknown_environment`", body = ApiErrorBody),
+        (status = 503, description = "`unavailable`: no id can be issued for the approval or schedule right now", body = ApiErrorBody),
     )
 )]
 pub(super) async fn change_environment(
@@ -182,7 +183,7 @@ pub(super) async fn change_environment(
     let version = state.flags.snapshot().version;
     if let Some(at_ms) = change.at_ms.filter(|&t| t > state.clock.now_ms()) {
         let schedule = Schedule {
-            id: crate::auth::session::new_id(),
+            id: new_id(&state)?,
             flag_key: key.clone(),
             environment: environment.clone(),
             proposed: change.config,
@@ -202,7 +203,7 @@ pub(super) async fn change_environment(
     }
     if settings.require_approval {
         let approval = Approval {
-            id: crate::auth::session::new_id(),
+            id: new_id(&state)?,
             flag_key: key.clone(),
             environment: environment.clone(),
             proposed: change.config,
