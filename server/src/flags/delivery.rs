@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::extract::State;
-use meridian_shared::api::DatabaseBackend;
+use meridian_shared::api::{ApiErrorBody, DatabaseBackend};
 use meridian_shared::flag_admin::Delivery;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -20,6 +20,7 @@ use utoipa_axum::routes;
 use super::store;
 use crate::auth::Session;
 use crate::error::{ApiResult, Json, Query};
+use crate::flags::access::READ;
 use crate::AppState;
 
 /// How often an instance reports its subscribers' deliveries, and how old a report may
@@ -98,14 +99,19 @@ struct DeliveryQuery {
     path = "/api/flags/delivery",
     tag = "flags",
     params(DeliveryQuery),
-    responses((status = 200, description = "The delivery", body = Delivery))
+    responses(
+        (status = 200, description = "The delivery", body = Delivery),
+        (status = 400, description = "`invalid_query`", body = ApiErrorBody),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:read`", body = ApiErrorBody),
+    )
 )]
 async fn delivery(
     State(state): State<AppState>,
     session: Session,
     Query(query): Query<DeliveryQuery>,
 ) -> ApiResult<Json<Delivery>> {
-    session.signed_in()?;
+    session.require(&READ)?;
     Ok(Json(
         state.flags.delivery(&query.environment, query.version),
     ))

@@ -73,14 +73,14 @@ pub async fn environment_names(pool: &AnyPool) -> Result<Vec<String>, sqlx::Erro
 }
 
 pub async fn set_require_approval(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     name: &str,
     require: bool,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("UPDATE flag_environments SET require_approval = $2 WHERE name = $1")
         .bind(name)
         .bind(i64::from(require))
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -15,8 +15,10 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::environments::{apply_environment, EnvUpdate, Origin};
+use super::ApprovalId;
 use crate::auth::Session;
 use crate::error::{ApiError, ApiResult, Json, Path, Query};
+use crate::flags::access::{READ, WRITE};
 use crate::flags::change::Actor;
 use crate::flags::{flag_not_found, store};
 use crate::AppState;
@@ -34,14 +36,19 @@ pub(super) struct ApprovalQuery {
     path = "/api/flags/approvals",
     tag = "flags",
     params(ApprovalQuery),
-    responses((status = 200, description = "Approvals, newest first", body = ApprovalList))
+    responses(
+        (status = 200, description = "Approvals, newest first", body = ApprovalList),
+        (status = 400, description = "`invalid_query`", body = ApiErrorBody),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:read`", body = ApiErrorBody),
+    )
 )]
 pub(super) async fn list_approvals(
     State(state): State<AppState>,
     session: Session,
     Query(query): Query<ApprovalQuery>,
 ) -> ApiResult<Json<ApprovalList>> {
-    session.signed_in()?;
+    session.require(&READ)?;
     let approvals = store::approvals(&state.db.pool, query.status.as_deref()).await?;
     Ok(Json(ApprovalList { approvals }))
 }
@@ -56,7 +63,7 @@ async fn decide(
     id: &str,
     approve: bool,
 ) -> ApiResult<ChangeOutcome> {
-    let user = session.signed_in()?.clone();
+    let user = session.require(&WRITE)?.clone();
     let mut conn = state.db.pool.acquire().await?;
     let (approval, base) = store::pending_approval(&mut conn, id)
         .await?
@@ -126,16 +133,19 @@ async fn decide(
     post,
     path = "/api/flags/approvals/{id}/approve",
     tag = "flags",
+    params(ApprovalId),
     responses(
         (status = 200, description = "Applied", body = ChangeOutcome),
-        (status = 403, description = "`self_approval`", body = ApiErrorBody),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:write` (editor or admin); `self_approval`: the author cannot approve", body = ApiErrorBody),
+        (status = 404, description = "`not_found`: no such approval", body = ApiErrorBody),
         (status = 409, description = "`already_decided` or `stale_approval`", body = ApiErrorBody),
     )
 )]
 pub(super) async fn approve(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
+    Path(ApprovalId { id }): Path<ApprovalId>,
 ) -> ApiResult<Json<ChangeOutcome>> {
     Ok(Json(decide(&state, &session, &id, true).await?))
 }
@@ -145,16 +155,19 @@ pub(super) async fn approve(
     post,
     path = "/api/flags/approvals/{id}/reject",
     tag = "flags",
+    params(ApprovalId),
     responses(
         (status = 200, description = "Rejected", body = ChangeOutcome),
-        (status = 403, description = "`self_approval`", body = ApiErrorBody),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:write` (editor or admin); `self_approval`: the author cannot reject", body = ApiErrorBody),
+        (status = 404, description = "`not_found`: no such approval", body = ApiErrorBody),
         (status = 409, description = "`already_decided`", body = ApiErrorBody),
     )
 )]
 pub(super) async fn reject(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
+    Path(ApprovalId { id }): Path<ApprovalId>,
 ) -> ApiResult<Json<ChangeOutcome>> {
     Ok(Json(decide(&state, &session, &id, false).await?))
 }

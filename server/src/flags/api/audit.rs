@@ -7,8 +7,10 @@ use meridian_shared::flag_admin::AuditLog;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::FlagKey;
 use crate::auth::Session;
 use crate::error::{ApiError, ApiResult, Json, Path, Query};
+use crate::flags::access::READ;
 use crate::flags::store;
 use crate::AppState;
 
@@ -52,6 +54,9 @@ async fn audit_page(state: &AppState, key: Option<&str>, query: AuditQuery) -> A
     params(AuditQuery),
     responses(
         (status = 200, description = "A page of the log", body = AuditLog),
+        (status = 400, description = "`invalid_query`", body = ApiErrorBody),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:read`", body = ApiErrorBody),
         (status = 422, description = "`invalid_limit`", body = ApiErrorBody),
     )
 )]
@@ -60,7 +65,7 @@ pub(super) async fn audit_log(
     session: Session,
     Query(query): Query<AuditQuery>,
 ) -> ApiResult<Json<AuditLog>> {
-    session.signed_in()?;
+    session.require(&READ)?;
     Ok(Json(audit_page(&state, None, query).await?))
 }
 
@@ -69,18 +74,21 @@ pub(super) async fn audit_log(
     get,
     path = "/api/flags/{key}/audit",
     tag = "flags",
-    params(AuditQuery),
+    params(FlagKey, AuditQuery),
     responses(
         (status = 200, description = "A page of the log", body = AuditLog),
+        (status = 400, description = "`invalid_query`", body = ApiErrorBody),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:read`", body = ApiErrorBody),
         (status = 422, description = "`invalid_limit`", body = ApiErrorBody),
     )
 )]
 pub(super) async fn flag_audit(
     State(state): State<AppState>,
     session: Session,
-    Path(key): Path<String>,
+    Path(FlagKey { key }): Path<FlagKey>,
     Query(query): Query<AuditQuery>,
 ) -> ApiResult<Json<AuditLog>> {
-    session.signed_in()?;
+    session.require(&READ)?;
     Ok(Json(audit_page(&state, Some(&key), query).await?))
 }

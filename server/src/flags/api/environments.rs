@@ -18,8 +18,10 @@ use meridian_shared::flags::{Flag, FlagEnvironmentConfig};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::{EnvironmentName, FlagEnvironment, FlagKey};
 use crate::auth::Session;
 use crate::error::{ApiError, ApiResult, Json, Path};
+use crate::flags::access::{READ, WRITE};
 use crate::flags::change::{Actor, AuditedChange};
 use crate::flags::store::{self, NewAudit};
 use crate::flags::{
@@ -150,22 +152,27 @@ pub(crate) async fn apply_environment(
     put,
     path = "/api/flags/{key}/environments/{environment}",
     tag = "flags",
+    params(FlagEnvironment),
     request_body = EnvironmentChange,
     responses(
         (status = 200, description = "Applied", body = ChangeOutcome),
         (status = 202, description = "Waiting for approval or for its time", body = ChangeOutcome),
-        (status = 400, description = "`invalid_flag` (names the rule)", body = ApiErrorBody),
+        (status = 400, description = "`invalid_flag` (names the rule) or `invalid_json`", body = ApiErrorBody),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:write` (editor or admin)", body = ApiErrorBody),
         (status = 404, description = "`flag_not_found` or `unknown_environment`", body = ApiErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ApiErrorBody),
+        (status = 422, description = "`invalid_body`: the JSON does not have the expected shape", body = ApiErrorBody),
         (status = 503, description = "`unavailable`: no id can be issued for the approval or schedule right now", body = ApiErrorBody),
     )
 )]
 pub(super) async fn change_environment(
     State(state): State<AppState>,
     session: Session,
-    Path((key, environment)): Path<(String, String)>,
+    Path(FlagEnvironment { key, environment }): Path<FlagEnvironment>,
     Json(change): Json<EnvironmentChange>,
 ) -> ApiResult<Response> {
-    let user = session.signed_in()?.clone();
+    let user = session.require(&WRITE)?.clone();
     let settings = environment_settings(&state, &environment).await?;
     let mut conn = state.db.pool.acquire().await?;
     let current = store::flag(&mut conn, &key)
@@ -265,19 +272,25 @@ pub(super) async fn change_environment(
     post,
     path = "/api/flags/{key}/kill",
     tag = "flags",
+    params(FlagKey),
     request_body = KillRequest,
     responses(
         (status = 200, description = "Killed (or revived); with its delivery", body = KillOutcome),
+        (status = 400, description = "`invalid_json`", body = ApiErrorBody),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:write` (editor or admin)", body = ApiErrorBody),
         (status = 404, description = "`flag_not_found` or `unknown_environment`", body = ApiErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ApiErrorBody),
+        (status = 422, description = "`invalid_body`: the JSON does not have the expected shape", body = ApiErrorBody),
     )
 )]
 pub(super) async fn kill(
     State(state): State<AppState>,
     session: Session,
-    Path(key): Path<String>,
+    Path(FlagKey { key }): Path<FlagKey>,
     Json(request): Json<KillRequest>,
 ) -> ApiResult<Json<KillOutcome>> {
-    let user = session.signed_in()?.clone();
+    let user = session.require(&WRITE)?.clone();
     environment_settings(&state, &request.environment).await?;
     let action = if request.killed { "kill" } else { "unkill" };
     let (flag, version) = apply_environment(
@@ -311,13 +324,17 @@ pub(super) async fn kill(
     get,
     path = "/api/flags/environments",
     tag = "flags",
-    responses((status = 200, description = "Environments", body = EnvironmentList))
+    responses(
+        (status = 200, description = "Environments", body = EnvironmentList),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:read`", body = ApiErrorBody),
+    )
 )]
 pub(super) async fn list_environments(
     State(state): State<AppState>,
     session: Session,
 ) -> ApiResult<Json<EnvironmentList>> {
-    session.signed_in()?;
+    session.require(&READ)?;
     Ok(Json(EnvironmentList {
         environments: store::environments(&state.db.pool).await?,
     }))
@@ -328,25 +345,44 @@ pub struct EnvironmentUpdate {
     pub require_approval: bool,
 }
 
-/// Turn approval on or off for an environment.
+/// Turn approval on or off for an environment (an audited change, like any other).
 #[utoipa::path(
     put,
     path = "/api/flags/environments/{name}",
     tag = "flags",
+    params(EnvironmentName),
     request_body = EnvironmentUpdate,
     responses(
         (status = 200, description = "The environment", body = EnvironmentSettings),
+        (status = 400, description = "`invalid_json`", body = ApiErrorBody),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:write` (editor or admin)", body = ApiErrorBody),
         (status = 404, description = "`unknown_environment`", body = ApiErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ApiErrorBody),
+        (status = 422, description = "`invalid_body`: the JSON does not have the expected shape", body = ApiErrorBody),
     )
 )]
 pub(super) async fn set_environment(
     State(state): State<AppState>,
     session: Session,
-    Path(name): Path<String>,
+    Path(EnvironmentName { name }): Path<EnvironmentName>,
     Json(update): Json<EnvironmentUpdate>,
 ) -> ApiResult<Json<EnvironmentSettings>> {
-    session.signed_in()?;
-    environment_settings(&state, &name).await?;
-    store::set_require_approval(&state.db.pool, &name, update.require_approval).await?;
-    Ok(Json(environment_settings(&state, &name).await?))
+    let user = session.require(&WRITE)?;
+    let before = environment_settings(&state, &name).await?;
+    let after = EnvironmentSettings {
+        require_approval: update.require_approval,
+        ..before.clone()
+    };
+    let mut change = AuditedChange::begin(&state, Actor::user(user)).await?;
+    store::set_require_approval(change.tx(), &name, update.require_approval).await?;
+    change
+        .audit(
+            NewAudit::new("environment_update")
+                .environment(&name)
+                .change(Some(to_json(&before)), Some(to_json(&after))),
+        )
+        .await?;
+    change.commit_and_publish().await?;
+    Ok(Json(after))
 }

@@ -9,8 +9,10 @@ use meridian_shared::flag_admin::{
 };
 use meridian_shared::flags::{Flag, FlagEnvironmentConfig, Serve};
 
+use super::FlagKey;
 use crate::auth::Session;
 use crate::error::{ApiError, ApiResult, Json, Path};
+use crate::flags::access::{READ, WRITE};
 use crate::flags::change::{Actor, AuditedChange};
 use crate::flags::store::{self, NewAudit};
 use crate::flags::{flag_not_found, invalid, segments_of, to_json, RESERVED};
@@ -75,14 +77,15 @@ fn names(environments: &[EnvironmentSettings]) -> Vec<String> {
     tag = "flags",
     responses(
         (status = 200, description = "Every flag", body = FlagList),
-        (status = 401, description = "`sign_in_required`", body = ApiErrorBody),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:read`", body = ApiErrorBody),
     )
 )]
 pub(super) async fn list_flags(
     State(state): State<AppState>,
     session: Session,
 ) -> ApiResult<Json<FlagList>> {
-    session.signed_in()?;
+    session.require(&READ)?;
     let (version, flags, _) = store::load_all(&state.db.pool).await?;
     Ok(Json(FlagList { flags, version }))
 }
@@ -95,9 +98,12 @@ pub(super) async fn list_flags(
     request_body = FlagDefinition,
     responses(
         (status = 201, description = "Created", body = Flag),
-        (status = 400, description = "`invalid_flag` (the message names the rule) or `unknown_environment`", body = ApiErrorBody),
-        (status = 401, description = "`sign_in_required`", body = ApiErrorBody),
+        (status = 400, description = "`invalid_flag` (the message names the rule), `unknown_environment` or `invalid_json`", body = ApiErrorBody),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:write` (editor or admin)", body = ApiErrorBody),
         (status = 409, description = "`flag_exists`", body = ApiErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ApiErrorBody),
+        (status = 422, description = "`invalid_body`: the JSON does not have the expected shape", body = ApiErrorBody),
     )
 )]
 pub(super) async fn create_flag(
@@ -105,7 +111,7 @@ pub(super) async fn create_flag(
     session: Session,
     Json(definition): Json<FlagDefinition>,
 ) -> ApiResult<(StatusCode, Json<Flag>)> {
-    let user = session.signed_in()?;
+    let user = session.require(&WRITE)?;
     if RESERVED.contains(&definition.key.as_str()) {
         return Err(ApiError::bad_request(
             "invalid_flag",
@@ -144,17 +150,20 @@ pub(super) async fn create_flag(
     get,
     path = "/api/flags/{key}",
     tag = "flags",
+    params(FlagKey),
     responses(
         (status = 200, description = "The flag", body = Flag),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:read`", body = ApiErrorBody),
         (status = 404, description = "`flag_not_found`", body = ApiErrorBody),
     )
 )]
 pub(super) async fn get_flag(
     State(state): State<AppState>,
     session: Session,
-    Path(key): Path<String>,
+    Path(FlagKey { key }): Path<FlagKey>,
 ) -> ApiResult<Json<Flag>> {
-    session.signed_in()?;
+    session.require(&READ)?;
     let mut conn = state.db.pool.acquire().await?;
     store::flag(&mut conn, &key)
         .await?
@@ -169,21 +178,26 @@ pub(super) async fn get_flag(
     put,
     path = "/api/flags/{key}",
     tag = "flags",
+    params(FlagKey),
     request_body = FlagDefinition,
     responses(
         (status = 200, description = "The flag as it now is", body = Flag),
-        (status = 400, description = "`invalid_flag`, `key_mismatch` or `unknown_environment`", body = ApiErrorBody),
+        (status = 400, description = "`invalid_flag`, `key_mismatch`, `unknown_environment` or `invalid_json`", body = ApiErrorBody),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:write` (editor or admin)", body = ApiErrorBody),
         (status = 404, description = "`flag_not_found`", body = ApiErrorBody),
         (status = 409, description = "`approval_required`", body = ApiErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ApiErrorBody),
+        (status = 422, description = "`invalid_body`: the JSON does not have the expected shape", body = ApiErrorBody),
     )
 )]
 pub(super) async fn replace_flag(
     State(state): State<AppState>,
     session: Session,
-    Path(key): Path<String>,
+    Path(FlagKey { key }): Path<FlagKey>,
     Json(definition): Json<FlagDefinition>,
 ) -> ApiResult<Json<Flag>> {
-    let user = session.signed_in()?;
+    let user = session.require(&WRITE)?;
     if definition.key != key {
         return Err(ApiError::bad_request(
             "key_mismatch",
@@ -233,17 +247,20 @@ pub(super) async fn replace_flag(
     delete,
     path = "/api/flags/{key}",
     tag = "flags",
+    params(FlagKey),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:write` (editor or admin)", body = ApiErrorBody),
         (status = 404, description = "`flag_not_found`", body = ApiErrorBody),
     )
 )]
 pub(super) async fn delete_flag(
     State(state): State<AppState>,
     session: Session,
-    Path(key): Path<String>,
+    Path(FlagKey { key }): Path<FlagKey>,
 ) -> ApiResult<StatusCode> {
-    let user = session.signed_in()?;
+    let user = session.require(&WRITE)?;
     let mut change = AuditedChange::begin(&state, Actor::user(user)).await?;
     let before = store::flag(change.tx(), &key)
         .await?
@@ -265,19 +282,25 @@ pub(super) async fn delete_flag(
     post,
     path = "/api/flags/{key}/preview",
     tag = "flags",
+    params(FlagKey),
     request_body = PreviewRequest,
     responses(
         (status = 200, description = "The evaluation", body = Preview),
+        (status = 400, description = "`invalid_json`", body = ApiErrorBody),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:read`", body = ApiErrorBody),
         (status = 404, description = "`flag_not_found`", body = ApiErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ApiErrorBody),
+        (status = 422, description = "`invalid_body`: the JSON does not have the expected shape", body = ApiErrorBody),
     )
 )]
 pub(super) async fn preview(
     State(state): State<AppState>,
     session: Session,
-    Path(key): Path<String>,
+    Path(FlagKey { key }): Path<FlagKey>,
     Json(request): Json<PreviewRequest>,
 ) -> ApiResult<Json<Preview>> {
-    session.signed_in()?;
+    session.require(&READ)?;
     let snapshot = state.flags.snapshot();
     let evaluation = snapshot
         .evaluate(&request.environment, &key, &request.context)

@@ -8,10 +8,54 @@ pub mod flags;
 pub mod schedules;
 pub mod segments;
 
+use serde::Deserialize;
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
+
+/// `{key}` of `/api/flags/{key}/...`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct FlagKey {
+    /// The flag's key.
+    pub key: String,
+}
+
+/// `{key}/environments/{environment}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct FlagEnvironment {
+    /// The flag's key.
+    pub key: String,
+    /// The environment's name.
+    pub environment: String,
+}
+
+/// `{name}` of `/api/flags/environments/{name}/...`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct EnvironmentName {
+    /// The environment's name (`production`, `development`).
+    pub name: String,
+}
+
+/// `{id}` of `/api/flags/approvals/{id}/...`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ApprovalId {
+    /// The approval's id.
+    pub id: String,
+}
+
+/// `{key}` of `/api/flags/segments/{key}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SegmentKey {
+    /// The segment's key.
+    pub key: String,
+}
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

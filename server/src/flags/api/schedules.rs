@@ -5,11 +5,13 @@
 use std::time::Duration;
 
 use axum::extract::State;
+use meridian_shared::api::ApiErrorBody;
 use meridian_shared::flag_admin::ScheduleList;
 
 use super::environments::{apply_environment, EnvUpdate, Origin};
 use crate::auth::Session;
 use crate::error::{ApiResult, Json};
+use crate::flags::access::READ;
 use crate::flags::change::Actor;
 use crate::flags::store;
 use crate::AppState;
@@ -19,13 +21,17 @@ use crate::AppState;
     get,
     path = "/api/flags/schedules",
     tag = "flags",
-    responses((status = 200, description = "Schedules", body = ScheduleList))
+    responses(
+        (status = 200, description = "Schedules", body = ScheduleList),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:read`", body = ApiErrorBody),
+    )
 )]
 pub(super) async fn list_schedules(
     State(state): State<AppState>,
     session: Session,
 ) -> ApiResult<Json<ScheduleList>> {
-    session.signed_in()?;
+    session.require(&READ)?;
     Ok(Json(ScheduleList {
         schedules: store::schedules(&state.db.pool).await?,
     }))

@@ -8,8 +8,10 @@ use meridian_shared::api::ApiErrorBody;
 use meridian_shared::flag_admin::SegmentList;
 use meridian_shared::flags::Segment;
 
+use super::SegmentKey;
 use crate::auth::Session;
 use crate::error::{ApiError, ApiResult, Json, Path};
+use crate::flags::access::{READ, WRITE};
 use crate::flags::change::{Actor, AuditedChange};
 use crate::flags::store::{self, NewAudit};
 use crate::flags::{segments_of, to_json};
@@ -20,13 +22,17 @@ use crate::AppState;
     get,
     path = "/api/flags/segments",
     tag = "flags",
-    responses((status = 200, description = "Segments", body = SegmentList))
+    responses(
+        (status = 200, description = "Segments", body = SegmentList),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:read`", body = ApiErrorBody),
+    )
 )]
 pub(super) async fn list_segments(
     State(state): State<AppState>,
     session: Session,
 ) -> ApiResult<Json<SegmentList>> {
-    session.signed_in()?;
+    session.require(&READ)?;
     let mut conn = state.db.pool.acquire().await?;
     Ok(Json(SegmentList {
         segments: store::segments(&mut conn).await?,
@@ -38,19 +44,24 @@ pub(super) async fn list_segments(
     put,
     path = "/api/flags/segments/{key}",
     tag = "flags",
+    params(SegmentKey),
     request_body = Segment,
     responses(
         (status = 200, description = "The segment", body = Segment),
-        (status = 400, description = "`invalid_segment` or `key_mismatch`", body = ApiErrorBody),
+        (status = 400, description = "`invalid_segment`, `key_mismatch` or `invalid_json`", body = ApiErrorBody),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:write` (editor or admin)", body = ApiErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ApiErrorBody),
+        (status = 422, description = "`invalid_body`: the JSON does not have the expected shape", body = ApiErrorBody),
     )
 )]
 pub(super) async fn put_segment(
     State(state): State<AppState>,
     session: Session,
-    Path(key): Path<String>,
+    Path(SegmentKey { key }): Path<SegmentKey>,
     Json(segment): Json<Segment>,
 ) -> ApiResult<Json<Segment>> {
-    let user = session.signed_in()?;
+    let user = session.require(&WRITE)?;
     if segment.key != key {
         return Err(ApiError::bad_request(
             "key_mismatch",
@@ -89,8 +100,11 @@ pub(super) async fn put_segment(
     delete,
     path = "/api/flags/segments/{key}",
     tag = "flags",
+    params(SegmentKey),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 401, description = "`sign_in_required`: sign in first", body = ApiErrorBody),
+        (status = 403, description = "`forbidden`: needs `flags:write` (editor or admin)", body = ApiErrorBody),
         (status = 404, description = "`segment_not_found`", body = ApiErrorBody),
         (status = 409, description = "`segment_in_use`", body = ApiErrorBody),
     )
@@ -98,9 +112,9 @@ pub(super) async fn put_segment(
 pub(super) async fn delete_segment(
     State(state): State<AppState>,
     session: Session,
-    Path(key): Path<String>,
+    Path(SegmentKey { key }): Path<SegmentKey>,
 ) -> ApiResult<StatusCode> {
-    let user = session.signed_in()?;
+    let user = session.require(&WRITE)?;
     let mut change = AuditedChange::begin(&state, Actor::user(user)).await?;
     let before = store::segments(change.tx())
         .await?
