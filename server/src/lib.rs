@@ -106,6 +106,23 @@ impl axum::extract::FromRef<AppState> for auth::Auth {
     }
 }
 
+impl FromRef<AppState> for health::Instance {
+    fn from_ref(state: &AppState) -> health::Instance {
+        health::Instance {
+            db: state.db.clone(),
+            hub: state.hub.clone(),
+            started_at: state.started_at,
+            instance_id: state.instance_id.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for Arc<web::WebAssets> {
+    fn from_ref(state: &AppState) -> Arc<web::WebAssets> {
+        state.web.clone()
+    }
+}
+
 /// The hooks each system adds to the platform, wired here (the composition root) so that
 /// plumbing names no system. Made per use from the state: it is never stored in it.
 struct SystemHooks(AppState);
