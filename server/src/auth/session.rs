@@ -18,18 +18,14 @@ use meridian_shared::api::{Me, Role, SessionKind, UserInfo};
 use sha2::{Digest, Sha256};
 
 use super::store::{self, NewSession};
+use super::Auth;
 use crate::error::ApiError;
-use crate::AppState;
 
 pub const COOKIE_NAME: &str = "meridian_session";
 /// How long the browser keeps the cookie (the server decides when a session ends).
 const COOKIE_MAX_AGE_SECS: u64 = 400 * 24 * 3600;
 /// `last_seen_ms` is written at most this often per session.
 const TOUCH_EVERY_MS: i64 = 60_000;
-const REALTIME_PATH: &str = "/api/realtime";
-/// The documents' y-websocket endpoint: like the realtime channel, it needs an existing
-/// session.
-const DOCS_SOCKET_PREFIX: &str = "/yjs/";
 
 /// The session of the current request.
 #[derive(Debug, Clone)]
@@ -129,7 +125,7 @@ pub fn token_from_headers(headers: &axum::http::HeaderMap) -> Option<String> {
 
 /// Creates and stores a session; returns it with its token.
 pub async fn create_session(
-    state: &AppState,
+    state: &Auth,
     user: Option<(UserInfo, Role)>,
     guest_session_id: Option<String>,
     user_agent: Option<&str>,
@@ -161,10 +157,6 @@ pub async fn create_session(
 /// Whether a path is served with a session: the API and the pages of the web UI, but not
 /// static files (anything whose last segment has a dot, and the bundle under `/pkg/`).
 fn needs_session(path: &str) -> bool {
-    // SDKs: OFREP and the flag stream are anonymous, and must not mint a session each.
-    if path.starts_with("/ofrep/") || path == "/api/flags/stream" {
-        return false;
-    }
     if path.starts_with("/api/") {
         return true;
     }
@@ -178,11 +170,13 @@ fn needs_session(path: &str) -> bool {
 /// Attaches the request's [`Session`], creating a guest session (and its cookie) when the
 /// request has no valid one.
 pub async fn session_middleware(
-    State(state): State<AppState>,
+    State(state): State<Auth>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    if !needs_session(request.uri().path()) {
+    let path = request.uri().path();
+    let mints_no_guest = state.platform.mints_no_guest_session(path);
+    if !needs_session(path) && !mints_no_guest {
         return next.run(request).await;
     }
     let now = state.clock.now_ms();
@@ -208,14 +202,9 @@ pub async fn session_middleware(
                 role: row.role,
             }
         }
-        // The realtime channel and the document sockets require an existing session: a
-        // cookie-less upgrade is refused by its handler, without storing a session nobody
-        // can use.
-        None if request.uri().path() == REALTIME_PATH
-            || request.uri().path().starts_with(DOCS_SOCKET_PREFIX) =>
-        {
-            return next.run(request).await
-        }
+        // Sockets that need an existing session refuse a cookie-less upgrade themselves,
+        // and SDK endpoints authenticate with keys: neither stores a session nobody uses.
+        None if mints_no_guest => return next.run(request).await,
         None => {
             let user_agent = request
                 .headers()
