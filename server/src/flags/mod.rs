@@ -37,6 +37,7 @@ pub mod access;
 mod api;
 pub mod change;
 pub mod delivery;
+pub mod keys;
 pub mod live;
 pub mod ofrep;
 pub mod sdk;
@@ -74,10 +75,31 @@ const RESERVED: &[&str] = &[
 ];
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    api::routes()
+    OpenApiRouter::with_openapi(delivery_key_scheme())
+        .merge(api::routes())
         .merge(delivery::routes())
         .merge(stream::routes())
         .merge(ofrep::routes())
+}
+
+/// The OpenAPI security scheme `delivery_key` the SDK endpoints declare.
+fn delivery_key_scheme() -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+    let scheme = HttpBuilder::new()
+        .scheme(HttpAuthScheme::Bearer)
+        .description(Some(
+            "A delivery key of an environment (`mk_srv_...` or `mk_cli_...`), as \
+             `Authorization: Bearer KEY`. Without one, a signed-in session with \
+             `flags:read` (the page's cookie) may read.",
+        ))
+        .build();
+    utoipa::openapi::OpenApiBuilder::new()
+        .components(Some(
+            utoipa::openapi::ComponentsBuilder::new()
+                .security_scheme("delivery_key", SecurityScheme::Http(scheme))
+                .build(),
+        ))
+        .build()
 }
 
 /// Loads the configuration and keeps it current: on every `public:flags` event (from

@@ -86,8 +86,11 @@ pub(super) async fn list_flags(
     session: Session,
 ) -> ApiResult<Json<FlagList>> {
     session.require(&READ)?;
-    let (version, flags, _) = store::load_all(&state.db.pool).await?;
-    Ok(Json(FlagList { flags, version }))
+    let stored = store::load_all(&state.db.pool).await?;
+    Ok(Json(FlagList {
+        flags: stored.flags,
+        version: stored.version,
+    }))
 }
 
 /// Create a flag.

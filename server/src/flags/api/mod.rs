@@ -5,6 +5,7 @@ pub mod approvals;
 pub mod audit;
 pub mod environments;
 pub mod flags;
+pub mod keys;
 pub mod schedules;
 pub mod segments;
 
@@ -78,4 +79,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(schedules::list_schedules))
         .routes(routes!(segments::list_segments))
         .routes(routes!(segments::put_segment, segments::delete_segment))
+        .routes(routes!(keys::create_key, keys::list_keys))
+        .routes(routes!(keys::revoke_key))
 }
