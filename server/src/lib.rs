@@ -68,6 +68,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
     pub clock: Arc<dyn Clock>,
+    /// Randomness for secrets (session tokens); seeded in tests that replay.
+    pub entropy: Arc<dyn clock::Entropy>,
     pub hub: realtime::hub::Hub,
     pub auth_limits: Arc<auth::AuthLimits>,
     pub publish_locks: Arc<realtime::PublishLocks>,
@@ -96,6 +98,7 @@ impl axum::extract::FromRef<AppState> for auth::Auth {
         auth::Auth {
             db: state.db.clone(),
             clock: state.clock.clone(),
+            entropy: state.entropy.clone(),
             config: state.config.clone(),
             hub: state.hub.clone(),
             ids: state.ids.clone(),
@@ -186,6 +189,7 @@ impl AppState {
             web: Arc::new(web::WebAssets::load(&config.static_dir)),
             config: Arc::new(config),
             clock,
+            entropy: Arc::new(clock::OsEntropy),
             db,
         };
         if state.db.backend == meridian_shared::api::DatabaseBackend::Postgres {
