@@ -6,7 +6,7 @@
 //! room       a loaded document: its yrs Doc, connections, awareness; persist then broadcast
 //! awareness  the awareness table (y-protocols' rules) with who announced each client
 //! socket     one y-websocket connection between its socket and its room
-//! cluster    NOTIFY/LISTEN between instances sharing PostgreSQL
+//! cluster    notices between instances sharing PostgreSQL, on the realtime path
 //! writer     group commit: every room's pending updates in one transaction
 //! ```
 //!
@@ -31,7 +31,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use meridian_shared::api::{ApiErrorBody, DatabaseBackend, UserInfo};
+use meridian_shared::api::{ApiErrorBody, UserInfo};
 use meridian_shared::docs::rich;
 use meridian_shared::docs::{
     schema, CreateDoc, CreateVersion, Doc, DocList, DocSummary, Member, RenameDoc, Restored, Role,
@@ -297,9 +297,7 @@ async fn delete_doc(
     must_own(role)?;
     store::delete(&state.db.pool, &id).await?;
     state.docs.tell(&id, RoomMsg::Deleted).await;
-    if state.db.backend == DatabaseBackend::Postgres {
-        cluster::publish_deleted(&state, &id);
-    }
+    cluster::publish_deleted(&state.hub, &id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -372,9 +370,7 @@ async fn member_changed(state: &AppState, doc_id: &str, user_id: &str, role: Opt
             },
         )
         .await;
-    if state.db.backend == DatabaseBackend::Postgres {
-        cluster::publish_member(state, doc_id, user_id, role);
-    }
+    cluster::publish_member(&state.hub, doc_id, user_id, role);
 }
 
 /// Remove a member (the owner, or a member leaving).

@@ -182,9 +182,16 @@ impl Default for Rooms {
 }
 
 impl Rooms {
-    /// Gives the registry the state its rooms use (once, when the app is built).
+    /// Gives the registry the state its rooms use (once, when the app is built), and
+    /// starts following the other instances' document notices.
     pub fn attach(&self, state: AppState) {
         let _ = self.writer.set(Writer::start(&state));
+        let notices = state.hub.notices(cluster::SYSTEM);
+        state.tasks.spawn(cluster::relay(
+            notices,
+            state.docs.clone(),
+            state.shutdown.clone(),
+        ));
         let _ = self.app.set(state);
     }
 
@@ -649,9 +656,7 @@ impl Room {
         if changed.clients.is_empty() {
             return;
         }
-        if self.on_postgres() {
-            cluster::publish_awareness(&self.state, &self.doc_id, &changed);
-        }
+        cluster::publish_awareness(&self.state.hub, &self.doc_id, &changed);
         self.broadcast(Bytes::from(protocol::awareness(changed)), except);
     }
 

@@ -12,13 +12,14 @@
 //! - Every connection ends with a close frame that says why: the server shutting down,
 //!   a protocol error, a missed heartbeat, a slow consumer, a revoked session.
 
+pub mod events;
 pub mod hub;
 pub mod pg;
 pub mod store;
 
+pub use self::events::{Events, Published};
+
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -26,7 +27,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use meridian_shared::api::{ApiErrorBody, DatabaseBackend};
+use meridian_shared::api::ApiErrorBody;
 use meridian_shared::realtime::{
     close_code, error_code, valid_op_id, ClientMessage, Event, ServerMessage, Topic,
     MAX_FRAME_BYTES, MAX_PAYLOAD_BYTES, MAX_REPLAY, MAX_SUBSCRIPTIONS,
@@ -50,34 +51,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(realtime_socket))
 }
 
-/// Publish locks: publishes to one topic are serialised within an instance, so that their
-/// local delivery follows sequence order. Striped to bound memory.
-pub struct PublishLocks(Vec<tokio::sync::Mutex<()>>);
-
-impl Default for PublishLocks {
-    fn default() -> PublishLocks {
-        PublishLocks((0..64).map(|_| tokio::sync::Mutex::new(())).collect())
-    }
-}
-
-impl PublishLocks {
-    pub fn for_topic(&self, topic: &str) -> &tokio::sync::Mutex<()> {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        topic.hash(&mut hasher);
-        &self.0[hasher.finish() as usize % self.0.len()]
-    }
-}
-
-/// The outcome of a publish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Published {
-    pub seq: u64,
-    /// The op had been applied before; nothing was stored or sent this time.
-    pub duplicate: bool,
-}
-
-/// Appends an event to a topic durably, then delivers it to every subscriber on every
-/// instance. Idempotent per `(topic, op_id)`.
+/// Appends an event to a topic in a transaction of its own, then delivers it to every
+/// subscriber on every instance. Idempotent per `(topic, op_id)`. A system that writes
+/// rows of its own appends its events in that transaction with [`Events`] instead.
 pub async fn publish(
     state: &AppState,
     topic: &str,
@@ -85,52 +61,7 @@ pub async fn publish(
     payload: serde_json::Value,
     session_id: Option<&str>,
 ) -> Result<Published, sqlx::Error> {
-    let _order = state.publish_locks.for_topic(topic).lock().await;
-    let mut tx = state.db.pool.begin().await?;
-    let seq = store::next_seq(&mut tx, topic).await?;
-    if let Some(seq) = store::seq_of_op(&mut tx, topic, op_id).await? {
-        tx.rollback().await?;
-        return Ok(Published {
-            seq,
-            duplicate: true,
-        });
-    }
-    let event = append_in_tx(state, &mut tx, seq, topic, op_id, payload, session_id).await?;
-    tx.commit().await?;
-    state.hub.deliver_local(Arc::new(event));
-    Ok(Published {
-        seq,
-        duplicate: false,
-    })
-}
-
-/// Stores an event with sequence number `seq` (from [`store::next_seq`]) in a
-/// transaction the caller owns, and queues its cross-instance notification. The caller
-/// holds the topic's publish lock, commits, and then hands the event to
-/// `state.hub.deliver_local`: so a system's own write and its event commit together.
-pub async fn append_in_tx(
-    state: &AppState,
-    conn: &mut sqlx::AnyConnection,
-    seq: u64,
-    topic: &str,
-    op_id: &str,
-    payload: serde_json::Value,
-    session_id: Option<&str>,
-) -> Result<Event, sqlx::Error> {
-    let payload_json = payload.to_string();
-    let event = Event {
-        topic: topic.to_owned(),
-        seq,
-        op_id: op_id.to_owned(),
-        payload,
-        at_ms: state.clock.now_ms(),
-    };
-    store::insert_event(conn, &event, &payload_json, session_id).await?;
-    if state.db.backend == DatabaseBackend::Postgres {
-        let notice = pg::event_notice(&state.instance_id, &event);
-        store::notify(conn, pg::CHANNEL, &notice).await?;
-    }
-    Ok(event)
+    Events::publish(&state.db, &state.hub, topic, op_id, payload, session_id).await
 }
 
 /// The realtime channel (WebSocket upgrade). Requires an existing session cookie.
