@@ -25,9 +25,8 @@ use axum::body::Bytes;
 use meridian_shared::api::DatabaseBackend;
 use meridian_shared::docs::protocol::{self, Frame};
 use meridian_shared::docs::rich::{self, Block};
-use meridian_shared::docs::{
-    close_code, schema, Restored, Role, RoomInfo, RoomStats, Version, VersionKind,
-};
+use meridian_shared::docs::{schema, Restored, Role, RoomInfo, RoomStats, Version, VersionKind};
+use meridian_shared::realtime::close_code;
 use tokio::sync::{mpsc, oneshot};
 use yrs::sync::awareness::AwarenessUpdate;
 use yrs::updates::decoder::Decode;
@@ -36,21 +35,13 @@ use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 use super::awareness::{AwarenessTable, Owner};
 use super::writer::Writer;
 use super::{cluster, store};
+use crate::realtime::socket::{Close, QueueSender};
 use crate::{AppState, Config};
 
 pub type ConnId = u64;
 
-/// Why the room dropped a connection (read by the connection when its queue ends).
-pub type CloseReason = Arc<OnceLock<(u16, String)>>;
-
-/// What a connection is sent.
-pub type Outgoing = Bytes;
-
-/// The room's end of a connection.
-pub struct ConnLink {
-    pub out: mpsc::Sender<Outgoing>,
-    pub close_reason: CloseReason,
-}
+/// The room's end of a connection's queue (closing it gives the connection its reason).
+pub type ConnLink = QueueSender<Bytes>;
 
 /// Why a room could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
@@ -459,7 +450,7 @@ impl Room {
                 _ = shutdown.cancelled() => {
                     self.flush().await;
                     self.compact().await;
-                    self.close_all(1001, "server shutting down");
+                    self.close_all(close_code::GOING_AWAY, "server shutting down");
                     break;
                 }
             }
@@ -497,10 +488,10 @@ impl Room {
                     return;
                 }
                 let sv = self.doc.transact().state_vector();
-                let _ = link.out.try_send(Bytes::from(protocol::step1(&sv)));
+                link.try_send(Bytes::from(protocol::step1(&sv)));
                 let present = self.awareness.present();
                 if !present.clients.is_empty() {
-                    let _ = link.out.try_send(Bytes::from(protocol::awareness(present)));
+                    link.try_send(Bytes::from(protocol::awareness(present)));
                 }
                 self.conns.insert(
                     conn,
@@ -543,9 +534,9 @@ impl Room {
                         }
                         None => self.drop_conn(
                             conn,
-                            Some((
+                            Some(Close::new(
                                 close_code::READ_ONLY,
-                                "your access to this document was removed".into(),
+                                "your access to this document was removed",
                             )),
                         ),
                     }
@@ -590,15 +581,15 @@ impl Room {
 
     fn send_to(&mut self, conn: ConnId, frame: Bytes) {
         let full = match self.conns.get(&conn) {
-            Some(c) => c.link.out.try_send(frame).is_err(),
+            Some(c) => !c.link.try_send(frame),
             None => return,
         };
         if full {
             self.drop_conn(
                 conn,
-                Some((
+                Some(Close::new(
                     close_code::SLOW_CONSUMER,
-                    "too slow to receive the document's updates".into(),
+                    "too slow to receive the document's updates",
                 )),
             );
         }
@@ -611,16 +602,16 @@ impl Room {
             if Some(*id) == except {
                 continue;
             }
-            if conn.link.out.try_send(frame.clone()).is_err() {
+            if !conn.link.try_send(frame.clone()) {
                 slow.push(*id);
             }
         }
         for id in slow {
             self.drop_conn(
                 id,
-                Some((
+                Some(Close::new(
                     close_code::SLOW_CONSUMER,
-                    "too slow to receive the document's updates".into(),
+                    "too slow to receive the document's updates",
                 )),
             );
         }
@@ -628,14 +619,13 @@ impl Room {
 
     /// Forgets a connection (closing it with `close` if given) and removes its awareness
     /// clients for everyone.
-    fn drop_conn(&mut self, conn: ConnId, close: Option<(u16, String)>) {
+    fn drop_conn(&mut self, conn: ConnId, close: Option<Close>) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
-        if let Some(reason) = close {
-            let _ = c.link.close_reason.set(reason);
+        if let Some(close) = close {
+            c.link.close(close);
         }
-        drop(c);
         let now = self.now_ms();
         let removed = self.awareness.remove_owned_by(conn, now);
         self.share_awareness(removed, None);
@@ -647,7 +637,7 @@ impl Room {
     fn close_all(&mut self, code: u16, reason: &str) {
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in conns {
-            self.drop_conn(conn, Some((code, reason.to_owned())));
+            self.drop_conn(conn, Some(Close::new(code, reason)));
         }
     }
 
@@ -674,7 +664,7 @@ impl Room {
                     Ok(update) => update,
                     Err(err) => {
                         let reason = format!("malformed message: update does not decode: {err}");
-                        self.drop_conn(conn, Some((close_code::MALFORMED, reason)));
+                        self.drop_conn(conn, Some(Close::new(close_code::MALFORMED, reason)));
                         return;
                     }
                 };
@@ -690,9 +680,9 @@ impl Room {
                     );
                     self.drop_conn(
                         conn,
-                        Some((
+                        Some(Close::new(
                             close_code::READ_ONLY,
-                            "viewers cannot edit this document".into(),
+                            "viewers cannot edit this document",
                         )),
                     );
                     return;
@@ -701,7 +691,7 @@ impl Room {
                 if let Err(err) = applied {
                     self.drop_conn(
                         conn,
-                        Some((
+                        Some(Close::new(
                             close_code::MALFORMED,
                             format!("update cannot be applied: {err}"),
                         )),

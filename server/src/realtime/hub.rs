@@ -6,8 +6,8 @@
 //! - Every connection has one bounded queue (`outbound_queue` messages). Delivery never
 //!   waits: a connection whose queue is full is dropped from the hub at once, and its
 //!   task closes the socket with `SLOW_CONSUMER`. Memory per connection is bounded.
-//! - The hub holds the only sender of a connection's queue, so a connection's task learns
-//!   that it was dropped when its queue ends; the reason is left with the queue.
+//! - The hub holds the only sender of a connection's queue (`socket::Queue`), so a
+//!   connection's task learns that it was dropped when its queue ends, with the reason.
 //! - Per topic, events leave the hub in sequence order. Writers commit in sequence order
 //!   (the topic row is the lock) but hand their events over in whatever order their tasks
 //!   run, and other instances' events arrive by NOTIFY: an event ahead of the next
@@ -27,12 +27,10 @@ use meridian_shared::realtime::{close_code, Event};
 use sqlx::AnyConnection;
 use tokio::sync::mpsc;
 
+use super::socket::{self, Close, Queue, QueueSender};
 use crate::clock::Clock;
 
 pub type ConnId = u64;
-
-/// Why the hub dropped a connection.
-pub type CloseReason = Arc<OnceLock<(u16, String)>>;
 
 /// How long an event that arrived ahead of its topic's next one waits for the gap to fill.
 pub const HOLD: Duration = Duration::from_millis(100);
@@ -84,14 +82,13 @@ pub const INTERNAL_PREFIX: &str = "internal:";
 /// A registered connection, as the connection task sees it.
 pub struct Registration {
     pub id: ConnId,
-    pub queue: mpsc::Receiver<Arc<Event>>,
-    pub close_reason: CloseReason,
+    /// Ends when the hub drops the connection, with the reason.
+    pub queue: Queue<Arc<Event>>,
 }
 
 struct ConnEntry {
     session_id: String,
-    queue: mpsc::Sender<Arc<Event>>,
-    close_reason: CloseReason,
+    queue: QueueSender<Arc<Event>>,
     topics: HashSet<String>,
 }
 
@@ -203,8 +200,7 @@ impl Hub {
     }
 
     pub fn register(&self, session_id: &str) -> Registration {
-        let (tx, rx) = mpsc::channel(self.queue_len);
-        let close_reason = CloseReason::default();
+        let (tx, rx) = socket::queue(self.queue_len);
         let mut state = self.lock();
         state.next_id += 1;
         let id = state.next_id;
@@ -213,15 +209,10 @@ impl Hub {
             ConnEntry {
                 session_id: session_id.to_owned(),
                 queue: tx,
-                close_reason: close_reason.clone(),
                 topics: HashSet::new(),
             },
         );
-        Registration {
-            id,
-            queue: rx,
-            close_reason,
-        }
+        Registration { id, queue: rx }
     }
 
     pub fn unregister(&self, id: ConnId) {
@@ -331,7 +322,7 @@ impl Hub {
         for event in events {
             for id in &t.subscribers {
                 if let Some(entry) = state.conns.get(id) {
-                    if !slow.contains(id) && entry.queue.try_send(event.clone()).is_err() {
+                    if !slow.contains(id) && !entry.queue.try_send(event.clone()) {
                         slow.push(*id);
                     }
                 }
@@ -340,9 +331,9 @@ impl Hub {
         for id in slow {
             if let Some(entry) = Self::remove(state, id) {
                 tracing::warn!(conn = id, "dropping a slow realtime client");
-                let _ = entry.close_reason.set((
+                entry.queue.close(Close::new(
                     close_code::SLOW_CONSUMER,
-                    "slow consumer: too many undelivered messages".to_owned(),
+                    "slow consumer: too many undelivered messages",
                 ));
             }
         }
@@ -359,7 +350,7 @@ impl Hub {
             .collect();
         for id in ids {
             if let Some(entry) = Self::remove(&mut state, id) {
-                let _ = entry.close_reason.set((code, reason.to_owned()));
+                entry.queue.close(Close::new(code, reason));
             }
         }
     }
@@ -441,7 +432,7 @@ mod tests {
 
     fn seqs(registration: &mut Registration) -> Vec<u64> {
         let mut seqs = Vec::new();
-        while let Ok(event) = registration.queue.try_recv() {
+        while let Some(event) = registration.queue.try_recv() {
             seqs.push(event.seq);
         }
         seqs
@@ -456,8 +447,8 @@ mod tests {
         hub.deliver_local(event("public:x", 1));
         hub.deliver_local(event("public:y", 1));
         assert_eq!(a.queue.recv().await.unwrap().seq, 1);
-        assert!(a.queue.try_recv().is_err());
-        assert!(b.queue.try_recv().is_err());
+        assert!(a.queue.try_recv().is_none());
+        assert!(b.queue.try_recv().is_none());
     }
 
     #[tokio::test]
@@ -475,10 +466,7 @@ mod tests {
         assert_eq!(slow.queue.recv().await.unwrap().seq, 1);
         assert_eq!(slow.queue.recv().await.unwrap().seq, 2);
         assert!(slow.queue.recv().await.is_none());
-        assert_eq!(
-            slow.close_reason.get().unwrap().0,
-            close_code::SLOW_CONSUMER
-        );
+        assert_eq!(slow.queue.close_reason().code, close_code::SLOW_CONSUMER);
     }
 
     #[test]
@@ -532,15 +520,15 @@ mod tests {
     async fn closing_a_session_ends_its_connections_only() {
         let hub = hub(4);
         let mut a = hub.register("s1");
-        let b = hub.register("s2");
+        let mut b = hub.register("s2");
         hub.close_session("s1", close_code::SESSION_REVOKED, "revoked")
             .await;
         assert!(a.queue.recv().await.is_none());
         assert_eq!(
-            a.close_reason.get().unwrap(),
-            &(close_code::SESSION_REVOKED, "revoked".to_owned())
+            a.queue.close_reason(),
+            Close::new(close_code::SESSION_REVOKED, "revoked")
         );
-        assert!(b.close_reason.get().is_none());
+        assert!(b.queue.try_recv().is_none(), "still open");
         assert_eq!(hub.connection_count(), 1);
     }
 
