@@ -157,6 +157,7 @@ fn room_error(err: RoomError, doc_id: &str) -> ApiError {
         RoomError::Gone => doc_not_found(doc_id),
         RoomError::Retry => ApiError::unavailable("the document is busy; retry"),
         RoomError::Storage(err) => ApiError::from(err),
+        RoomError::Ids(err) => ApiError::from(err),
     }
 }
 
@@ -200,6 +201,7 @@ async fn list_docs(State(state): State<AppState>, session: Session) -> ApiResult
         (status = 201, description = "The new document", body = Doc),
         (status = 401, description = "`sign_in_required`", body = ApiErrorBody),
         (status = 422, description = "`invalid_title`", body = ApiErrorBody),
+        (status = 503, description = "`no_lease` or `clock_behind`: no id could be issued for it; retry after `Retry-After`", body = ApiErrorBody),
     )
 )]
 async fn create_doc(
@@ -211,7 +213,7 @@ async fn create_doc(
     let title = valid_title(&body.title)?;
     let now = state.clock.now_ms();
     let doc = DocRow {
-        id: crate::auth::session::new_id(),
+        id: state.ids.next_snowflake()?.to_string(),
         title,
         owner_id: user.id,
         owner_name: user.username,
@@ -441,6 +443,7 @@ async fn list_versions(
         (status = 403, description = "`read_only`", body = ApiErrorBody),
         (status = 404, description = "`doc_not_found`", body = ApiErrorBody),
         (status = 422, description = "`invalid_name`", body = ApiErrorBody),
+        (status = 503, description = "`unavailable` (the document is busy), or `no_lease` or `clock_behind` (no id could be issued for the version); retry (`Retry-After`)", body = ApiErrorBody),
     )
 )]
 async fn save_version(
@@ -523,6 +526,7 @@ fn version_not_found(version_id: &str) -> ApiError {
         (status = 200, description = "Restored", body = Restored),
         (status = 403, description = "`read_only`", body = ApiErrorBody),
         (status = 404, description = "`doc_not_found` or `version_not_found`", body = ApiErrorBody),
+        (status = 503, description = "`unavailable` (the document is busy), or `no_lease` or `clock_behind` (no id could be issued for the version); retry (`Retry-After`)", body = ApiErrorBody),
     )
 )]
 async fn restore_version(

@@ -15,11 +15,13 @@
 //! - A room with no connections unloads after `doc_idle_unload` (compacting first); the
 //!   registry entry is removed before its queue is closed, and a join that raced with
 //!   the unload is told to retry, which loads the room again.
+//! - Time is the instance's injected `Clock` (idle unload, compaction's pause, awareness
+//!   expiry); a timer tick only says when to look.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use meridian_shared::api::DatabaseBackend;
@@ -35,6 +37,7 @@ use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 use super::awareness::{AwarenessTable, Owner};
 use super::writer::Writer;
 use super::{cluster, store};
+use crate::ids::IdError;
 use crate::realtime::socket::{Close, QueueSender};
 use crate::{AppState, Config};
 
@@ -52,6 +55,9 @@ pub enum RoomError {
     Gone,
     #[error("storage failed: {0}")]
     Storage(#[from] sqlx::Error),
+    /// No id for a new version (the generator has no lease, or its clock is behind).
+    #[error("no id for the version: {0}")]
+    Ids(#[from] IdError),
 }
 
 /// A client's frame as the room receives it: already validated by the connection
@@ -131,8 +137,9 @@ const CONN_QUEUE: usize = 2048;
 const MAX_BATCH: usize = 512;
 /// How often a room looks at its timers.
 const TICK: Duration = Duration::from_millis(250);
-/// How often a room on PostgreSQL checks it has not missed another instance's update.
-const CLUSTER_CHECK: Duration = Duration::from_secs(2);
+/// How often (in ticks: 2 s) a room on PostgreSQL checks it has not missed another
+/// instance's update.
+const CLUSTER_CHECK_TICKS: u32 = 8;
 /// A document due for compaction is compacted once no update arrived for this long...
 const COMPACT_WHEN_QUIET_FOR: Duration = Duration::from_secs(2);
 /// ...or, under continuous typing, once its log is this many times the threshold.
@@ -325,10 +332,12 @@ struct Room {
     awareness: AwarenessTable,
     /// Applied in memory, not stored yet: (sender, update).
     pending: Vec<(Option<ConnId>, Vec<u8>)>,
-    idle_since: Option<Instant>,
+    /// Since when the room has had no connection (ms on the instance's clock).
+    idle_since: Option<i64>,
     /// When the room last stored an update (compaction waits for a pause).
-    last_stored: Instant,
-    last_cluster_check: Instant,
+    last_stored: i64,
+    /// Ticks since the last cluster check.
+    ticks_since_cluster_check: u32,
     last_auto_version: Option<(i64, i64)>,
     /// Set when the room must end (storage failed, document deleted).
     ending: bool,
@@ -336,6 +345,7 @@ struct Room {
 
 impl Room {
     fn new(state: AppState, rooms: Arc<Rooms>, doc_id: &str, generation: u64) -> Room {
+        let now = state.clock.now_ms();
         Room {
             state,
             rooms,
@@ -347,9 +357,9 @@ impl Room {
             conns: HashMap::new(),
             awareness: AwarenessTable::default(),
             pending: Vec::new(),
-            idle_since: Some(Instant::now()),
-            last_stored: Instant::now(),
-            last_cluster_check: Instant::now(),
+            idle_since: Some(now),
+            last_stored: now,
+            ticks_since_cluster_check: 0,
             last_auto_version: None,
             ending: false,
         }
@@ -361,6 +371,11 @@ impl Room {
 
     fn now_ms(&self) -> i64 {
         self.state.clock.now_ms()
+    }
+
+    /// How long ago `at_ms` was on the instance's clock (zero if the clock stepped back).
+    fn since(&self, at_ms: i64) -> Duration {
+        Duration::from_millis(self.now_ms().saturating_sub(at_ms).max(0) as u64)
     }
 
     fn on_postgres(&self) -> bool {
@@ -630,7 +645,7 @@ impl Room {
         let removed = self.awareness.remove_owned_by(conn, now);
         self.share_awareness(removed, None);
         if self.conns.is_empty() {
-            self.idle_since = Some(Instant::now());
+            self.idle_since = Some(self.now_ms());
         }
     }
 
@@ -733,7 +748,7 @@ impl Room {
                     self.catch_up(Some(first - 1)).await;
                 }
                 self.seq = last;
-                self.last_stored = Instant::now();
+                self.last_stored = self.now_ms();
                 for (sender, frame) in frames {
                     self.broadcast(frame, sender);
                 }
@@ -784,11 +799,12 @@ impl Room {
         let timeout = self.config().doc_awareness_timeout.as_millis() as i64;
         let expired = self.awareness.expire(now, timeout);
         self.share_awareness(expired, None);
+        self.ticks_since_cluster_check += 1;
         if self.on_postgres()
             && !self.conns.is_empty()
-            && self.last_cluster_check.elapsed() >= CLUSTER_CHECK
+            && self.ticks_since_cluster_check >= CLUSTER_CHECK_TICKS
         {
-            self.last_cluster_check = Instant::now();
+            self.ticks_since_cluster_check = 0;
             match store::head_seq(&self.state.db.pool, &self.doc_id).await {
                 Ok(Some(head)) if head > self.seq => self.catch_up(None).await,
                 Ok(None) => {
@@ -803,7 +819,7 @@ impl Room {
         // log grows far past the threshold under continuous typing.
         let since = self.seq - self.snapshot_seq;
         let every = self.config().doc_compact_every as i64;
-        let resting = self.last_stored.elapsed() >= COMPACT_WHEN_QUIET_FOR;
+        let resting = self.since(self.last_stored) >= COMPACT_WHEN_QUIET_FOR;
         if since >= every && (resting || since >= every * COMPACT_ANYWAY_FACTOR) {
             self.compact().await;
         }
@@ -813,7 +829,7 @@ impl Room {
         self.conns.is_empty()
             && self
                 .idle_since
-                .is_some_and(|since| since.elapsed() >= self.config().doc_idle_unload)
+                .is_some_and(|since| self.since(since) >= self.config().doc_idle_unload)
     }
 
     /// Compacts and leaves the registry; false if someone arrived meanwhile.
@@ -885,7 +901,7 @@ impl Room {
         let text = self.doc.get_or_insert_text(schema::TEXT);
         let preview = rich::preview(&self.doc.transact(), &text, PREVIEW_CHARS);
         let version = Version {
-            id: crate::auth::session::new_id(),
+            id: self.state.ids.next_snowflake()?.to_string(),
             doc_id: self.doc_id.clone(),
             kind,
             name,
