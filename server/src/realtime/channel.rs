@@ -125,7 +125,8 @@ impl Endpoint for Channel {
     type Item = Arc<Event>;
 
     async fn open(&mut self, out: &mut Outbound) -> Result<Queue<Arc<Event>>, End> {
-        let registration = self.hub.register(&self.session.id);
+        let user_id = self.session.user.as_ref().map(|u| u.id.as_str());
+        let registration = self.hub.register(&self.session.id, user_id);
         self.conn_id = registration.id;
         tracing::debug!(conn = self.conn_id, session = %self.session.id, "realtime connected");
         let welcome = ServerMessage::Welcome {

@@ -50,6 +50,12 @@ pub enum Notice {
         code: u16,
         reason: String,
     },
+    /// Close the connections of every session of an account.
+    CloseUser {
+        user_id: String,
+        code: u16,
+        reason: String,
+    },
     /// A system's own notice (e.g. documents: "updates stored through seq N"): passed to
     /// the receiver registered with [`Hub::notices`] on every other instance.
     System {
@@ -88,6 +94,8 @@ pub struct Registration {
 
 struct ConnEntry {
     session_id: String,
+    /// The account signed in on the session, if any.
+    user_id: Option<String>,
     queue: QueueSender<Arc<Event>>,
     topics: HashSet<String>,
 }
@@ -199,7 +207,10 @@ impl Hub {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn register(&self, session_id: &str) -> Registration {
+    /// Registers a connection of a session (of the account `user_id`, if signed in).
+    /// The server's own listeners register a session id starting with
+    /// [`INTERNAL_PREFIX`] and no user.
+    pub fn register(&self, session_id: &str, user_id: Option<&str>) -> Registration {
         let (tx, rx) = socket::queue(self.queue_len);
         let mut state = self.lock();
         state.next_id += 1;
@@ -208,6 +219,7 @@ impl Hub {
             id,
             ConnEntry {
                 session_id: session_id.to_owned(),
+                user_id: user_id.map(str::to_owned),
                 queue: tx,
                 topics: HashSet::new(),
             },
@@ -339,19 +351,45 @@ impl Hub {
         }
     }
 
-    /// Closes this instance's connections of a session.
-    pub fn close_session_local(&self, session_id: &str, code: u16, reason: &str) {
+    /// Closes this instance's connections that `which` picks.
+    fn close_local(&self, which: impl Fn(&ConnEntry) -> bool, code: u16, reason: &str) {
         let mut state = self.lock();
         let ids: Vec<ConnId> = state
             .conns
             .iter()
-            .filter(|(_, e)| e.session_id == session_id)
+            .filter(|(_, e)| which(e))
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
             if let Some(entry) = Self::remove(&mut state, id) {
                 entry.queue.close(Close::new(code, reason));
             }
+        }
+    }
+
+    /// Closes this instance's connections of a session.
+    pub fn close_session_local(&self, session_id: &str, code: u16, reason: &str) {
+        self.close_local(|e| e.session_id == session_id, code, reason);
+    }
+
+    /// Closes this instance's connections of an account's sessions.
+    pub fn close_user_local(&self, user_id: &str, code: u16, reason: &str) {
+        self.close_local(|e| e.user_id.as_deref() == Some(user_id), code, reason);
+    }
+
+    /// Closes the connections of every session of an account, on every instance (e.g.
+    /// `ACCESS_CHANGED` when its role changed: its pages reconnect with what the new
+    /// role allows).
+    pub async fn close_user(&self, user_id: &str, code: u16, reason: &str) {
+        self.close_user_local(user_id, code, reason);
+        if let Some(remote) = self.remote.get() {
+            remote
+                .send(Notice::CloseUser {
+                    user_id: user_id.to_owned(),
+                    code,
+                    reason: reason.to_owned(),
+                })
+                .await;
         }
     }
 
@@ -441,8 +479,8 @@ mod tests {
     #[tokio::test]
     async fn delivers_only_to_subscribers() {
         let hub = hub(8);
-        let mut a = hub.register("s1");
-        let mut b = hub.register("s2");
+        let mut a = hub.register("s1", None);
+        let mut b = hub.register("s2", None);
         assert!(hub.subscribe(a.id, "public:x"));
         hub.deliver_local(event("public:x", 1));
         hub.deliver_local(event("public:y", 1));
@@ -454,8 +492,8 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_drops_the_connection_with_a_reason() {
         let hub = hub(2);
-        let mut slow = hub.register("s1");
-        let mut fast = hub.register("s2");
+        let mut slow = hub.register("s1", None);
+        let mut fast = hub.register("s2", None);
         hub.subscribe(slow.id, "public:x");
         hub.subscribe(fast.id, "public:x");
         for seq in 1..=3 {
@@ -472,7 +510,7 @@ mod tests {
     #[test]
     fn events_go_out_in_sequence_order_whatever_order_they_arrive_in() {
         let hub = hub(64);
-        let mut a = hub.register("s1");
+        let mut a = hub.register("s1", None);
         hub.subscribe(a.id, "public:x");
         hub.deliver_local(event("public:x", 4));
         // Writers of 6 and 7 handed over before the writer of 5 (each committed after
@@ -491,7 +529,7 @@ mod tests {
     #[test]
     fn a_gap_that_does_not_fill_is_given_up_on() {
         let hub = hub(1024);
-        let mut a = hub.register("s1");
+        let mut a = hub.register("s1", None);
         hub.subscribe(a.id, "public:x");
         hub.deliver_local(event("public:x", 1));
         hub.deliver_local(event("public:x", 3));
@@ -519,8 +557,8 @@ mod tests {
     #[tokio::test]
     async fn closing_a_session_ends_its_connections_only() {
         let hub = hub(4);
-        let mut a = hub.register("s1");
-        let mut b = hub.register("s2");
+        let mut a = hub.register("s1", None);
+        let mut b = hub.register("s2", None);
         hub.close_session("s1", close_code::SESSION_REVOKED, "revoked")
             .await;
         assert!(a.queue.recv().await.is_none());
@@ -530,6 +568,30 @@ mod tests {
         );
         assert!(b.queue.try_recv().is_none(), "still open");
         assert_eq!(hub.connection_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn closing_a_user_ends_the_connections_of_all_its_sessions() {
+        let hub = hub(4);
+        let mut laptop = hub.register("s1", Some("u1"));
+        let mut phone = hub.register("s2", Some("u1"));
+        let mut other = hub.register("s3", Some("u2"));
+        let mut guest = hub.register("s4", None);
+        hub.close_user("u1", close_code::ACCESS_CHANGED, "your role changed")
+            .await;
+        for connection in [&mut laptop, &mut phone] {
+            assert!(connection.queue.recv().await.is_none());
+            assert_eq!(
+                connection.queue.close_reason(),
+                Close::new(close_code::ACCESS_CHANGED, "your role changed")
+            );
+        }
+        assert_eq!(hub.connection_count(), 2);
+        hub.subscribe(other.id, "public:x");
+        hub.subscribe(guest.id, "public:x");
+        hub.deliver_local(event("public:x", 1));
+        assert_eq!(seqs(&mut other), [1]);
+        assert_eq!(seqs(&mut guest), [1]);
     }
 
     #[tokio::test]
@@ -546,7 +608,7 @@ mod tests {
     #[test]
     fn unregister_forgets_topics() {
         let hub = hub(4);
-        let a = hub.register("s1");
+        let a = hub.register("s1", None);
         hub.subscribe(a.id, "public:x");
         hub.unregister(a.id);
         assert!(hub.lock().topics.is_empty());

@@ -50,6 +50,12 @@ enum Wire {
         code: u16,
         reason: String,
     },
+    CloseUser {
+        origin: String,
+        user_id: String,
+        code: u16,
+        reason: String,
+    },
     System {
         origin: String,
         system: String,
@@ -63,6 +69,7 @@ impl Wire {
             Wire::Event { origin, .. }
             | Wire::EventRef { origin, .. }
             | Wire::CloseSession { origin, .. }
+            | Wire::CloseUser { origin, .. }
             | Wire::System { origin, .. } => origin,
         }
     }
@@ -83,6 +90,16 @@ fn encode(origin: &str, notice: &Notice) -> Option<String> {
         } => Wire::CloseSession {
             origin,
             session_id: session_id.clone(),
+            code: *code,
+            reason: reason.clone(),
+        },
+        Notice::CloseUser {
+            user_id,
+            code,
+            reason,
+        } => Wire::CloseUser {
+            origin,
+            user_id: user_id.clone(),
             code: *code,
             reason: reason.clone(),
         },
@@ -227,6 +244,12 @@ pub async fn relay(
                 reason,
                 ..
             } => hub.close_session_local(&session_id, code, &reason),
+            Wire::CloseUser {
+                user_id,
+                code,
+                reason,
+                ..
+            } => hub.close_user_local(&user_id, code, &reason),
             Wire::System { system, body, .. } => hub.receive_notice(&system, body).await,
         }
     }
