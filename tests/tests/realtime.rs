@@ -210,6 +210,64 @@ both_backends!(
 );
 
 both_backends!(
+    concurrent_publishers_are_delivered_in_sequence_order_once,
+    |db: TestDatabase| async move {
+        const WRITERS: u64 = 8;
+        const EACH: u64 = 25;
+        let server = TestServer::start(&db).await;
+        let client = Client::new(&server);
+        client.me().await;
+        let (mut socket, _) = Realtime::connect(&client).await;
+        let topic = "public:race";
+        socket.subscribe(topic, None).await;
+
+        // Writers on one instance, each with its own transactions and nothing in the
+        // process ordering them: the topic row orders their commits, the hub their
+        // deliveries. Each also replays one of its ops, which changes nothing.
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let state = server.state.clone();
+                tokio::spawn(async move {
+                    let mut seqs = Vec::new();
+                    for i in 0..EACH {
+                        let op = format!("w{w}-{i}");
+                        let done = publish(&state, topic, &op, json!({"op": op}), None)
+                            .await
+                            .unwrap();
+                        assert!(!done.duplicate);
+                        seqs.push(done.seq);
+                    }
+                    let again = publish(&state, topic, &format!("w{w}-0"), json!({}), None)
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        again,
+                        Published {
+                            seq: seqs[0],
+                            duplicate: true
+                        }
+                    );
+                    seqs
+                })
+            })
+            .collect();
+        let mut acked = Vec::new();
+        for writer in writers {
+            acked.extend(writer.await.unwrap());
+        }
+        acked.sort_unstable();
+        let total = WRITERS * EACH;
+        assert_eq!(acked, (1..=total).collect::<Vec<_>>(), "dense, each once");
+
+        for seq in 1..=total {
+            let event = recv_event(&mut socket).await;
+            assert_eq!(event.seq, seq, "in order, none twice, none skipped");
+        }
+        assert_alive(&mut socket, 1).await;
+    }
+);
+
+both_backends!(
     subscribing_with_since_replays_what_was_missed_in_order,
     |db: TestDatabase| async move {
         let server = TestServer::start(&db).await;

@@ -176,9 +176,10 @@ pub async fn cluster_delivery(
 }
 
 fn listen(state: &AppState) -> crate::realtime::hub::Registration {
-    let registration = state
-        .hub
-        .register(&format!("{}flags", crate::realtime::hub::INTERNAL_PREFIX));
+    let registration = state.hub.register(
+        &format!("{}flags", crate::realtime::hub::INTERNAL_PREFIX),
+        None,
+    );
     state.hub.subscribe(registration.id, TOPIC);
     registration
 }
