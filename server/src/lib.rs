@@ -108,6 +108,21 @@ impl axum::extract::FromRef<AppState> for auth::Auth {
     }
 }
 
+impl FromRef<AppState> for realtime::Realtime {
+    fn from_ref(state: &AppState) -> realtime::Realtime {
+        realtime::Realtime {
+            db: state.db.clone(),
+            hub: state.hub.clone(),
+            clock: state.clock.clone(),
+            instance_id: state.instance_id.clone(),
+            heartbeat: state.config.heartbeat,
+            client_timeout: state.config.client_timeout,
+            shutdown: state.shutdown.clone(),
+            tasks: state.tasks.clone(),
+        }
+    }
+}
+
 impl FromRef<AppState> for health::Instance {
     fn from_ref(state: &AppState) -> health::Instance {
         health::Instance {

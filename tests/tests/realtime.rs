@@ -5,7 +5,19 @@
 
 use std::time::Duration;
 
-use meridian_server::realtime::{publish, Published};
+use meridian_server::realtime::{Events, Published};
+use meridian_server::AppState;
+
+/// Appends one event in a transaction of its own, as a system would.
+async fn publish(
+    state: &AppState,
+    topic: &str,
+    op_id: &str,
+    payload: serde_json::Value,
+    session_id: Option<&str>,
+) -> Result<Published, sqlx::Error> {
+    Events::publish(&state.db, &state.hub, topic, op_id, payload, session_id).await
+}
 use meridian_server::Clock;
 use meridian_shared::api::Me;
 use meridian_shared::realtime::{close_code, ClientMessage, Event, ServerMessage};

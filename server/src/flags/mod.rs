@@ -279,8 +279,9 @@ async fn publish_change(
 ) -> ApiResult<()> {
     tx.commit().await?;
     state.flags.reload(&state.db.pool).await?;
-    crate::realtime::publish(
-        state,
+    crate::realtime::Events::publish(
+        &state.db,
+        &state.hub,
         TOPIC,
         &format!("flags:{version}"),
         json!({ "version": version }),

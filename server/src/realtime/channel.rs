@@ -33,7 +33,6 @@ use super::{store, Events, Published};
 use crate::auth::Session;
 use crate::db::Db;
 use crate::error::ApiError;
-use crate::AppState;
 
 /// Publishes one connection may make (sustained per second, and in a burst).
 const PUBLISH_RATE: Rate = Rate {
@@ -54,7 +53,7 @@ const PUBLISH_RATE: Rate = Rate {
     )
 )]
 pub async fn realtime_socket(
-    State(state): State<AppState>,
+    State(state): State<super::Realtime>,
     session: Option<Session>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -71,8 +70,8 @@ pub async fn realtime_socket(
         max_frame_bytes: MAX_FRAME_BYTES,
         read_buffer_bytes: None,
         write_buffer_bytes: None,
-        heartbeat: state.config.heartbeat,
-        client_timeout: state.config.client_timeout,
+        heartbeat: state.heartbeat,
+        client_timeout: state.client_timeout,
         frame_rate: None,
         protocol_error: close_code::PROTOCOL_ERROR,
     };
@@ -86,7 +85,7 @@ pub async fn realtime_socket(
         hub: state.hub.clone(),
         db: state.db.clone(),
         instance_id: state.instance_id.clone(),
-        heartbeat: state.config.heartbeat,
+        heartbeat: state.heartbeat,
         session,
         conn_id: 0,
         sent: HashMap::new(),

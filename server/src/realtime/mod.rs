@@ -29,10 +29,31 @@ pub mod store;
 
 pub use self::events::{Events, Published};
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::AppState;
+use self::hub::Hub;
+use crate::{Clock, Db};
+
+/// What the realtime channel needs of the instance: narrow handles, no system.
+#[derive(Clone)]
+pub struct Realtime {
+    pub db: Db,
+    pub hub: Hub,
+    pub clock: Arc<dyn Clock>,
+    pub instance_id: Arc<str>,
+    /// How often the server pings, and how long a silent client is kept.
+    pub heartbeat: Duration,
+    pub client_timeout: Duration,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+}
 
 /// The channel needs an existing session: a cookie-less upgrade is refused, without
 /// storing a session nobody can use.
@@ -41,19 +62,10 @@ pub const WITHOUT_GUEST_SESSION: &[&str] = &["/api/realtime"];
 /// How many events each topic keeps for replay.
 pub const RETAINED_EVENTS_PER_TOPIC: u64 = 10_000;
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Realtime: FromRef<S>,
+{
     OpenApiRouter::new().routes(routes!(channel::realtime_socket))
-}
-
-/// Appends an event to a topic in a transaction of its own, then delivers it to every
-/// subscriber on every instance. Idempotent per `(topic, op_id)`. A system that writes
-/// rows of its own appends its events in that transaction with [`Events`] instead.
-pub async fn publish(
-    state: &AppState,
-    topic: &str,
-    op_id: &str,
-    payload: serde_json::Value,
-    session_id: Option<&str>,
-) -> Result<Published, sqlx::Error> {
-    Events::publish(&state.db, &state.hub, topic, op_id, payload, session_id).await
 }
