@@ -695,7 +695,7 @@ impl Client {
         &self,
         environment: &str,
         kind: &str,
-    ) -> meridian_shared::flag_admin::NewKey {
+    ) -> meridian_shared::flags::admin::NewKey {
         self.post_json(
             &format!("/api/flags/environments/{environment}/keys"),
             &serde_json::json!({ "kind": kind }),

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use meridian_shared::flag_admin::{
+use meridian_shared::flags::admin::{
     ChangeOutcome, ChangeStatus, FlagList, FlagSnapshot, KeyList, KillOutcome,
 };
 use meridian_tests::both_backends;
@@ -734,3 +734,50 @@ both_backends!(
         server.shutdown().await;
     }
 );
+
+/// Issue 11 item 9: a generated client can call every flag operation (its path
+/// parameters are declared) and knows every refusal (401, 403).
+#[test]
+fn the_openapi_document_declares_every_parameter_and_refusal() {
+    let doc: Value = serde_json::from_str(meridian_server::openapi_json_text()).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let mut operations = 0;
+    for (path, item) in paths {
+        if !(path.starts_with("/api/flags") || path.starts_with("/ofrep/")) {
+            continue;
+        }
+        let in_path: Vec<&str> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        for (method, operation) in item.as_object().unwrap() {
+            operations += 1;
+            let declared: Vec<&str> = operation["parameters"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .filter(|p| p["in"] == "path")
+                        .filter_map(|p| p["name"].as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for name in &in_path {
+                assert!(
+                    declared.contains(name),
+                    "{method} {path} does not declare {{{name}}}"
+                );
+            }
+            for status in ["401", "403"] {
+                let response = &operation["responses"][status];
+                assert!(response.is_object(), "{method} {path} lacks {status}");
+                assert!(
+                    response["content"]["application/json"]["schema"].is_object(),
+                    "{method} {path}: {status} has no body schema"
+                );
+            }
+        }
+    }
+    assert!(operations >= 27, "only {operations} flag operations");
+    let scheme = &doc["components"]["securitySchemes"]["delivery_key"];
+    assert_eq!(scheme["scheme"], "bearer", "{scheme}");
+}

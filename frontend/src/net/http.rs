@@ -15,7 +15,7 @@ use gloo_net::http::{Request, RequestBuilder, Response};
 use gloo_timers::callback::Timeout;
 
 use meridian_shared::api::{ApiErrorBody, Credentials, HealthResponse, Me};
-use meridian_shared::flag_admin::{
+use meridian_shared::flags::admin::{
     ApprovalList, AuditLog, ChangeOutcome, EnvironmentChange, EnvironmentList, EnvironmentSettings,
     FlagList, KillOutcome, KillRequest, Preview, PreviewRequest, ScheduleList,
 };
@@ -194,7 +194,7 @@ pub fn cart_history_path(before: Option<u64>, limit: u32) -> String {
 // answers 401 `sign_in_required` otherwise.
 
 /// The body of `POST /api/flags`.
-pub use meridian_shared::flag_admin::FlagDefinition as NewFlag;
+pub use meridian_shared::flags::admin::FlagDefinition as NewFlag;
 
 /// Percent-encodes one path segment (everything but RFC 3986's unreserved characters),
 /// so that a key or an id can never change the route.

@@ -36,11 +36,11 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use meridian_shared::flag_admin::{
+use meridian_shared::flags::admin::{
     Approval, AuditEntry, ChangeOutcome, ChangeStatus, Delivery, EnvironmentChange,
     EnvironmentSettings, FlagList, KillOutcome, KillRequest, Preview, PreviewRequest, Schedule,
 };
-use meridian_shared::flag_vectors::check_vectors;
+use meridian_shared::flags::vectors::check_vectors;
 use meridian_shared::flags::{
     Clause, ErrorCode, Evaluation, EvaluationContext, Flag, FlagEnvironmentConfig, FlagKind,
     Operator, Reason, Rollout, Rule, Serve, Variation, WeightedVariation, ENVIRONMENTS,
@@ -3225,7 +3225,7 @@ mod tests {
         // The stream at version 5 has it killed: the row says so before the list catches up.
         let mut killed = flag.config("production").unwrap();
         killed.environment.killed = true;
-        let live = LiveConfig::new(meridian_shared::flag_admin::FlagSnapshot {
+        let live = LiveConfig::new(meridian_shared::flags::admin::FlagSnapshot {
             version: 5,
             environment: "production".into(),
             flags: vec![killed.clone()],

@@ -33,6 +33,7 @@ use utoipa_axum::routes;
 use self::password::CredentialError;
 use self::rate_limit::RateLimiter;
 pub use self::session::Session;
+use crate::clock::Entropy;
 use crate::error::{ApiError, ApiResult, Json, Path};
 use crate::ids::Ids;
 use crate::platform::{Platform, SignInHook};
@@ -44,6 +45,8 @@ use crate::{Clock, Config, Db};
 pub struct Auth {
     pub db: Db,
     pub clock: Arc<dyn Clock>,
+    /// Session tokens and session ids.
+    pub entropy: Arc<dyn Entropy>,
     pub config: Arc<Config>,
     /// To close the realtime connections of a revoked session.
     pub hub: Hub,

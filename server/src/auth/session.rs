@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::store::{self, NewSession};
 use super::Auth;
+use crate::clock::Entropy;
 use crate::error::ApiError;
 
 pub const COOKIE_NAME: &str = "meridian_session";
@@ -88,8 +89,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 }
 
 /// A new random token, as it goes into the cookie (32 hex digits).
-pub fn new_token() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
+pub fn new_token(entropy: &dyn Entropy) -> String {
+    entropy.hex::<16>()
 }
 
 /// A new random public id (32 hex digits).
@@ -130,8 +131,10 @@ pub async fn create_session(
     guest_session_id: Option<String>,
     user_agent: Option<&str>,
 ) -> Result<(Session, String), ApiError> {
-    let token = new_token();
-    let id = new_id();
+    let token = new_token(&*state.entropy);
+    // Random, not from the ID generator: a guest session is minted on a browser's first
+    // request and must not depend on this instance holding a node id lease.
+    let id = state.entropy.hex::<16>();
     store::insert_session(
         &state.db.pool,
         NewSession {
@@ -241,11 +244,12 @@ pub async fn session_middleware(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::OsEntropy;
 
     #[test]
     fn reads_the_session_cookie_among_others() {
         let mut headers = axum::http::HeaderMap::new();
-        let token = new_token();
+        let token = new_token(&OsEntropy);
         headers.append(COOKIE, HeaderValue::from_static("theme=dark; other=1"));
         headers.append(
             COOKIE,
@@ -266,12 +270,12 @@ mod tests {
 
     #[test]
     fn cookie_is_http_only_and_lax() {
-        let cookie = session_cookie(&new_token(), false);
+        let cookie = session_cookie(&new_token(&OsEntropy), false);
         let cookie = cookie.to_str().unwrap();
         assert!(cookie.contains("HttpOnly"));
         assert!(cookie.contains("SameSite=Lax"));
         assert!(!cookie.contains("Secure"));
-        assert!(session_cookie(&new_token(), true)
+        assert!(session_cookie(&new_token(&OsEntropy), true)
             .to_str()
             .unwrap()
             .ends_with("; Secure"));
@@ -279,9 +283,9 @@ mod tests {
 
     #[test]
     fn tokens_are_128_bit_and_distinct() {
-        let a = new_token();
+        let a = new_token(&OsEntropy);
         assert_eq!(a.len(), 32);
-        assert_ne!(a, new_token());
+        assert_ne!(a, new_token(&OsEntropy));
         assert_eq!(hash_token(&a).len(), 64);
     }
 

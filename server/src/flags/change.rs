@@ -132,8 +132,9 @@ impl<'s> AuditedChange<'s> {
         }
         tx.commit().await?;
         state.flags.reload(&state.db.pool).await?;
-        crate::realtime::publish(
-            state,
+        crate::realtime::Events::publish(
+            &state.db,
+            &state.hub,
             TOPIC,
             &format!("flags:{version}"),
             json!({ "version": version }),
@@ -162,7 +163,7 @@ mod tests {
         let test = TestState::start().await;
         let state = &test.state;
         let hub = &state.hub;
-        let mut listener = hub.register("test");
+        let mut listener = hub.register("test", None);
         hub.subscribe(listener.id, TOPIC);
         let before = store::version(&state.db.pool).await.unwrap();
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use meridian_shared::api::{ApiErrorBody, DatabaseBackend};
-use meridian_shared::flag_admin::Delivery;
+use meridian_shared::flags::admin::Delivery;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;

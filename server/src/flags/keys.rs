@@ -2,7 +2,7 @@
 //! the evaluated stream, OFREP).
 //!
 //! A key is `mk_srv_` (server) or `mk_cli_` (client) and 32 hex digits from the
-//! operating system's random number generator. It is shown once, when it is created;
+//! instance's injected entropy (in production a CSPRNG seeded by the operating system). It is shown once, when it is created;
 //! the database keeps its SHA-256 and its first characters. It travels as
 //! `Authorization: Bearer KEY`.
 //!
@@ -19,13 +19,12 @@
 
 use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderMap;
-use meridian_shared::flag_admin::{KeyInfo, KeyKind};
-use rand::rngs::OsRng;
-use rand::TryRngCore;
+use meridian_shared::flags::admin::{KeyInfo, KeyKind};
 use sha2::{Digest, Sha256};
 
 use super::{access, store, OWN_ENVIRONMENT};
 use crate::auth::Session;
+use crate::clock::Entropy;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -36,13 +35,6 @@ const SECRET_BYTES: usize = 16;
 /// Hex digits of the secret kept in the listed prefix, to tell keys apart.
 const SHOWN_DIGITS: usize = 4;
 
-/// Why no key was made.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("the operating system's random number generator failed: {0}")]
-    Rng(#[from] rand::rand_core::OsError),
-}
-
 fn prefix_of(kind: KeyKind) -> &'static str {
     match kind {
         KeyKind::Server => SERVER_KEY_PREFIX,
@@ -51,10 +43,8 @@ fn prefix_of(kind: KeyKind) -> &'static str {
 }
 
 /// A new secret key of `kind`.
-pub fn generate(kind: KeyKind) -> Result<String, KeyError> {
-    let mut secret = [0u8; SECRET_BYTES];
-    OsRng.try_fill_bytes(&mut secret)?;
-    Ok(format!("{}{}", prefix_of(kind), hex::encode(secret)))
+pub fn generate(kind: KeyKind, entropy: &dyn Entropy) -> String {
+    format!("{}{}", prefix_of(kind), entropy.hex::<SECRET_BYTES>())
 }
 
 /// What the database keeps of a key: its SHA-256, in hex.
@@ -226,8 +216,9 @@ mod tests {
 
     #[test]
     fn keys_are_prefixed_hex_and_parse_back_to_their_kind() {
-        let server = generate(KeyKind::Server).unwrap();
-        let client = generate(KeyKind::Client).unwrap();
+        let entropy = crate::clock::OsEntropy;
+        let server = generate(KeyKind::Server, &entropy);
+        let client = generate(KeyKind::Client, &entropy);
         assert!(
             server.starts_with("mk_srv_") && server.len() == 7 + 32,
             "{server}"
@@ -236,7 +227,10 @@ mod tests {
             client.starts_with("mk_cli_") && client.len() == 7 + 32,
             "{client}"
         );
-        assert_ne!(generate(KeyKind::Server).unwrap(), server, "random");
+        assert_ne!(generate(KeyKind::Server, &entropy), server, "random");
+        let seeded = |seed| generate(KeyKind::Client, &crate::clock::SeededEntropy::new(seed));
+        assert_eq!(seeded(7), seeded(7), "injected: a seeded test replays");
+        assert_ne!(seeded(7), seeded(8));
         assert_eq!(parse(&server), Some(KeyKind::Server));
         assert_eq!(parse(&client), Some(KeyKind::Client));
         for garbage in [

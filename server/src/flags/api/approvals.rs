@@ -8,7 +8,7 @@
 
 use axum::extract::State;
 use meridian_shared::api::ApiErrorBody;
-use meridian_shared::flag_admin::{
+use meridian_shared::flags::admin::{
     Approval, ApprovalList, ApprovalStatus, ChangeOutcome, ChangeStatus,
 };
 use serde::Deserialize;

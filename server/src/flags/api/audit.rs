@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use meridian_shared::api::ApiErrorBody;
-use meridian_shared::flag_admin::AuditLog;
+use meridian_shared::flags::admin::AuditLog;
 use serde::Deserialize;
 use utoipa::IntoParams;
 

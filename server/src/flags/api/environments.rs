@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use meridian_shared::api::ApiErrorBody;
-use meridian_shared::flag_admin::{
+use meridian_shared::flags::admin::{
     Approval, ApprovalStatus, ChangeOutcome, ChangeStatus, EnvironmentChange, EnvironmentList,
     EnvironmentSettings, KillOutcome, KillRequest, Schedule,
 };

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use meridian_shared::api::ApiErrorBody;
-use meridian_shared::flag_admin::{
+use meridian_shared::flags::admin::{
     EnvironmentSettings, FlagDefinition, FlagList, Preview, PreviewRequest,
 };
 use meridian_shared::flags::{Flag, FlagEnvironmentConfig, Serve};

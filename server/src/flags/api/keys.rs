@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use meridian_shared::api::ApiErrorBody;
-use meridian_shared::flag_admin::{KeyInfo, KeyList, NewKey, NewKeyRequest};
+use meridian_shared::flags::admin::{KeyInfo, KeyList, NewKey, NewKeyRequest};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -46,7 +46,7 @@ pub struct EnvironmentKey {
         (status = 404, description = "`unknown_environment`", body = ApiErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ApiErrorBody),
         (status = 422, description = "`invalid_body`: `kind` is not `server` or `client`", body = ApiErrorBody),
-        (status = 503, description = "`unavailable`: no id or no randomness right now", body = ApiErrorBody),
+        (status = 503, description = "`unavailable`: no id can be issued right now", body = ApiErrorBody),
     )
 )]
 pub(super) async fn create_key(
@@ -58,10 +58,7 @@ pub(super) async fn create_key(
     let user = session.require(&MANAGE_KEYS)?;
     environment_settings(&state, &name).await?;
     let id = new_id(&state)?;
-    let secret = keys::generate(request.kind).map_err(|err| {
-        tracing::error!(%err, "no delivery key");
-        ApiError::unavailable("cannot make a key right now")
-    })?;
+    let secret = keys::generate(request.kind, &*state.entropy);
     let mut change = AuditedChange::begin(&state, Actor::user(user)).await?;
     let info = KeyInfo {
         id,

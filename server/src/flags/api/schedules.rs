@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use meridian_shared::api::ApiErrorBody;
-use meridian_shared::flag_admin::ScheduleList;
+use meridian_shared::flags::admin::ScheduleList;
 
 use super::environments::{apply_environment, EnvUpdate, Origin};
 use crate::auth::Session;

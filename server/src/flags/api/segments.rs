@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use meridian_shared::api::ApiErrorBody;
-use meridian_shared::flag_admin::SegmentList;
+use meridian_shared::flags::admin::SegmentList;
 use meridian_shared::flags::Segment;
 
 use super::SegmentKey;
