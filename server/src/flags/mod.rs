@@ -5,8 +5,9 @@
 //! mod       routes(), start (reload on every change), Meridian's own feature gates
 //! change    AuditedChange: the one way the configuration changes (version, audit, publish)
 //! api/      the admin routes: flags, environments (change, kill), approvals, schedules,
-//!           segments, the audit log
-//! stream    the SSE stream of one environment's configuration
+//!           segments, the audit log, delivery keys
+//! stream    the SSE streams: an environment's configuration, one context's values
+//! keys      delivery keys (server, client) and who may read what on the SDK endpoints
 //! delivery  how far a version has reached the stream's subscribers, on every instance
 //! live      the compiled snapshot of every flag per environment, SSE subscribers
 //! store     SQL: flags, segments, the version, audit log, approvals, schedules
