@@ -163,9 +163,20 @@ fn crate_paths(code: &str) -> BTreeSet<String> {
                 .unwrap_or(rest.len());
             let path = rest[..end].trim_end_matches(':');
             if rest[end..].starts_with('{') {
-                // `crate::a::{b, c}`
-                let full = &rest[..end + rest[end..].find('}').map_or(0, |j| j + 1)];
-                full
+                // `crate::a::{b, c::{d, e}}`: up to the matching brace.
+                let mut depth = 0;
+                let close = rest[end..]
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        match c {
+                            '{' => depth += 1,
+                            '}' => depth -= 1,
+                            _ => {}
+                        }
+                        depth == 0
+                    })
+                    .map_or(rest.len() - end, |(j, _)| j + 1);
+                &rest[..end + close]
             } else {
                 path
             }
@@ -246,6 +257,7 @@ impl Layout<'_> {
 #[test]
 fn the_path_parser_sees_grouped_and_nested_imports() {
     let code = "use crate::{cart::store, ids::{Ids, IdError}, error::ApiError};\n\
+                use crate::realtime::{hub::{Hub, Registration}, Events};\n\
                 let x = crate::flags::feature_enabled(&s);\nuse crate::docs;";
     let paths: Vec<_> = crate_paths(code).into_iter().collect();
     assert_eq!(
@@ -256,7 +268,9 @@ fn the_path_parser_sees_grouped_and_nested_imports() {
             "error::ApiError",
             "flags::feature_enabled",
             "ids::IdError",
-            "ids::Ids"
+            "ids::Ids",
+            "realtime::Events",
+            "realtime::hub"
         ]
     );
     assert_eq!(
