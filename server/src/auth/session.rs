@@ -93,11 +93,6 @@ pub fn new_token(entropy: &dyn Entropy) -> String {
     entropy.hex::<16>()
 }
 
-/// A new random public id (32 hex digits).
-pub fn new_id() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
-}
-
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }

@@ -192,14 +192,10 @@ pub fn feature_enabled(state: &AppState, key: &str, targeting_key: &str, default
 /// snowflake as decimal text. 503 `unavailable` while the instance cannot issue (no
 /// node id lease, a clock far behind).
 fn new_id(state: &AppState) -> Result<String, ApiError> {
-    state
-        .ids
-        .next_snowflake()
-        .map(|id| id.to_string())
-        .map_err(|err| {
-            tracing::warn!(%err, "no id for a flag change");
-            ApiError::unavailable(format!("cannot issue an id right now: {err}"))
-        })
+    state.ids.next_id().map_err(|err| {
+        tracing::warn!(%err, "no id for a flag change");
+        ApiError::unavailable(format!("cannot issue an id right now: {err}"))
+    })
 }
 
 fn invalid(err: ValidationError) -> ApiError {
