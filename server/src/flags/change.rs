@@ -14,9 +14,10 @@
 //!   rolled back and refused (a bug, answered with a 500), and a second entry is refused.
 //! - Dropped before `commit_and_publish` (an early `?`), it rolls back: nothing of it is
 //!   visible, and its version number is never used.
-//! - After the commit this instance's snapshot is reloaded before the caller answers,
-//!   and the new version is published on [`TOPIC`] for the other instances. Publishing
-//!   lives here and nowhere else.
+//! - The new version's event on [`TOPIC`] is appended in the change's transaction (the
+//!   platform's one event path) and delivered after the commit, once this instance's
+//!   snapshot is reloaded, before the caller answers. Publishing lives here and nowhere
+//!   else.
 
 use serde_json::json;
 use sqlx::AnyConnection;
@@ -119,7 +120,7 @@ impl<'s> AuditedChange<'s> {
     pub async fn commit_and_publish(self) -> ApiResult<u64> {
         let AuditedChange {
             state,
-            tx,
+            mut tx,
             version,
             audited,
             ..
@@ -130,17 +131,21 @@ impl<'s> AuditedChange<'s> {
                 "flag version {version} has no audit entry; rolled back"
             )));
         }
+        // The version's event commits with the change: other instances hear of it only
+        // if it is durable, and always do if it is.
+        let mut events = crate::realtime::Events::new(&state.hub);
+        events
+            .append(
+                &mut tx,
+                TOPIC,
+                &format!("flags:{version}"),
+                json!({ "version": version }),
+                None,
+            )
+            .await?;
         tx.commit().await?;
         state.flags.reload(&state.db.pool).await?;
-        crate::realtime::Events::publish(
-            &state.db,
-            &state.hub,
-            TOPIC,
-            &format!("flags:{version}"),
-            json!({ "version": version }),
-            None,
-        )
-        .await?;
+        events.deliver();
         Ok(version)
     }
 }
