@@ -10,7 +10,7 @@
 //! - The editor: the rollout slider saves the weights it shows, the browser's evaluation
 //!   agrees with the server's preview, and the server's refusal names the rule.
 //!
-//! The selectors are the flags page's test contract (frontend/src/pages/flags.rs). Every
+//! The selectors are the flags page's test contract (frontend/src/flags/mod.rs). Every
 //! wait polls the page with a bound; nothing sleeps.
 
 use meridian_shared::flags::{Flag, Serve};

@@ -36,8 +36,8 @@ use wasm_bindgen::JsCast;
 use web_sys::{EventSource, MessageEvent};
 use yew::Callback;
 
+use super::api::flag_stream_path;
 use crate::browser::{self, WindowListener};
-use crate::net::http::flag_stream_path;
 use crate::net::realtime_state::backoff_delay_ms;
 
 /// The SSE event that carries a whole environment.

@@ -27,14 +27,13 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
+use super::api;
+use super::client::{CartClient, CartSnapshot};
+use super::model::{format_cents, CartIntent, Refusal, ShownLine, SyncState};
 use crate::browser::local_time_hh_mm;
 use crate::components::Spinner;
-use crate::net::http;
 use crate::net::realtime::{ConnectionState, Realtime, RealtimeStatus};
 use crate::session::SessionState;
-use crate::store::cart::{
-    format_cents, CartClient, CartIntent, CartSnapshot, Refusal, ShownLine, SyncState,
-};
 
 /// How many history entries one page asks for.
 pub const HISTORY_PAGE: u32 = 50;
@@ -619,7 +618,7 @@ fn HistoryPanel(props: &HistoryProps) -> Html {
                         ..(*state).clone()
                     });
                     spawn_local(async move {
-                        let result = http::cart_history(None, HISTORY_PAGE).await;
+                        let result = api::cart_history(None, HISTORY_PAGE).await;
                         if *request.borrow() != mine {
                             return;
                         }
@@ -659,7 +658,7 @@ fn HistoryPanel(props: &HistoryProps) -> Html {
             let state = state.clone();
             let request = request.clone();
             spawn_local(async move {
-                let result = http::cart_history(Some(before), HISTORY_PAGE).await;
+                let result = api::cart_history(Some(before), HISTORY_PAGE).await;
                 if *request.borrow() != mine {
                     return;
                 }
