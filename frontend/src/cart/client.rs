@@ -27,7 +27,7 @@ use super::api;
 use super::model::*;
 use crate::browser::{self, WindowListener};
 use crate::net::realtime::{Realtime, TopicView, TopicWatch};
-use crate::net::realtime_state::backoff_delay_ms;
+use crate::net::socket::Backoff;
 use crate::store::idb::{Database, IdbError};
 
 // ---------------------------------------------------------------------------------------
@@ -671,7 +671,9 @@ impl CartClient {
         if state.stopped {
             return;
         }
-        let delay = backoff_delay_ms(state.failed_attempts, browser::random_unit()).max(200);
+        let delay = Backoff::REALTIME
+            .delay_ms(state.failed_attempts, browser::random_unit())
+            .max(200);
         state.failed_attempts = state.failed_attempts.saturating_add(1);
         let weak = Rc::downgrade(&self.inner);
         state.retry = Some(Timeout::new(delay, move || {
