@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use meridian_shared::api::Role;
 use meridian_shared::cart::MergeMode;
 
 use crate::{serve, AppState, Config, SystemClock};
@@ -30,6 +31,36 @@ struct Cli {
 enum Command {
     /// Run the server (API, realtime channel and web UI).
     Serve(ServeArgs),
+    /// Administer the installation from the command line (works while no server runs).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Give an account a role (`admin`, `editor` or `viewer`), e.g. to let back in an
+    /// operator who locked themselves out. Logged as a change from the command line.
+    Grant(GrantArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GrantArgs {
+    /// The account's username.
+    #[arg(long)]
+    username: String,
+    /// `admin`, `editor` or `viewer`.
+    #[arg(long, value_parser = parse_role)]
+    role: Role,
+    /// Directory of the embedded database.
+    #[arg(long, env = "MERIDIAN_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// `postgres://...` for PostgreSQL instead of the embedded SQLite.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text).ok_or_else(|| format!("{text:?} is not a role: use admin, editor or viewer"))
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,6 +129,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(run_serve(args)),
+        Command::Admin(AdminCommand::Grant(args)) => runtime.block_on(run_grant(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -135,6 +167,32 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     serve(listener, state, shutdown_signal()).await?;
     tracing::info!("Meridian stopped");
+    Ok(())
+}
+
+async fn run_grant(args: GrantArgs) -> anyhow::Result<()> {
+    let mut config = Config::new(args.data_dir);
+    config.database_url = args.database_url.filter(|url| !url.is_empty());
+    let db = crate::Db::open(&config.database_url()).await?;
+    let ids = crate::ids::Ids::new("meridian admin grant");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let tasks = tokio_util::task::TaskTracker::new();
+    ids.start_keeper(db.pool.clone(), stop.clone(), &tasks)
+        .await;
+    let now_ms = crate::Clock::now_ms(&SystemClock);
+    let result =
+        crate::auth::admin::grant_from_command_line(&db, &ids, now_ms, &args.username, args.role)
+            .await;
+    stop.cancel();
+    tasks.close();
+    tasks.wait().await;
+    db.pool.close().await;
+    let before = result?;
+    if before == args.role {
+        println!("{} already is {}", args.username, args.role);
+    } else {
+        println!("{} is now {} (was {before})", args.username, args.role);
+    }
     Ok(())
 }
 

@@ -1,14 +1,30 @@
 //! `GET /api/health`: the server's version, database backend, uptime and realtime load.
 
-use axum::extract::State;
+use std::time::Instant;
+
+use axum::extract::{FromRef, State};
 use meridian_shared::api::{ApiErrorBody, HealthResponse};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiResult, Json};
-use crate::AppState;
+use crate::realtime::hub::Hub;
+use crate::Db;
 
-pub fn routes() -> OpenApiRouter<AppState> {
+/// What the health check reads of the instance.
+#[derive(Clone)]
+pub struct Instance {
+    pub db: Db,
+    pub hub: Hub,
+    pub started_at: Instant,
+    pub instance_id: std::sync::Arc<str>,
+}
+
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Instance: FromRef<S>,
+{
     OpenApiRouter::new().routes(routes!(health))
 }
 
@@ -22,7 +38,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         (status = 503, description = "`unavailable`: the database does not answer", body = ApiErrorBody),
     )
 )]
-async fn health(State(state): State<AppState>) -> ApiResult<Json<HealthResponse>> {
+async fn health(State(state): State<Instance>) -> ApiResult<Json<HealthResponse>> {
     if let Err(err) = state.db.ping().await {
         tracing::warn!(%err, "health check: database unavailable");
         return Err(ApiError::unavailable("the database does not answer"));

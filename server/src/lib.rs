@@ -41,7 +41,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, FromRef, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
@@ -68,6 +68,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
     pub clock: Arc<dyn Clock>,
+    /// Randomness for secrets (session tokens); seeded in tests that replay.
+    pub entropy: Arc<dyn clock::Entropy>,
     pub hub: realtime::hub::Hub,
     pub auth_limits: Arc<auth::AuthLimits>,
     pub publish_locks: Arc<realtime::PublishLocks>,
@@ -89,6 +91,56 @@ pub struct AppState {
     pub docs: Arc<docs::Rooms>,
     /// What the systems declare: permissions, hooks.
     pub platform: Arc<platform::Platform>,
+}
+
+impl axum::extract::FromRef<AppState> for auth::Auth {
+    fn from_ref(state: &AppState) -> auth::Auth {
+        auth::Auth {
+            db: state.db.clone(),
+            clock: state.clock.clone(),
+            entropy: state.entropy.clone(),
+            config: state.config.clone(),
+            hub: state.hub.clone(),
+            ids: state.ids.clone(),
+            limits: state.auth_limits.clone(),
+            platform: state.platform.clone(),
+            on_sign_in: Arc::new(SystemHooks(state.clone())),
+        }
+    }
+}
+
+impl FromRef<AppState> for health::Instance {
+    fn from_ref(state: &AppState) -> health::Instance {
+        health::Instance {
+            db: state.db.clone(),
+            hub: state.hub.clone(),
+            started_at: state.started_at,
+            instance_id: state.instance_id.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for Arc<web::WebAssets> {
+    fn from_ref(state: &AppState) -> Arc<web::WebAssets> {
+        state.web.clone()
+    }
+}
+
+/// The hooks each system adds to the platform, wired here (the composition root) so that
+/// plumbing names no system. Made per use from the state: it is never stored in it.
+struct SystemHooks(AppState);
+
+impl platform::SignInHook for SystemHooks {
+    fn on_sign_in<'a>(
+        &'a self,
+        guest_session_id: &'a str,
+        user_id: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), error::ApiError>> {
+        Box::pin(async move {
+            cart::merge_on_sign_in(&self.0, guest_session_id, user_id).await?;
+            Ok(())
+        })
+    }
 }
 
 /// Why an instance could not start.
@@ -125,7 +177,10 @@ impl AppState {
             docs: Arc::default(),
             platform: Arc::new(
                 platform::Platform::with_platform_permissions()
-                    .permissions(flags::access::PERMISSIONS),
+                    .without_guest_session(realtime::WITHOUT_GUEST_SESSION)
+                    .permissions(flags::access::PERMISSIONS)
+                    .without_guest_session(flags::access::WITHOUT_GUEST_SESSION)
+                    .without_guest_session(docs::WITHOUT_GUEST_SESSION),
             ),
             instance_id,
             started_at: Instant::now(),
@@ -134,6 +189,7 @@ impl AppState {
             web: Arc::new(web::WebAssets::load(&config.static_dir)),
             config: Arc::new(config),
             clock,
+            entropy: Arc::new(clock::OsEntropy),
             db,
         };
         if state.db.backend == meridian_shared::api::DatabaseBackend::Postgres {
@@ -278,7 +334,7 @@ pub fn app(state: AppState) -> Router {
         .fallback_service(static_files)
         .layer(axum::middleware::from_fn(web::cache_control_middleware))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            auth::Auth::from_ref(&state),
             auth::session::session_middleware,
         ))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))

@@ -10,6 +10,7 @@
 //! files are revalidated (`no-cache`).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::header::CACHE_CONTROL;
@@ -17,8 +18,6 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
-
-use crate::AppState;
 
 const HEAD_MARKER: &str = "<!--MERIDIAN_HEAD-->";
 const BOOT_MARKER: &str = "<!--MERIDIAN_BOOT-->";
@@ -100,8 +99,8 @@ fn not_built_page(has_template: bool) -> String {
 }
 
 /// `index.html`: for `/` and every route of the single-page app.
-pub async fn index(State(state): State<AppState>) -> Response {
-    let mut response = Html(state.web.index_html.clone()).into_response();
+pub async fn index(State(web): State<Arc<WebAssets>>) -> Response {
+    let mut response = Html(web.index_html.clone()).into_response();
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -109,13 +108,13 @@ pub async fn index(State(state): State<AppState>) -> Response {
 }
 
 /// What `static/` does not have: a 404 for a path that names a file, the app otherwise.
-pub async fn spa_fallback(state: State<AppState>, request: Request) -> Response {
+pub async fn spa_fallback(web: State<Arc<WebAssets>>, request: Request) -> Response {
     let path = request.uri().path();
     let last = path.rsplit('/').next().unwrap_or("");
     if last.contains('.') || path.starts_with("/pkg/") {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     }
-    index(state).await
+    index(web).await
 }
 
 /// Whether a bundle file name carries a content hash: `name-<16+ hex>.ext`.

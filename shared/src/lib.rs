@@ -13,8 +13,6 @@
 pub mod api;
 pub mod cart;
 pub mod docs;
-pub mod flag_admin;
-pub mod flag_vectors;
 pub mod flags;
 pub mod ids;
 pub mod realtime;

@@ -3,11 +3,11 @@
 //! vectors among them), and whole-flag evaluations whose rollout answers the generator
 //! derived from those hashes, not from this crate.
 //!
-//! The check itself is `meridian_shared::flag_vectors::check_vectors`, the same code the
+//! The check itself is `meridian_shared::flags::vectors::check_vectors`, the same code the
 //! flags page runs in the browser under wasm over the same (compiled-in) file.
 
-use meridian_shared::flag_vectors::{check_vectors, Vectors};
 use meridian_shared::flags::bucket;
+use meridian_shared::flags::vectors::{check_vectors, Vectors};
 
 const VECTORS: &str = include_str!("flag_vectors.json");
 

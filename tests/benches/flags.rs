@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use meridian_server::flags::sdk::{FlagClient, SdkOptions, SdkState};
-use meridian_shared::flag_admin::KillOutcome;
+use meridian_shared::flags::admin::KillOutcome;
 use meridian_shared::flags::EvaluationContext;
 use meridian_tests::bench::{env_or, ms, percentile};
 use meridian_tests::client::Client;

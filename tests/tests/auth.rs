@@ -418,11 +418,11 @@ both_backends!(
         guest
             .get("/api/auth/sessions")
             .await
-            .assert_error(401, "not_signed_in");
+            .assert_error(401, "sign_in_required");
         guest
             .delete(&format!("/api/auth/sessions/{}", on_laptop.session_id))
             .await
-            .assert_error(401, "not_signed_in");
+            .assert_error(401, "sign_in_required");
     }
 );
 

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use meridian_shared::flag_admin::{
+use meridian_shared::flags::admin::{
     AuditLog, ChangeOutcome, ChangeStatus, FlagList, FlagSnapshot, KillOutcome, Preview,
 };
 use meridian_shared::flags::{Flag, Reason};

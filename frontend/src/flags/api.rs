@@ -5,7 +5,7 @@
 //! `flags:keys` (403 `forbidden` otherwise).
 
 use gloo_net::http::Request;
-use meridian_shared::flag_admin::{
+use meridian_shared::flags::admin::{
     ApprovalList, AuditLog, ChangeOutcome, EnvironmentChange, EnvironmentList, EnvironmentSettings,
     FlagList, KeyKind, KeyList, KillOutcome, KillRequest, NewKey, NewKeyRequest, Preview,
     PreviewRequest, ScheduleList,
@@ -15,7 +15,7 @@ use meridian_shared::flags::Flag;
 use crate::net::http::{path_segment, send, send_no_content, HttpError};
 
 /// The body of `POST /api/flags`.
-pub use meridian_shared::flag_admin::FlagDefinition as NewFlag;
+pub use meridian_shared::flags::admin::FlagDefinition as NewFlag;
 
 /// `/api/flags/{key}` followed by `rest` (which starts with `/`, or is empty).
 pub fn flag_path(key: &str, rest: &str) -> String {

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use meridian_shared::flag_admin::{ChangeStatus, EnvironmentChange};
+use meridian_shared::flags::admin::{ChangeStatus, EnvironmentChange};
 use meridian_shared::flags::{Flag, Operator, Serve};
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;

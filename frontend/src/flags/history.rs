@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use meridian_shared::flag_admin::{Approval, AuditEntry, AuditLog, Schedule};
+use meridian_shared::flags::admin::{Approval, AuditEntry, AuditLog, Schedule};
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 

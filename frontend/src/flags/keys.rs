@@ -8,7 +8,7 @@
 
 use std::rc::Rc;
 
-use meridian_shared::flag_admin::{KeyInfo, KeyKind, KeyList, NewKey};
+use meridian_shared::flags::admin::{KeyInfo, KeyKind, KeyList, NewKey};
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 

@@ -1,7 +1,7 @@
 //! The list of flags in one environment, each row with its state and, for accounts
 //! with `flags:write`, the kill switch (with its confirm step and how far it reached).
 
-use meridian_shared::flag_admin::KillRequest;
+use meridian_shared::flags::admin::KillRequest;
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 

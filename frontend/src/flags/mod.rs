@@ -134,7 +134,7 @@ pub(crate) fn boolean_flag(key: &str) -> meridian_shared::flags::Flag {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meridian_shared::flag_vectors::check_vectors;
+    use meridian_shared::flags::vectors::check_vectors;
     use serde_json::{json, Value};
 
     #[test]

@@ -6,8 +6,8 @@ use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 use yew_router::prelude::Link;
 
-use meridian_shared::flag_admin::EnvironmentSettings;
-use meridian_shared::flag_vectors::check_vectors;
+use meridian_shared::flags::admin::EnvironmentSettings;
+use meridian_shared::flags::vectors::check_vectors;
 
 use super::api;
 use super::create::CreateFlagPanel;

@@ -2,7 +2,7 @@
 //! stream's snapshot, and by the server, side by side) and the live flag demo (a
 //! stand-in for an application that reads a flag from the stream).
 
-use meridian_shared::flag_admin::{Preview, PreviewRequest};
+use meridian_shared::flags::admin::{Preview, PreviewRequest};
 use meridian_shared::flags::{ErrorCode, EvaluationContext, Reason};
 use serde_json::Value;
 use wasm_bindgen_futures::spawn_local;

@@ -10,7 +10,7 @@
 use std::rc::Rc;
 
 use meridian_shared::api::Role;
-use meridian_shared::flag_admin::{EnvironmentList, EnvironmentSettings, FlagList};
+use meridian_shared::flags::admin::{EnvironmentList, EnvironmentSettings, FlagList};
 use meridian_shared::flags::{EvaluationContext, Flag, ENVIRONMENTS};
 use yew::Reducible;
 
@@ -342,7 +342,7 @@ mod tests {
     use super::*;
     use crate::flags::boolean_flag;
     use meridian_shared::api::{Access, ApiErrorBody, Me, SessionKind, UserInfo};
-    use meridian_shared::flag_admin::FlagSnapshot;
+    use meridian_shared::flags::admin::FlagSnapshot;
 
     fn session(access: Option<Access>) -> SessionState {
         SessionState::Known(Me {

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Timeout;
-use meridian_shared::flag_admin::FlagSnapshot;
+use meridian_shared::flags::admin::FlagSnapshot;
 use meridian_shared::flags::{
     CompiledFlag, ErrorCode, Evaluation, EvaluationContext, FlagConfig, Segments,
 };

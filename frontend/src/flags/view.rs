@@ -2,7 +2,7 @@
 //! snapshot: the rows of the list, sentences about deliveries and outcomes, the
 //! preview's context and its comparison with the server. Pure, tested natively.
 
-use meridian_shared::flag_admin::{
+use meridian_shared::flags::admin::{
     AuditEntry, ChangeOutcome, ChangeStatus, Delivery, FlagList, KillOutcome, Preview,
 };
 use meridian_shared::flags::{
@@ -240,7 +240,7 @@ pub fn audit_summary(entry: &AuditEntry) -> String {
 mod tests {
     use super::*;
     use crate::flags::boolean_flag;
-    use meridian_shared::flag_admin::Schedule;
+    use meridian_shared::flags::admin::Schedule;
     use meridian_shared::flags::Reason;
     use serde_json::json;
 
@@ -276,7 +276,7 @@ mod tests {
         // The stream at version 5 has it killed: the row says so before the list catches up.
         let mut killed = flag.config("production").unwrap();
         killed.environment.killed = true;
-        let live = LiveConfig::new(meridian_shared::flag_admin::FlagSnapshot {
+        let live = LiveConfig::new(meridian_shared::flags::admin::FlagSnapshot {
             version: 5,
             environment: "production".into(),
             flags: vec![killed.clone()],

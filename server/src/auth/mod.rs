@@ -10,6 +10,7 @@
 //!   (`guest_session_id`), so that systems can merge guest state into the account.
 
 pub mod access;
+pub mod admin;
 pub mod password;
 pub mod rate_limit;
 pub mod session;
@@ -17,7 +18,9 @@ pub mod store;
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, State};
 use axum::http::header::{SET_COOKIE, USER_AGENT};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -30,8 +33,30 @@ use utoipa_axum::routes;
 use self::password::CredentialError;
 use self::rate_limit::RateLimiter;
 pub use self::session::Session;
+use crate::clock::Entropy;
 use crate::error::{ApiError, ApiResult, Json, Path};
-use crate::AppState;
+use crate::ids::Ids;
+use crate::platform::{Platform, SignInHook};
+use crate::realtime::hub::Hub;
+use crate::{Clock, Config, Db};
+
+/// What accounts and sessions need of the instance: narrow handles, no system.
+#[derive(Clone)]
+pub struct Auth {
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    /// Session tokens and session ids.
+    pub entropy: Arc<dyn Entropy>,
+    pub config: Arc<Config>,
+    /// To close the realtime connections of a revoked session.
+    pub hub: Hub,
+    pub ids: Ids,
+    pub limits: Arc<AuthLimits>,
+    /// The permissions the systems declare.
+    pub platform: Arc<Platform>,
+    /// What the systems do when a guest signs in.
+    pub on_sign_in: Arc<dyn SignInHook>,
+}
 
 /// The sign-in rate limiters of one server instance.
 #[derive(Debug)]
@@ -50,7 +75,11 @@ impl AuthLimits {
     }
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Auth: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(signup))
         .routes(routes!(signin))
@@ -58,6 +87,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(me))
         .routes(routes!(list_sessions))
         .routes(routes!(revoke_session))
+        .merge(admin::routes())
 }
 
 /// The client's address, when the server knows it.
@@ -86,13 +116,13 @@ impl From<CredentialError> for ApiError {
     }
 }
 
-fn limit_address(state: &AppState, addr: &ClientAddr) -> ApiResult<()> {
+fn limit_address(state: &Auth, addr: &ClientAddr) -> ApiResult<()> {
     let key = match addr.0 {
         Some(ip) => format!("ip:{ip}"),
         None => "ip:unknown".to_owned(),
     };
     state
-        .auth_limits
+        .limits
         .per_address
         .attempt(&key, state.clock.now_ms())
         .map_err(|secs| {
@@ -113,7 +143,7 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
 /// Replaces the request's session with a new one for `user` (or a fresh guest), revokes
 /// the old one, disconnects its realtime connections and answers with the new cookie.
 async fn switch_session(
-    state: &AppState,
+    state: &Auth,
     old: &Session,
     user: Option<(meridian_shared::api::UserInfo, Role)>,
     headers: &HeaderMap,
@@ -127,7 +157,7 @@ async fn switch_session(
     if let (Some((user, _)), None) = (&user, &old.user) {
         // Before the new session exists: a failed merge fails the sign-in, and the guest
         // cart stays as it was for the retry.
-        crate::cart::merge_on_sign_in(state, &old.id, &user.id).await?;
+        state.on_sign_in.on_sign_in(&old.id, &user.id).await?;
     }
     let (new, token) = session::create_session(
         state,
@@ -170,7 +200,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     )
 )]
 async fn signup(
-    State(state): State<AppState>,
+    State(state): State<Auth>,
     session: Session,
     addr: ClientAddr,
     headers: HeaderMap,
@@ -191,13 +221,13 @@ async fn signup(
         .await?
         .map_err(ApiError::internal)?;
     let user = meridian_shared::api::UserInfo {
-        id: session::new_id(),
+        id: state.ids.next_id()?,
         username: creds.username.clone(),
     };
     let inserted = store::insert_user(
         &state.db.pool,
         state.db.backend,
-        &session::new_id(),
+        &state.ids.next_id()?,
         store::NewUser {
             id: &user.id,
             username: &user.username,
@@ -245,7 +275,7 @@ fn username_taken(username: &str) -> ApiError {
     )
 )]
 async fn signin(
-    State(state): State<AppState>,
+    State(state): State<Auth>,
     session: Session,
     addr: ClientAddr,
     headers: HeaderMap,
@@ -265,7 +295,7 @@ async fn signin(
     let account_key = format!("account:{key}");
     let now = state.clock.now_ms();
     state
-        .auth_limits
+        .limits
         .per_account
         .check(&account_key, now)
         .map_err(|secs| {
@@ -282,13 +312,13 @@ async fn signin(
         Some(row) if ok => (row.user, row.role),
         _ => {
             state
-                .auth_limits
+                .limits
                 .per_account
                 .record(&account_key, state.clock.now_ms());
             return Err(invalid_credentials());
         }
     };
-    state.auth_limits.per_account.reset(&account_key);
+    state.limits.per_account.reset(&account_key);
     tracing::info!(user_id = %user.id, "signed in");
     switch_session(
         &state,
@@ -312,7 +342,7 @@ fn invalid_credentials() -> ApiError {
     responses((status = 200, description = "The new guest session; sets its cookie", body = Me))
 )]
 async fn signout(
-    State(state): State<AppState>,
+    State(state): State<Auth>,
     session: Session,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -326,7 +356,7 @@ async fn signout(
     tag = "auth",
     responses((status = 200, body = Me))
 )]
-async fn me(State(state): State<AppState>, session: Session) -> Json<Me> {
+async fn me(State(state): State<Auth>, session: Session) -> Json<Me> {
     Json(session.me(state.platform.declared_permissions()))
 }
 
@@ -337,14 +367,14 @@ async fn me(State(state): State<AppState>, session: Session) -> Json<Me> {
     tag = "auth",
     responses(
         (status = 200, body = SessionList),
-        (status = 401, description = "`not_signed_in`", body = ApiErrorBody),
+        (status = 401, description = "`sign_in_required`", body = ApiErrorBody),
     )
 )]
 async fn list_sessions(
-    State(state): State<AppState>,
+    State(state): State<Auth>,
     session: Session,
 ) -> ApiResult<Json<SessionList>> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     let mut sessions = store::sessions_of_user(&state.db.pool, &user.id).await?;
     for s in &mut sessions {
         s.current = s.id == session.id;
@@ -360,16 +390,16 @@ async fn list_sessions(
     params(("id" = String, Path, description = "The session's id")),
     responses(
         (status = 204, description = "Revoked; its realtime connections are closed"),
-        (status = 401, description = "`not_signed_in`", body = ApiErrorBody),
+        (status = 401, description = "`sign_in_required`", body = ApiErrorBody),
         (status = 404, description = "`not_found`", body = ApiErrorBody),
     )
 )]
 async fn revoke_session(
-    State(state): State<AppState>,
+    State(state): State<Auth>,
     session: Session,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     if !store::session_belongs_to(&state.db.pool, &id, &user.id).await? {
         return Err(ApiError::not_found(format!(
             "no live session {id:?} of yours"
@@ -381,11 +411,4 @@ async fn revoke_session(
         .close_session(&id, close_code::SESSION_REVOKED, "session revoked")
         .await;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn signed_in(session: &Session) -> ApiResult<&meridian_shared::api::UserInfo> {
-    session
-        .user
-        .as_ref()
-        .ok_or_else(|| ApiError::unauthorized("not_signed_in", "sign in first"))
 }

@@ -18,18 +18,15 @@ use meridian_shared::api::{Me, Role, SessionKind, UserInfo};
 use sha2::{Digest, Sha256};
 
 use super::store::{self, NewSession};
+use super::Auth;
+use crate::clock::Entropy;
 use crate::error::ApiError;
-use crate::AppState;
 
 pub const COOKIE_NAME: &str = "meridian_session";
 /// How long the browser keeps the cookie (the server decides when a session ends).
 const COOKIE_MAX_AGE_SECS: u64 = 400 * 24 * 3600;
 /// `last_seen_ms` is written at most this often per session.
 const TOUCH_EVERY_MS: i64 = 60_000;
-const REALTIME_PATH: &str = "/api/realtime";
-/// The documents' y-websocket endpoint: like the realtime channel, it needs an existing
-/// session.
-const DOCS_SOCKET_PREFIX: &str = "/yjs/";
 
 /// The session of the current request.
 #[derive(Debug, Clone)]
@@ -92,8 +89,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 }
 
 /// A new random token, as it goes into the cookie (32 hex digits).
-pub fn new_token() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
+pub fn new_token(entropy: &dyn Entropy) -> String {
+    entropy.hex::<16>()
 }
 
 /// A new random public id (32 hex digits).
@@ -129,13 +126,15 @@ pub fn token_from_headers(headers: &axum::http::HeaderMap) -> Option<String> {
 
 /// Creates and stores a session; returns it with its token.
 pub async fn create_session(
-    state: &AppState,
+    state: &Auth,
     user: Option<(UserInfo, Role)>,
     guest_session_id: Option<String>,
     user_agent: Option<&str>,
 ) -> Result<(Session, String), ApiError> {
-    let token = new_token();
-    let id = new_id();
+    let token = new_token(&*state.entropy);
+    // Random, not from the ID generator: a guest session is minted on a browser's first
+    // request and must not depend on this instance holding a node id lease.
+    let id = state.entropy.hex::<16>();
     store::insert_session(
         &state.db.pool,
         NewSession {
@@ -161,10 +160,6 @@ pub async fn create_session(
 /// Whether a path is served with a session: the API and the pages of the web UI, but not
 /// static files (anything whose last segment has a dot, and the bundle under `/pkg/`).
 fn needs_session(path: &str) -> bool {
-    // SDKs: OFREP and the flag stream are anonymous, and must not mint a session each.
-    if path.starts_with("/ofrep/") || path == "/api/flags/stream" {
-        return false;
-    }
     if path.starts_with("/api/") {
         return true;
     }
@@ -178,11 +173,13 @@ fn needs_session(path: &str) -> bool {
 /// Attaches the request's [`Session`], creating a guest session (and its cookie) when the
 /// request has no valid one.
 pub async fn session_middleware(
-    State(state): State<AppState>,
+    State(state): State<Auth>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    if !needs_session(request.uri().path()) {
+    let path = request.uri().path();
+    let mints_no_guest = state.platform.mints_no_guest_session(path);
+    if !needs_session(path) && !mints_no_guest {
         return next.run(request).await;
     }
     let now = state.clock.now_ms();
@@ -208,14 +205,9 @@ pub async fn session_middleware(
                 role: row.role,
             }
         }
-        // The realtime channel and the document sockets require an existing session: a
-        // cookie-less upgrade is refused by its handler, without storing a session nobody
-        // can use.
-        None if request.uri().path() == REALTIME_PATH
-            || request.uri().path().starts_with(DOCS_SOCKET_PREFIX) =>
-        {
-            return next.run(request).await
-        }
+        // Sockets that need an existing session refuse a cookie-less upgrade themselves,
+        // and SDK endpoints authenticate with keys: neither stores a session nobody uses.
+        None if mints_no_guest => return next.run(request).await,
         None => {
             let user_agent = request
                 .headers()
@@ -252,11 +244,12 @@ pub async fn session_middleware(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::OsEntropy;
 
     #[test]
     fn reads_the_session_cookie_among_others() {
         let mut headers = axum::http::HeaderMap::new();
-        let token = new_token();
+        let token = new_token(&OsEntropy);
         headers.append(COOKIE, HeaderValue::from_static("theme=dark; other=1"));
         headers.append(
             COOKIE,
@@ -277,12 +270,12 @@ mod tests {
 
     #[test]
     fn cookie_is_http_only_and_lax() {
-        let cookie = session_cookie(&new_token(), false);
+        let cookie = session_cookie(&new_token(&OsEntropy), false);
         let cookie = cookie.to_str().unwrap();
         assert!(cookie.contains("HttpOnly"));
         assert!(cookie.contains("SameSite=Lax"));
         assert!(!cookie.contains("Secure"));
-        assert!(session_cookie(&new_token(), true)
+        assert!(session_cookie(&new_token(&OsEntropy), true)
             .to_str()
             .unwrap()
             .ends_with("; Secure"));
@@ -290,9 +283,9 @@ mod tests {
 
     #[test]
     fn tokens_are_128_bit_and_distinct() {
-        let a = new_token();
+        let a = new_token(&OsEntropy);
         assert_eq!(a.len(), 32);
-        assert_ne!(a, new_token());
+        assert_ne!(a, new_token(&OsEntropy));
         assert_eq!(hash_token(&a).len(), 64);
     }
 

@@ -52,6 +52,9 @@ use crate::AppState;
 const MAX_TITLE_CHARS: usize = 200;
 const MAX_VERSION_NAME_CHARS: usize = 100;
 
+/// The y-websocket endpoint needs an existing session, like the realtime channel.
+pub const WITHOUT_GUEST_SESSION: &[&str] = &["/yjs/"];
+
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_docs, create_doc))

@@ -30,3 +30,7 @@ pub const MANAGE_KEYS: Permission = Permission {
 };
 
 pub const PERMISSIONS: &[Permission] = &[READ, WRITE, MANAGE_KEYS];
+
+/// The SDK endpoints: they authenticate with delivery keys (or the page's session
+/// cookie) and never mint a guest session.
+pub const WITHOUT_GUEST_SESSION: &[&str] = &["/ofrep/", "/api/flags/stream"];

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use meridian_shared::flag_admin::{Delivery, FlagSnapshot};
+use meridian_shared::flags::admin::{Delivery, FlagSnapshot};
 use meridian_shared::flags::{
     CompiledFlag, EvaluationContext, EvaluationRef, Flag, Segment, Segments,
 };

@@ -42,7 +42,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use meridian_shared::api::{ApiErrorBody, UserInfo};
-use meridian_shared::flag_admin::{
+use meridian_shared::flags::admin::{
     Approval, ApprovalList, ApprovalStatus, AuditLog, ChangeOutcome, ChangeStatus, Delivery,
     EnvironmentChange, EnvironmentList, EnvironmentSettings, FlagDefinition, FlagList, KillOutcome,
     KillRequest, Preview, PreviewRequest, Schedule, ScheduleList, SegmentList,

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use meridian_shared::flag_admin::FlagSnapshot;
+use meridian_shared::flags::admin::FlagSnapshot;
 use meridian_shared::flags::{CompiledFlag, Evaluation, EvaluationContext, Segments};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;

@@ -2,7 +2,7 @@
 //! configuration version (the `flag_state` row is the lock), writes, and appends its
 //! audit entry under that version.
 
-use meridian_shared::flag_admin::{
+use meridian_shared::flags::admin::{
     Approval, ApprovalStatus, AuditEntry, EnvironmentSettings, Schedule,
 };
 use meridian_shared::flags::{Flag, FlagEnvironmentConfig, Segment};
@@ -486,7 +486,7 @@ pub async fn finish_schedule(
 pub async fn report_delivery(
     pool: &AnyPool,
     instance_id: &str,
-    delivery: &meridian_shared::flag_admin::Delivery,
+    delivery: &meridian_shared::flags::admin::Delivery,
     at_ms: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(

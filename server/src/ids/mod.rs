@@ -113,6 +113,12 @@ impl Ids {
         self.inner.snowflakes.next_snowflake()
     }
 
+    /// A new 64-bit ID as the decimal string it is stored and sent as: the public id of
+    /// a new row in any system.
+    pub fn next_id(&self) -> Result<String, IdError> {
+        self.next_snowflake().map(|id| id.to_string())
+    }
+
     /// `count` new 64-bit IDs, ascending (1,024 per millisecond).
     pub fn next_snowflakes(&self, count: usize) -> Result<Vec<u64>, IdError> {
         self.inner.snowflakes.next_snowflakes(count)

@@ -38,6 +38,10 @@ use crate::auth::Session;
 use crate::error::ApiError;
 use crate::AppState;
 
+/// The channel needs an existing session: a cookie-less upgrade is refused, without
+/// storing a session nobody can use.
+pub const WITHOUT_GUEST_SESSION: &[&str] = &["/api/realtime"];
+
 /// How many events each topic keeps for replay.
 pub const RETAINED_EVENTS_PER_TOPIC: u64 = 10_000;
 /// Publishes one connection may make per second (sustained) and in a burst.
