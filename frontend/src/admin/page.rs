@@ -128,7 +128,7 @@ fn AdminConsole() -> Html {
                 if list.users.is_empty() {
                     <p class="empty muted" data-testid="admin-empty">{ "No accounts yet." }</p>
                 } else {
-                    <table class="admin-table" data-testid="admin-users">
+                    <table class="table admin-table" data-testid="admin-users">
                         <thead>
                             <tr>
                                 <th scope="col">{ "Account" }</th>
@@ -151,7 +151,7 @@ fn AdminConsole() -> Html {
                 if list.permissions.is_empty() {
                     <p class="empty muted">{ "No system declares permissions." }</p>
                 } else {
-                    <table class="admin-table" data-testid="admin-permissions">
+                    <table class="table admin-table" data-testid="admin-permissions">
                         <thead>
                             <tr>
                                 <th scope="col">{ "Permission" }</th>
