@@ -7,10 +7,11 @@
 //!   batching, refusals, rebasing after sign-in), tested natively.
 //! - [`client`]: the browser glue around it (IndexedDB `meridian-cart`, sending with
 //!   backoff, the realtime topic, the other tabs).
-//! - [`page`]: the page and its components.
+//! - [`page`]: the page and its components; [`history`]: the history panel.
 
 pub mod api;
 pub mod client;
+pub mod history;
 pub mod model;
 pub mod page;
 
