@@ -72,7 +72,6 @@ pub struct AppState {
     pub entropy: Arc<dyn clock::Entropy>,
     pub hub: realtime::hub::Hub,
     pub auth_limits: Arc<auth::AuthLimits>,
-    pub publish_locks: Arc<realtime::PublishLocks>,
     /// A random id of this process.
     pub instance_id: Arc<str>,
     pub started_at: Instant,
@@ -105,6 +104,21 @@ impl axum::extract::FromRef<AppState> for auth::Auth {
             limits: state.auth_limits.clone(),
             platform: state.platform.clone(),
             on_sign_in: Arc::new(SystemHooks(state.clone())),
+        }
+    }
+}
+
+impl FromRef<AppState> for realtime::Realtime {
+    fn from_ref(state: &AppState) -> realtime::Realtime {
+        realtime::Realtime {
+            db: state.db.clone(),
+            hub: state.hub.clone(),
+            clock: state.clock.clone(),
+            instance_id: state.instance_id.clone(),
+            heartbeat: state.config.heartbeat,
+            client_timeout: state.config.client_timeout,
+            shutdown: state.shutdown.clone(),
+            tasks: state.tasks.clone(),
         }
     }
 }
@@ -154,8 +168,6 @@ pub enum StartError {
     Catalog(#[source] sqlx::Error),
     #[error("cannot LISTEN for other instances' events: {0}")]
     Listen(#[source] sqlx::Error),
-    #[error("cannot LISTEN for other instances' document changes: {0}")]
-    ListenDocs(#[source] sqlx::Error),
 }
 
 impl AppState {
@@ -168,9 +180,8 @@ impl AppState {
             .await
             .map_err(StartError::Catalog)?;
         let state = AppState {
-            hub: realtime::hub::Hub::new(config.outbound_queue),
+            hub: realtime::hub::Hub::new(config.outbound_queue, clock.clone()),
             auth_limits: Arc::new(auth::AuthLimits::new(&config)),
-            publish_locks: Arc::default(),
             ids: ids::Ids::new(&instance_id),
             carts: Arc::new(cart::Carts::new(catalog, &instance_id)),
             flags: Arc::default(),
@@ -196,23 +207,15 @@ impl AppState {
             let listener = realtime::pg::listen(&state.db.url)
                 .await
                 .map_err(StartError::Listen)?;
-            state.hub.set_remote(Arc::new(realtime::pg::PgRemote {
-                pool: state.db.pool.clone(),
-                origin: state.instance_id.to_string(),
-            }));
+            state.hub.set_remote(Arc::new(realtime::pg::PgRemote::new(
+                state.db.pool.clone(),
+                &state.instance_id,
+                state.tasks.clone(),
+            )));
             state.tasks.spawn(realtime::pg::relay(
                 listener,
                 state.hub.clone(),
                 state.db.pool.clone(),
-                state.instance_id.clone(),
-                state.shutdown.clone(),
-            ));
-            let docs_listener = docs::cluster::listen(&state.db.url)
-                .await
-                .map_err(StartError::ListenDocs)?;
-            state.tasks.spawn(docs::cluster::relay(
-                docs_listener,
-                state.docs.clone(),
                 state.instance_id.clone(),
                 state.shutdown.clone(),
             ));

@@ -193,25 +193,15 @@ pub struct RoomInfo {
     pub state_bytes: usize,
 }
 
-/// WebSocket close codes of `/yjs/{doc_id}`; the reason names the problem.
+/// The close codes of `/yjs/{doc_id}` are the server's one table,
+/// [`crate::realtime::close_code`]; the reason names the problem.
 pub mod close_code {
-    /// A frame that is not exactly one valid y-websocket message.
-    pub const MALFORMED: u16 = 4400;
-    /// A viewer sent an update (after an auth "permission denied" message), or access
-    /// was revoked while connected.
-    pub const READ_ONLY: u16 = 4403;
-    /// The document was deleted.
-    pub const DELETED: u16 = 4404;
-    /// The client could not keep up with the room's messages.
-    pub const SLOW_CONSUMER: u16 = 4008;
-    /// The client stopped answering pings.
-    pub const TIMEOUT: u16 = 4000;
-    /// More messages per second than any editor sends.
-    pub const RATE_LIMITED: u16 = 4429;
-    /// The server could not store an update; reconnect and resend.
-    pub const STORAGE_FAILED: u16 = 1011;
-    /// A frame larger than the limit.
-    pub const TOO_BIG: u16 = 1009;
+    pub use crate::realtime::close_code::*;
+
+    /// The former name of [`HEARTBEAT_TIMEOUT`], kept only until the browser's document
+    /// session (`frontend/src/docs/session.rs`) uses that one. Do not use.
+    #[doc(hidden)]
+    pub const TIMEOUT: u16 = HEARTBEAT_TIMEOUT;
 }
 
 pub mod schema {

@@ -26,15 +26,24 @@ pub const MAX_SUBSCRIPTIONS: usize = 64;
 /// truncated.
 pub const MAX_REPLAY: usize = 1000;
 
-/// Close codes the server uses (4000-4999 are application codes).
+/// The close codes of every server WebSocket, the realtime channel and the documents'
+/// `/yjs/{doc_id}` alike: one table, one name per code. 4000-4999 are application codes;
+/// the y-websocket clients rely on 4400, 4403, 4404, 4429 and 1011.
 pub mod close_code {
     /// The server is shutting down; reconnect to another instance or later.
     pub const GOING_AWAY: u16 = 1001;
-    /// The client sent something that is not a protocol message.
+    /// The client sent something that is not a protocol message (realtime channel).
     pub const PROTOCOL_ERROR: u16 = 1002;
-    /// The client sent a frame over [`super::MAX_FRAME_BYTES`].
+    /// The client sent a kind of frame the endpoint does not speak (binary frames on the
+    /// realtime channel).
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// The client sent a frame over the endpoint's limit ([`super::MAX_FRAME_BYTES`] on
+    /// the realtime channel).
     pub const TOO_BIG: u16 = 1009;
-    /// The client did not answer heartbeats.
+    /// The server could not read or store a document: reconnect and resend what was not
+    /// confirmed.
+    pub const STORAGE_FAILED: u16 = 1011;
+    /// The client did not answer heartbeats (pings).
     pub const HEARTBEAT_TIMEOUT: u16 = 4000;
     /// The session was signed out or revoked.
     pub const SESSION_REVOKED: u16 = 4001;
@@ -43,6 +52,15 @@ pub mod close_code {
     pub const ACCESS_CHANGED: u16 = 4003;
     /// The client read too slowly and its outgoing queue filled up.
     pub const SLOW_CONSUMER: u16 = 4008;
+    /// A frame that is not exactly one valid y-websocket message.
+    pub const MALFORMED: u16 = 4400;
+    /// A viewer sent a document update (after an auth "permission denied" message), or
+    /// access to the document was removed while connected.
+    pub const READ_ONLY: u16 = 4403;
+    /// The document was deleted.
+    pub const DELETED: u16 = 4404;
+    /// More messages per second than any editor sends.
+    pub const RATE_LIMITED: u16 = 4429;
 }
 
 /// The `code` of an `error` message. Codes marked retryable may succeed when the same
@@ -234,6 +252,28 @@ mod tests {
         assert!(Topic::parse("public:a b").is_err());
         assert!(Topic::parse("admin:x").is_err());
         assert!(Topic::parse(&format!("public:{}", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn close_codes_are_distinct() {
+        use close_code::*;
+        let mut codes = [
+            GOING_AWAY,
+            PROTOCOL_ERROR,
+            UNSUPPORTED_DATA,
+            TOO_BIG,
+            STORAGE_FAILED,
+            HEARTBEAT_TIMEOUT,
+            SESSION_REVOKED,
+            ACCESS_CHANGED,
+            SLOW_CONSUMER,
+            MALFORMED,
+            READ_ONLY,
+            DELETED,
+            RATE_LIMITED,
+        ];
+        codes.sort_unstable();
+        assert!(codes.windows(2).all(|w| w[0] < w[1]), "{codes:?}");
     }
 
     #[test]

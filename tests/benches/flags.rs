@@ -9,6 +9,9 @@
 //!    rollout, evaluations per second on one thread;
 //! 3. OFREP: single-flag evaluations per second with 64 concurrent clients, p50/p99.
 //!
+//! The subscribers and the SDK read with a server key, OFREP with a client key (each
+//! request's key is checked in the database, as in production).
+//!
 //! Settings (environment): `FLAGS_BENCH_LEVELS` (default `1000,10000`),
 //! `FLAGS_BENCH_FLIPS` (default 5), `FLAGS_BENCH_SECS` (OFREP, default 5).
 
@@ -50,6 +53,7 @@ fn five_rule_flag(key: &str) -> Value {
 /// A raw SSE subscriber: reports `(version, arrival)` for every event id it reads.
 async fn subscriber(
     address: std::net::SocketAddr,
+    key: String,
     ready: tokio::sync::mpsc::UnboundedSender<()>,
     arrivals: tokio::sync::mpsc::UnboundedSender<(u64, Instant)>,
 ) {
@@ -59,7 +63,7 @@ async fn subscriber(
         .expect("connect a subscriber");
     stream.set_nodelay(true).expect("nodelay");
     let request = format!(
-        "GET /api/flags/stream?environment=production HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n"
+        "GET /api/flags/stream?environment=production HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\nAuthorization: Bearer {key}\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())
@@ -104,7 +108,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-async fn propagation(server: &ServerProcess, admin: &Client, subscribers: usize, flips: usize) {
+async fn propagation(bench: &Bench, subscribers: usize, flips: usize) {
+    let Bench { server, admin, .. } = bench;
     let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel();
     let (arrival_tx, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
     let mut tasks = Vec::with_capacity(subscribers);
@@ -113,6 +118,7 @@ async fn propagation(server: &ServerProcess, admin: &Client, subscribers: usize,
         for _ in wave {
             tasks.push(tokio::spawn(subscriber(
                 server.addr,
+                bench.server_key.clone(),
                 ready_tx.clone(),
                 arrival_tx.clone(),
             )));
@@ -177,8 +183,9 @@ async fn propagation(server: &ServerProcess, admin: &Client, subscribers: usize,
     }
 }
 
-async fn sdk_propagation(server: &ServerProcess, admin: &Client, flips: usize) {
-    let sdk = FlagClient::connect(SdkOptions::new(server.base_url(), "production"));
+async fn sdk_propagation(bench: &Bench, flips: usize) {
+    let Bench { server, admin, .. } = bench;
+    let sdk = FlagClient::connect(SdkOptions::new(server.base_url(), &bench.server_key));
     sdk.wait_for_state(SdkState::Live).await;
     let mut latencies = Vec::new();
     for flip in 0..flips {
@@ -246,11 +253,13 @@ fn local_evaluations(client: &FlagClient) {
     );
 }
 
-async fn ofrep_load(server: &ServerProcess, secs: u64) {
+async fn ofrep_load(bench: &Bench, secs: u64) {
+    let server = &bench.server;
     let deadline = Instant::now() + Duration::from_secs(secs);
     let tasks: Vec<_> = (0..64)
         .map(|i| {
             let url = server.url("/ofrep/v1/evaluate/flags/five-rules");
+            let key = bench.client_key.clone();
             tokio::spawn(async move {
                 let http = reqwest::Client::new();
                 let mut latencies = Vec::new();
@@ -259,7 +268,13 @@ async fn ofrep_load(server: &ServerProcess, secs: u64) {
                     n += 1;
                     let body = json!({"context": {"targetingKey": format!("u-{i}-{n}"), "country": "US", "app": "2.1.0"}});
                     let started = Instant::now();
-                    let response = http.post(&url).json(&body).send().await.expect("OFREP answers");
+                    let response = http
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("OFREP answers");
                     assert_eq!(response.status(), 200);
                     let _ = response.bytes().await;
                     latencies.push(started.elapsed());
@@ -298,21 +313,31 @@ fn main() {
     runtime.block_on(async {
         println!("flag propagation (admin write → receipt), loopback, a fresh server process on SQLite per level:");
         for &subscribers in &levels {
-            let (_db, server, admin) = start().await;
-            propagation(&server, &admin, subscribers, flips).await;
+            let bench = start().await;
+            propagation(&bench, subscribers, flips).await;
         }
-        let (_db, server, admin) = start().await;
-        sdk_propagation(&server, &admin, flips).await;
-        let sdk = FlagClient::connect(SdkOptions::new(server.base_url(), "production"));
+        let bench = start().await;
+        sdk_propagation(&bench, flips).await;
+        let sdk = FlagClient::connect(SdkOptions::new(bench.server.base_url(), &bench.server_key));
         sdk.wait_for_version(2).await;
         println!("evaluation:");
         local_evaluations(&sdk);
-        ofrep_load(&server, secs).await;
+        ofrep_load(&bench, secs).await;
     });
 }
 
-/// A server process with an admin and the two flags of the benchmark.
-async fn start() -> (TestDatabase, ServerProcess, Client) {
+/// A server process with an admin, the two flags of the benchmark, and a server and a
+/// client key of production.
+struct Bench {
+    server: ServerProcess,
+    admin: Client,
+    server_key: String,
+    client_key: String,
+    /// Dropped last, after the server process.
+    _db: TestDatabase,
+}
+
+async fn start() -> Bench {
     let db = TestDatabase::create(Backend::Sqlite).await;
     let server = ServerProcess::start(BIN, &db).await;
     let admin = Client::at(&server.base_url());
@@ -330,5 +355,13 @@ async fn start() -> (TestDatabase, ServerProcess, Client) {
         .post_json("/api/flags", &five_rule_flag("five-rules"))
         .await
         .expect::<Value>(201);
-    (db, server, admin)
+    let server_key = admin.create_flag_key("production", "server").await.key;
+    let client_key = admin.create_flag_key("production", "client").await.key;
+    Bench {
+        server,
+        admin,
+        server_key,
+        client_key,
+        _db: db,
+    }
 }

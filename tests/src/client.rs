@@ -668,3 +668,140 @@ impl SilentSocket {
         }
     }
 }
+
+// ---- Feature flags: roles, delivery keys and the SSE streams (tests/tests/flags*.rs) ----
+
+impl Client {
+    /// As an admin: gives the account signed in on `other` the `role` (`admin`, `editor`,
+    /// `viewer`) through `PUT /api/admin/users/{id}/role`, which must succeed.
+    pub async fn grant_role(&self, other: &Client, role: &str) {
+        let user = other
+            .me()
+            .await
+            .user
+            .expect("the other client is signed in");
+        let reply = self
+            .send(
+                self.http
+                    .put(self.url(&format!("/api/admin/users/{}/role", user.id)))
+                    .json(&serde_json::json!({ "role": role })),
+            )
+            .await;
+        assert_eq!(reply.status.as_u16(), 200, "grant {role}: {}", reply.json);
+    }
+
+    /// As an admin: a new delivery key (`server` or `client`) of `environment`.
+    pub async fn create_flag_key(
+        &self,
+        environment: &str,
+        kind: &str,
+    ) -> meridian_shared::flags::admin::NewKey {
+        self.post_json(
+            &format!("/api/flags/environments/{environment}/keys"),
+            &serde_json::json!({ "kind": kind }),
+        )
+        .await
+        .expect(201)
+    }
+}
+
+/// A raw subscription to one of the flags' Server-Sent Events streams
+/// (`/api/flags/stream`, `/api/flags/stream/evaluated`): reads `put` events as they come.
+pub struct FlagStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl FlagStream {
+    /// Opens `path` (with its query) on `client`'s server, with `client`'s cookies and,
+    /// if given, `key` as `Authorization: Bearer`, and `Last-Event-ID`. A refusal is
+    /// `Err` with the answer.
+    pub async fn open(
+        client: &Client,
+        path: &str,
+        key: Option<&str>,
+        last_event_id: Option<u64>,
+    ) -> Result<FlagStream, Reply> {
+        // A stream stays open past the client's timeout; each read is bounded instead.
+        let mut request = client
+            .http
+            .get(client.url(path))
+            .timeout(Duration::from_secs(3600));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = tokio::time::timeout(RECV_TIMEOUT, request.send())
+            .await
+            .expect("the stream answered in time")
+            .expect("open the stream");
+        if response.status() != StatusCode::OK {
+            return Err(Reply::read(response).await);
+        }
+        let content_type = response.headers()["content-type"].to_str().unwrap();
+        assert!(
+            content_type.starts_with("text/event-stream"),
+            "{content_type}"
+        );
+        Ok(FlagStream {
+            response,
+            buffer: String::new(),
+        })
+    }
+
+    /// The next `put` event as (id, data), `None` if none comes within `wait`. Fails the
+    /// test if the stream ends.
+    pub async fn next_put(&mut self, wait: Duration) -> Option<(u64, String)> {
+        match self.next_put_or_end(wait).await {
+            Some(Some(put)) => Some(put),
+            Some(None) => panic!("the stream ended"),
+            None => None,
+        }
+    }
+
+    /// Waits up to `wait` for the stream to end, skipping events; false if it did not.
+    pub async fn ends_within(&mut self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_put_or_end(left).await {
+                Some(Some(_)) => continue,
+                Some(None) => return true,
+                None => return false,
+            }
+        }
+    }
+
+    /// `Some(Some(put))`, `Some(None)` at the end of the stream, `None` after `wait`.
+    async fn next_put_or_end(&mut self, wait: Duration) -> Option<Option<(u64, String)>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut put, mut id, mut data) = (false, 0, String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        put = v.trim() == "put";
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().parse().expect("a numeric id");
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if put {
+                    return Some(Some((id, data)));
+                }
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.response.chunk()).await {
+                Err(_) => return None,
+                Ok(Ok(Some(bytes))) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                Ok(Ok(None)) => return Some(None),
+                Ok(Err(err)) => panic!("the stream failed: {err}"),
+            }
+        }
+    }
+}

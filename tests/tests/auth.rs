@@ -324,8 +324,9 @@ both_backends!(
         let (mut phone_socket, _) = Realtime::connect(&phone).await;
         assert_eq!(laptop_socket.subscribe(&topic, None).await, (0, false));
         assert_eq!(phone_socket.subscribe(&topic, None).await, (0, false));
-        let published = meridian_server::realtime::publish(
-            &server.state,
+        let published = meridian_server::realtime::Events::publish(
+            &server.state.db,
+            &server.state.hub,
             &topic,
             "server-op-1",
             serde_json::json!({"kind": "profile_changed"}),

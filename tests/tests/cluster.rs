@@ -6,13 +6,16 @@
 //! - an event published through B reaches a subscriber on A (and back), with the same
 //!   sequence numbers everywhere;
 //! - sessions live in the shared database, so a cookie from A works on B, and revoking a
-//!   session through B closes its WebSocket on A with 4001.
+//!   session through B closes its WebSocket on A with 4001;
+//! - closing an account's connections (its role changed) through B closes them on every
+//!   instance.
 
 use meridian_shared::api::{Me, SessionKind, SessionList};
 use meridian_shared::realtime::{close_code, ClientMessage, Event, ServerMessage};
 use meridian_tests::client::{Client, Realtime};
 use meridian_tests::db::{Backend, TestDatabase};
 use meridian_tests::process::ServerProcess;
+use meridian_tests::server::TestServer;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -165,4 +168,40 @@ async fn revoking_through_b_closes_the_socket_on_a() {
         assert_ne!(after.session_id, laptop_session);
         assert_eq!(after.kind, SessionKind::Guest);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_an_account_through_b_closes_its_sockets_everywhere() {
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let a = TestServer::start(&db).await;
+    let b = TestServer::start(&db).await;
+
+    // Carol has a laptop on A and a phone on B; Dave is on A too.
+    let laptop = Client::new(&a);
+    let carol: Me = laptop.signup("carol", PASSWORD).await.expect(201);
+    let carol_id = carol.user.expect("signed in").id;
+    let phone = Client::new(&b);
+    phone.signin("carol", PASSWORD).await.expect::<Me>(200);
+    let dave = Client::new(&a);
+    dave.signup("dave", PASSWORD).await.expect::<Me>(201);
+    let (mut on_laptop, _) = Realtime::connect(&laptop).await;
+    let (mut on_phone, _) = Realtime::connect(&phone).await;
+    let (mut on_dave, _) = Realtime::connect(&dave).await;
+    for socket in [&mut on_laptop, &mut on_phone, &mut on_dave] {
+        socket.subscribe(TOPIC, None).await;
+    }
+
+    // The account's role changes through B.
+    b.state
+        .hub
+        .close_user(&carol_id, close_code::ACCESS_CHANGED, "your role changed")
+        .await;
+    for socket in [&mut on_laptop, &mut on_phone] {
+        assert_eq!(
+            socket.recv_close_and_answer().await,
+            (close_code::ACCESS_CHANGED, "your role changed".to_owned())
+        );
+    }
+    on_dave.send(&ClientMessage::Ping { nonce: 5 }).await;
+    assert_eq!(on_dave.recv().await, ServerMessage::Pong { nonce: 5 });
 }

@@ -1014,6 +1014,13 @@ both_backends!(
         a.close().await;
         b.close().await;
         let (owner, doc_id) = (&olive, doc.id.as_str());
+        wait_for("the room to see both leave", || async move {
+            let room = room(owner, doc_id).await.expect("still loaded");
+            (room.connections == 0).then_some(())
+        })
+        .await;
+        // The server's clock (which only the test moves) passes `doc_idle_unload`.
+        server.clock.advance(301);
         wait_for("the idle room to unload", || async move {
             room(owner, doc_id).await.is_none().then_some(())
         })
@@ -1048,6 +1055,8 @@ both_backends!(
             want.push(ch);
         }
         typist.sync().await;
+        // The document rests (on the server's clock, which only the test moves).
+        server.clock.advance(2_000);
         let (pool, doc_id, owner) = (&server.state.db.pool, doc.id.as_str(), &olive);
         let (updates, snapshot) = wait_for("compaction into a snapshot", || async move {
             let (updates, snapshot) = stored(pool, doc_id).await;
@@ -1061,6 +1070,12 @@ both_backends!(
         // A client joining the loaded room, then after an unload and reload.
         assert_eq!(connect(&olive, &doc.id).await.text(), want);
         typist.close().await;
+        wait_for("the room to see the typist leave", || async move {
+            let room = room(owner, doc_id).await.expect("still loaded");
+            (room.connections == 0).then_some(())
+        })
+        .await;
+        server.clock.advance(301);
         wait_for("the idle room to unload", || async move {
             room(owner, doc_id).await.is_none().then_some(())
         })

@@ -2,16 +2,17 @@
 //! that names the rule, segments, the audit log, approvals by a second user, scheduled
 //! changes), OFREP (every error code, ETag and 304), and the SSE stream (the kill switch
 //! reaching subscribers, catch-up with `Last-Event-ID`, two instances on one
-//! PostgreSQL).
+//! PostgreSQL). SDK endpoints are called with delivery keys; who may do what is in
+//! `flags_access.rs`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use meridian_shared::flags::admin::{
     AuditLog, ChangeOutcome, ChangeStatus, FlagList, FlagSnapshot, KillOutcome, Preview,
 };
 use meridian_shared::flags::{Flag, Reason};
 use meridian_tests::both_backends;
-use meridian_tests::client::{Client, Reply};
+use meridian_tests::client::{Client, FlagStream, Reply};
 use meridian_tests::db::TestDatabase;
 use meridian_tests::process::ServerProcess;
 use meridian_tests::server::TestServer;
@@ -48,69 +49,40 @@ fn env_config(rules: Value, default_serve: Value) -> Value {
     json!({"config": {"enabled": true, "off_variation": "off", "default_serve": default_serve, "rules": rules}})
 }
 
-async fn ofrep(client: &Client, key: &str, context: Value) -> Reply {
+/// OFREP's evaluation of `flag` for `context`, with the delivery key `key`.
+async fn ofrep(client: &Client, key: &str, flag: &str, context: Value) -> Reply {
     client
-        .post_json(
-            &format!("/ofrep/v1/evaluate/flags/{key}"),
-            &json!({ "context": context }),
+        .send(
+            client
+                .http()
+                .post(client.url(&format!("/ofrep/v1/evaluate/flags/{flag}")))
+                .bearer_auth(key)
+                .json(&json!({ "context": context })),
         )
         .await
 }
 
-/// A raw SSE subscription: reads `put` events as they come.
-struct Stream {
-    response: reqwest::Response,
-    buffer: String,
-}
+/// The configuration stream of one environment, read with a server key.
+struct Stream(FlagStream);
 
 impl Stream {
-    async fn open(base_url: &str, environment: &str, last_event_id: Option<u64>) -> Stream {
-        let mut request = reqwest::Client::new().get(format!(
-            "{base_url}/api/flags/stream?environment={environment}"
-        ));
-        if let Some(id) = last_event_id {
-            request = request.header("Last-Event-ID", id.to_string());
-        }
-        let response = request.send().await.expect("open the stream");
-        assert_eq!(response.status(), 200);
-        assert!(response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream"));
-        Stream {
-            response,
-            buffer: String::new(),
+    async fn open(
+        base_url: &str,
+        environment: &str,
+        key: &str,
+        last_event_id: Option<u64>,
+    ) -> Stream {
+        let path = format!("/api/flags/stream?environment={environment}");
+        match FlagStream::open(&Client::at(base_url), &path, Some(key), last_event_id).await {
+            Ok(stream) => Stream(stream),
+            Err(reply) => panic!("the stream was refused: {} {}", reply.status, reply.json),
         }
     }
 
     /// The next `put` event (id, snapshot), or `None` if none comes within `wait`.
     async fn next_put(&mut self, wait: Duration) -> Option<(u64, FlagSnapshot)> {
-        let deadline = Instant::now() + wait;
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let (mut event, mut id, mut data) = ("", 0, String::new());
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        event = if v.trim() == "put" { "put" } else { "other" };
-                    } else if let Some(v) = line.strip_prefix("id:") {
-                        id = v.trim().parse().unwrap();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if event == "put" {
-                    return Some((id, serde_json::from_str(&data).expect("a snapshot")));
-                }
-                continue;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.response.chunk()).await {
-                Err(_) => return None,
-                Ok(Ok(Some(bytes))) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
-                Ok(other) => panic!("the stream ended: {other:?}"),
-            }
-        }
+        let (id, data) = self.0.next_put(wait).await?;
+        Some((id, serde_json::from_str(&data).expect("a snapshot")))
     }
 }
 
@@ -213,7 +185,8 @@ both_backends!(
             ("on", Reason::TargetingMatch, Some(1))
         );
         let sdk = Client::new(&server);
-        let beta: Value = ofrep(&sdk, "new-checkout", json!({"targetingKey": "u-1"}))
+        let key = alice.create_flag_key("production", "client").await.key;
+        let beta: Value = ofrep(&sdk, &key, "new-checkout", json!({"targetingKey": "u-1"}))
             .await
             .expect(200);
         assert_eq!(
@@ -222,6 +195,7 @@ both_backends!(
         );
         let old_app: Value = ofrep(
             &sdk,
+            &key,
             "new-checkout",
             json!({"targetingKey": "u-3", "app": "2.1.0-rc.1"}),
         )
@@ -258,7 +232,7 @@ both_backends!(
         assert!(all.next_before.is_some());
         let list: FlagList = alice.get("/api/flags").await.expect(200);
         assert_eq!(list.flags.len(), 1);
-        assert_eq!(list.version, 3);
+        assert_eq!(list.version, 4, "create, segment, change, and the key");
         server.shutdown().await;
     }
 );
@@ -273,17 +247,19 @@ both_backends!(ofrep_answers_and_errors, |db: TestDatabase| async move {
         .await
         .expect::<Value>(201);
     let sdk = Client::new(&server);
+    let key = alice.create_flag_key("production", "client").await.key;
+    let dev_key = alice.create_flag_key("development", "client").await.key;
 
-    let split: Value = ofrep(&sdk, "rollout", json!({"targetingKey": "user-7"}))
+    let split: Value = ofrep(&sdk, &key, "rollout", json!({"targetingKey": "user-7"}))
         .await
         .expect(200);
     assert_eq!(split["reason"], "SPLIT");
     let bucket = meridian_shared::flags::bucket("rollout", "user-7");
     assert_eq!(split["variant"], if bucket <= 30 { "on" } else { "off" });
 
-    let missing: Value = ofrep(&sdk, "rollout", json!({})).await.expect(400);
+    let missing: Value = ofrep(&sdk, &key, "rollout", json!({})).await.expect(400);
     assert_eq!(missing["errorCode"], "TARGETING_KEY_MISSING");
-    let unknown: Value = ofrep(&sdk, "nope", json!({"targetingKey": "u"}))
+    let unknown: Value = ofrep(&sdk, &key, "nope", json!({"targetingKey": "u"}))
         .await
         .expect(404);
     assert_eq!(
@@ -294,6 +270,7 @@ both_backends!(ofrep_answers_and_errors, |db: TestDatabase| async move {
         .send(
             sdk.http()
                 .post(sdk.url("/ofrep/v1/evaluate/flags/rollout"))
+                .bearer_auth(&key)
                 .body("{not json"),
         )
         .await;
@@ -303,6 +280,7 @@ both_backends!(ofrep_answers_and_errors, |db: TestDatabase| async move {
         .send(
             sdk.http()
                 .post(sdk.url("/ofrep/v1/evaluate/flags/rollout"))
+                .bearer_auth(&dev_key)
                 .header("X-Meridian-Environment", "development")
                 .json(&json!({"context": {"targetingKey": "u"}})),
         )
@@ -315,7 +293,14 @@ both_backends!(ofrep_answers_and_errors, |db: TestDatabase| async move {
 
     // Bulk, with its ETag.
     let body = json!({"context": {"targetingKey": "user-7"}});
-    let first = sdk.post_json("/ofrep/v1/evaluate/flags", &body).await;
+    let first = sdk
+        .send(
+            sdk.http()
+                .post(sdk.url("/ofrep/v1/evaluate/flags"))
+                .bearer_auth(&key)
+                .json(&body),
+        )
+        .await;
     assert_eq!(first.status.as_u16(), 200);
     assert_eq!(first.json["flags"].as_array().unwrap().len(), 1);
     let etag = first.header("etag").expect("an ETag").to_owned();
@@ -323,6 +308,7 @@ both_backends!(ofrep_answers_and_errors, |db: TestDatabase| async move {
         .send(
             sdk.http()
                 .post(sdk.url("/ofrep/v1/evaluate/flags"))
+                .bearer_auth(&key)
                 .header("If-None-Match", &etag)
                 .json(&body),
         )
@@ -332,6 +318,7 @@ both_backends!(ofrep_answers_and_errors, |db: TestDatabase| async move {
         .send(
             sdk.http()
                 .post(sdk.url("/ofrep/v1/evaluate/flags"))
+                .bearer_auth(&key)
                 .header("If-None-Match", &etag)
                 .json(&json!({"context": {"targetingKey": "someone-else"}})),
         )
@@ -352,6 +339,7 @@ both_backends!(ofrep_answers_and_errors, |db: TestDatabase| async move {
         .send(
             sdk.http()
                 .post(sdk.url("/ofrep/v1/evaluate/flags"))
+                .bearer_auth(&key)
                 .header("If-None-Match", &etag)
                 .json(&body),
         )
@@ -362,6 +350,7 @@ both_backends!(ofrep_answers_and_errors, |db: TestDatabase| async move {
         .send(
             sdk.http()
                 .post(sdk.url("/ofrep/v1/evaluate/flags"))
+                .bearer_auth(&key)
                 .body("[1,2"),
         )
         .await;
@@ -376,6 +365,8 @@ both_backends!(
         let server = TestServer::start(&db).await;
         let alice = admin(&server.base_url(), "alice").await;
         let bob = admin(&server.base_url(), "bob").await;
+        // The second account is a viewer until the admin makes it an editor.
+        alice.grant_role(&bob, "editor").await;
         alice
             .post_json("/api/flags", &boolean_flag("payments"))
             .await
@@ -400,7 +391,8 @@ both_backends!(
         let approval = proposed.approval.expect("an approval");
         // Not live yet.
         let sdk = Client::new(&server);
-        let now: Value = ofrep(&sdk, "payments", json!({"targetingKey": "u"}))
+        let key = alice.create_flag_key("production", "client").await.key;
+        let now: Value = ofrep(&sdk, &key, "payments", json!({"targetingKey": "u"}))
             .await
             .expect(200);
         assert_eq!(now["variant"], "on");
@@ -418,7 +410,7 @@ both_backends!(
             .assert_error(403, "self_approval");
         let approved: ChangeOutcome = bob.post_empty(&path).await.expect(200);
         assert_eq!(approved.status, ChangeStatus::Applied);
-        let now: Value = ofrep(&sdk, "payments", json!({"targetingKey": "u"}))
+        let now: Value = ofrep(&sdk, &key, "payments", json!({"targetingKey": "u"}))
             .await
             .expect(200);
         assert_eq!(now["variant"], "off");
@@ -479,7 +471,8 @@ both_backends!(
             "once"
         );
         let sdk = Client::new(&server);
-        let now: Value = ofrep(&sdk, "launch", json!({"targetingKey": "u"}))
+        let key = alice.create_flag_key("production", "client").await.key;
+        let now: Value = ofrep(&sdk, &key, "launch", json!({"targetingKey": "u"}))
             .await
             .expect(200);
         assert_eq!(now["variant"], "off");
@@ -496,10 +489,11 @@ both_backends!(
             .post_json("/api/flags", &boolean_flag("search"))
             .await
             .expect::<Value>(201);
+        let key = alice.create_flag_key("production", "server").await.key;
 
         let mut streams = Vec::new();
         for _ in 0..3 {
-            let mut stream = Stream::open(&server.base_url(), "production", None).await;
+            let mut stream = Stream::open(&server.base_url(), "production", &key, None).await;
             let (id, snapshot) = stream
                 .next_put(Duration::from_secs(5))
                 .await
@@ -532,10 +526,15 @@ both_backends!(
 
         // A client that reconnects with the current version gets nothing until a change;
         // one that is behind gets the current config at once.
-        let mut current =
-            Stream::open(&server.base_url(), "production", Some(outcome.version)).await;
+        let mut current = Stream::open(
+            &server.base_url(),
+            "production",
+            &key,
+            Some(outcome.version),
+        )
+        .await;
         assert!(current.next_put(Duration::from_millis(300)).await.is_none());
-        let mut behind = Stream::open(&server.base_url(), "production", Some(1)).await;
+        let mut behind = Stream::open(&server.base_url(), "production", &key, Some(1)).await;
         let (id, _) = behind
             .next_put(Duration::from_secs(5))
             .await
@@ -565,11 +564,20 @@ async fn a_change_reaches_subscribers_of_another_instance() {
     let a = ServerProcess::start(BIN, &db).await;
     let b = ServerProcess::start(BIN, &db).await;
     let alice = admin(&b.base_url(), "alice").await;
-    let mut on_a = Stream::open(&a.base_url(), "production", None).await;
-    let (_, first) = on_a
-        .next_put(Duration::from_secs(5))
-        .await
-        .expect("the config");
+    // A key made through b is good on a at once: keys are checked in the database.
+    let key = alice.create_flag_key("production", "server").await.key;
+    let with_key: FlagList = alice.get("/api/flags").await.expect(200);
+    let mut on_a = Stream::open(&a.base_url(), "production", &key, None).await;
+    // a may still be at the version before the key's: read until it has that one.
+    let first = loop {
+        let (id, snapshot) = on_a
+            .next_put(Duration::from_secs(5))
+            .await
+            .expect("the config");
+        if id >= with_key.version {
+            break snapshot;
+        }
+    };
     assert!(first.flags.is_empty());
     let created: Flag = alice
         .post_json("/api/flags", &boolean_flag("cross"))
@@ -594,7 +602,7 @@ async fn a_change_reaches_subscribers_of_another_instance() {
     assert_eq!(id, outcome.version);
     assert!(killed(&snapshot, "cross"));
     let sdk = Client::at(&a.base_url());
-    let now: Value = ofrep(&sdk, "cross", json!({"targetingKey": "u"}))
+    let now: Value = ofrep(&sdk, &key, "cross", json!({"targetingKey": "u"}))
         .await
         .expect(200);
     assert_eq!(now["reason"], "DISABLED");
@@ -614,7 +622,8 @@ both_backends!(
             .await
             .expect::<Value>(201);
         let cache = db.data_dir().join("flags-cache.json");
-        let mut options = SdkOptions::new(server.base_url(), "production");
+        let key = alice.create_flag_key("production", "server").await.key;
+        let mut options = SdkOptions::new(server.base_url(), key);
         options.cache_file = Some(cache.clone());
         options.max_backoff = Duration::from_millis(200);
         let sdk = FlagClient::connect(options.clone());

@@ -5,7 +5,19 @@
 
 use std::time::Duration;
 
-use meridian_server::realtime::{publish, Published};
+use meridian_server::realtime::{Events, Published};
+use meridian_server::AppState;
+
+/// Appends one event in a transaction of its own, as a system would.
+async fn publish(
+    state: &AppState,
+    topic: &str,
+    op_id: &str,
+    payload: serde_json::Value,
+    session_id: Option<&str>,
+) -> Result<Published, sqlx::Error> {
+    Events::publish(&state.db, &state.hub, topic, op_id, payload, session_id).await
+}
 use meridian_server::Clock;
 use meridian_shared::api::Me;
 use meridian_shared::realtime::{close_code, ClientMessage, Event, ServerMessage};
@@ -206,6 +218,64 @@ both_backends!(
         publish_acked(&mut publisher, "op-3", topic, json!({})).await;
         assert_eq!(recv_event(&mut late).await.seq, 3);
         assert_alive(&mut watcher, 7).await;
+    }
+);
+
+both_backends!(
+    concurrent_publishers_are_delivered_in_sequence_order_once,
+    |db: TestDatabase| async move {
+        const WRITERS: u64 = 8;
+        const EACH: u64 = 25;
+        let server = TestServer::start(&db).await;
+        let client = Client::new(&server);
+        client.me().await;
+        let (mut socket, _) = Realtime::connect(&client).await;
+        let topic = "public:race";
+        socket.subscribe(topic, None).await;
+
+        // Writers on one instance, each with its own transactions and nothing in the
+        // process ordering them: the topic row orders their commits, the hub their
+        // deliveries. Each also replays one of its ops, which changes nothing.
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let state = server.state.clone();
+                tokio::spawn(async move {
+                    let mut seqs = Vec::new();
+                    for i in 0..EACH {
+                        let op = format!("w{w}-{i}");
+                        let done = publish(&state, topic, &op, json!({"op": op}), None)
+                            .await
+                            .unwrap();
+                        assert!(!done.duplicate);
+                        seqs.push(done.seq);
+                    }
+                    let again = publish(&state, topic, &format!("w{w}-0"), json!({}), None)
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        again,
+                        Published {
+                            seq: seqs[0],
+                            duplicate: true
+                        }
+                    );
+                    seqs
+                })
+            })
+            .collect();
+        let mut acked = Vec::new();
+        for writer in writers {
+            acked.extend(writer.await.unwrap());
+        }
+        acked.sort_unstable();
+        let total = WRITERS * EACH;
+        assert_eq!(acked, (1..=total).collect::<Vec<_>>(), "dense, each once");
+
+        for seq in 1..=total {
+            let event = recv_event(&mut socket).await;
+            assert_eq!(event.seq, seq, "in order, none twice, none skipped");
+        }
+        assert_alive(&mut socket, 1).await;
     }
 );
 

@@ -123,14 +123,12 @@ async fn set_role(
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "the account is gone"))
 }
 
-/// Closes every realtime connection of the account's live sessions, on every instance.
+/// Closes every realtime connection of the account, on every instance.
 async fn close_connections(state: &Auth, user_id: &str) -> ApiResult<()> {
-    for session in store::sessions_of_user(&state.db.pool, user_id).await? {
-        state
-            .hub
-            .close_session(&session.id, close_code::ACCESS_CHANGED, "your role changed")
-            .await;
-    }
+    state
+        .hub
+        .close_user(user_id, close_code::ACCESS_CHANGED, "your role changed")
+        .await;
     Ok(())
 }
 

@@ -1,19 +1,17 @@
 //! The cart's SQL and its write path: one transaction per change that locks the cart row,
-//! applies the ops to the live snapshot, appends the history, and stores the realtime
-//! event, so a change and its notification commit together.
+//! applies the ops to the live snapshot, appends the history, and appends the realtime
+//! event (`realtime::Events`), so a change and its notification commit together.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use meridian_shared::cart::{
     merge_guest, tombstones_of, Cart, CartError, CartEvent, CartHistoryEntry, CartOp, CartOpType,
     CartOwner, HistoryKind, MergeMode, MergeSummary, Received,
 };
-use meridian_shared::realtime::Event;
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::{CartRef, Carts};
-use crate::realtime;
+use crate::realtime::Events;
 use crate::AppState;
 
 /// Why a change was refused or failed.
@@ -277,15 +275,16 @@ impl Change {
         Ok(true)
     }
 
-    /// Writes the snapshot and the history, and stores the realtime event of the new cart.
+    /// Writes the snapshot and the history, and appends the realtime event of the new cart.
     async fn finish(
         self,
         state: &AppState,
         conn: &mut AnyConnection,
+        events: &mut Events,
         cart: &CartRef,
         session_id: Option<&str>,
         now: i64,
-    ) -> Result<(Stored, Event), sqlx::Error> {
+    ) -> Result<Stored, sqlx::Error> {
         sqlx::query("UPDATE carts SET version = $2, ops = $3 WHERE id = $1")
             .bind(&cart.id)
             .bind(self.version as i64)
@@ -316,12 +315,11 @@ impl Change {
         };
         let view = state.carts.view(cart, &stored, None);
         let payload = serde_json::to_value(CartEvent::Cart { cart: view }).expect("serialises");
-        let seq = realtime::store::next_seq(conn, &cart.topic).await?;
         let op_id = format!("cart:{}:{}", cart.id, stored.version);
-        let event =
-            realtime::append_in_tx(state, conn, seq, &cart.topic, &op_id, payload, session_id)
-                .await?;
-        Ok((stored, event))
+        events
+            .append(conn, &cart.topic, &op_id, payload, session_id)
+            .await?;
+        Ok(stored)
     }
 }
 
@@ -334,7 +332,6 @@ pub async fn apply(
     ops: Vec<(CartOp, bool)>,
     session_id: Option<&str>,
 ) -> Result<(Stored, bool), WriteError> {
-    let _order = state.publish_locks.for_topic(&cart.topic).lock().await;
     let _turn = state.db.write_turn().await;
     let now = state.clock.now_ms();
     let mut tx = state.db.pool.begin().await?;
@@ -357,9 +354,12 @@ pub async fn apply(
         };
         return Ok((stored, false));
     }
-    let (stored, event) = change.finish(state, &mut tx, cart, session_id, now).await?;
+    let mut events = Events::new(&state.hub);
+    let stored = change
+        .finish(state, &mut tx, &mut events, cart, session_id, now)
+        .await?;
     tx.commit().await?;
-    state.hub.deliver_local(Arc::new(event));
+    events.deliver();
     Ok((stored, true))
 }
 
@@ -378,7 +378,6 @@ pub async fn merge(
     if load(pool, &guest.id).await?.live.lines().is_empty() {
         return Ok(None);
     }
-    let _order = state.publish_locks.for_topic(&account.topic).lock().await;
     let _turn = state.db.write_turn().await;
     let now = state.clock.now_ms();
     let mut tx = pool.begin().await?;
@@ -464,11 +463,12 @@ pub async fn merge(
             dead: false,
         },
     );
-    let (_, event) = change
-        .finish(state, &mut tx, account, session_id, now)
+    let mut events = Events::new(&state.hub);
+    change
+        .finish(state, &mut tx, &mut events, account, session_id, now)
         .await?;
     tx.commit().await?;
-    state.hub.deliver_local(Arc::new(event));
+    events.deliver();
     Ok(Some(summary))
 }
 

@@ -6,7 +6,7 @@
 //! room       a loaded document: its yrs Doc, connections, awareness; persist then broadcast
 //! awareness  the awareness table (y-protocols' rules) with who announced each client
 //! socket     one y-websocket connection between its socket and its room
-//! cluster    NOTIFY/LISTEN between instances sharing PostgreSQL
+//! cluster    notices between instances sharing PostgreSQL, on the realtime path
 //! writer     group commit: every room's pending updates in one transaction
 //! ```
 //!
@@ -31,7 +31,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use meridian_shared::api::{ApiErrorBody, DatabaseBackend, UserInfo};
+use meridian_shared::api::{ApiErrorBody, UserInfo};
 use meridian_shared::docs::rich;
 use meridian_shared::docs::{
     schema, CreateDoc, CreateVersion, Doc, DocList, DocSummary, Member, RenameDoc, Restored, Role,
@@ -160,6 +160,7 @@ fn room_error(err: RoomError, doc_id: &str) -> ApiError {
         RoomError::Gone => doc_not_found(doc_id),
         RoomError::Retry => ApiError::unavailable("the document is busy; retry"),
         RoomError::Storage(err) => ApiError::from(err),
+        RoomError::Ids(err) => ApiError::from(err),
     }
 }
 
@@ -203,6 +204,7 @@ async fn list_docs(State(state): State<AppState>, session: Session) -> ApiResult
         (status = 201, description = "The new document", body = Doc),
         (status = 401, description = "`sign_in_required`", body = ApiErrorBody),
         (status = 422, description = "`invalid_title`", body = ApiErrorBody),
+        (status = 503, description = "`no_lease` or `clock_behind`: no id could be issued for it; retry after `Retry-After`", body = ApiErrorBody),
     )
 )]
 async fn create_doc(
@@ -214,7 +216,7 @@ async fn create_doc(
     let title = valid_title(&body.title)?;
     let now = state.clock.now_ms();
     let doc = DocRow {
-        id: crate::auth::session::new_id(),
+        id: state.ids.next_snowflake()?.to_string(),
         title,
         owner_id: user.id,
         owner_name: user.username,
@@ -300,9 +302,7 @@ async fn delete_doc(
     must_own(role)?;
     store::delete(&state.db.pool, &id).await?;
     state.docs.tell(&id, RoomMsg::Deleted).await;
-    if state.db.backend == DatabaseBackend::Postgres {
-        cluster::publish_deleted(&state, &id);
-    }
+    cluster::publish_deleted(&state.hub, &id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -375,9 +375,7 @@ async fn member_changed(state: &AppState, doc_id: &str, user_id: &str, role: Opt
             },
         )
         .await;
-    if state.db.backend == DatabaseBackend::Postgres {
-        cluster::publish_member(state, doc_id, user_id, role);
-    }
+    cluster::publish_member(&state.hub, doc_id, user_id, role);
 }
 
 /// Remove a member (the owner, or a member leaving).
@@ -448,6 +446,7 @@ async fn list_versions(
         (status = 403, description = "`read_only`", body = ApiErrorBody),
         (status = 404, description = "`doc_not_found`", body = ApiErrorBody),
         (status = 422, description = "`invalid_name`", body = ApiErrorBody),
+        (status = 503, description = "`unavailable` (the document is busy), or `no_lease` or `clock_behind` (no id could be issued for the version); retry (`Retry-After`)", body = ApiErrorBody),
     )
 )]
 async fn save_version(
@@ -530,6 +529,7 @@ fn version_not_found(version_id: &str) -> ApiError {
         (status = 200, description = "Restored", body = Restored),
         (status = 403, description = "`read_only`", body = ApiErrorBody),
         (status = 404, description = "`doc_not_found` or `version_not_found`", body = ApiErrorBody),
+        (status = 503, description = "`unavailable` (the document is busy), or `no_lease` or `clock_behind` (no id could be issued for the version); retry (`Retry-After`)", body = ApiErrorBody),
     )
 )]
 async fn restore_version(

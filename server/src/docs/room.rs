@@ -15,19 +15,20 @@
 //! - A room with no connections unloads after `doc_idle_unload` (compacting first); the
 //!   registry entry is removed before its queue is closed, and a join that raced with
 //!   the unload is told to retry, which loads the room again.
+//! - Time is the instance's injected `Clock` (idle unload, compaction's pause, awareness
+//!   expiry); a timer tick only says when to look.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use meridian_shared::api::DatabaseBackend;
 use meridian_shared::docs::protocol::{self, Frame};
 use meridian_shared::docs::rich::{self, Block};
-use meridian_shared::docs::{
-    close_code, schema, Restored, Role, RoomInfo, RoomStats, Version, VersionKind,
-};
+use meridian_shared::docs::{schema, Restored, Role, RoomInfo, RoomStats, Version, VersionKind};
+use meridian_shared::realtime::close_code;
 use tokio::sync::{mpsc, oneshot};
 use yrs::sync::awareness::AwarenessUpdate;
 use yrs::updates::decoder::Decode;
@@ -36,21 +37,14 @@ use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 use super::awareness::{AwarenessTable, Owner};
 use super::writer::Writer;
 use super::{cluster, store};
+use crate::ids::IdError;
+use crate::realtime::socket::{Close, QueueSender};
 use crate::{AppState, Config};
 
 pub type ConnId = u64;
 
-/// Why the room dropped a connection (read by the connection when its queue ends).
-pub type CloseReason = Arc<OnceLock<(u16, String)>>;
-
-/// What a connection is sent.
-pub type Outgoing = Bytes;
-
-/// The room's end of a connection.
-pub struct ConnLink {
-    pub out: mpsc::Sender<Outgoing>,
-    pub close_reason: CloseReason,
-}
+/// The room's end of a connection's queue (closing it gives the connection its reason).
+pub type ConnLink = QueueSender<Bytes>;
 
 /// Why a room could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +55,9 @@ pub enum RoomError {
     Gone,
     #[error("storage failed: {0}")]
     Storage(#[from] sqlx::Error),
+    /// No id for a new version (the generator has no lease, or its clock is behind).
+    #[error("no id for the version: {0}")]
+    Ids(#[from] IdError),
 }
 
 /// A client's frame as the room receives it: already validated by the connection
@@ -140,8 +137,9 @@ const CONN_QUEUE: usize = 2048;
 const MAX_BATCH: usize = 512;
 /// How often a room looks at its timers.
 const TICK: Duration = Duration::from_millis(250);
-/// How often a room on PostgreSQL checks it has not missed another instance's update.
-const CLUSTER_CHECK: Duration = Duration::from_secs(2);
+/// How often (in ticks: 2 s) a room on PostgreSQL checks it has not missed another
+/// instance's update.
+const CLUSTER_CHECK_TICKS: u32 = 8;
 /// A document due for compaction is compacted once no update arrived for this long...
 const COMPACT_WHEN_QUIET_FOR: Duration = Duration::from_secs(2);
 /// ...or, under continuous typing, once its log is this many times the threshold.
@@ -182,9 +180,16 @@ impl Default for Rooms {
 }
 
 impl Rooms {
-    /// Gives the registry the state its rooms use (once, when the app is built).
+    /// Gives the registry the state its rooms use (once, when the app is built), and
+    /// starts following the other instances' document notices.
     pub fn attach(&self, state: AppState) {
         let _ = self.writer.set(Writer::start(&state));
+        let notices = state.hub.notices(cluster::SYSTEM);
+        state.tasks.spawn(cluster::relay(
+            notices,
+            state.docs.clone(),
+            state.shutdown.clone(),
+        ));
         let _ = self.app.set(state);
     }
 
@@ -327,10 +332,12 @@ struct Room {
     awareness: AwarenessTable,
     /// Applied in memory, not stored yet: (sender, update).
     pending: Vec<(Option<ConnId>, Vec<u8>)>,
-    idle_since: Option<Instant>,
+    /// Since when the room has had no connection (ms on the instance's clock).
+    idle_since: Option<i64>,
     /// When the room last stored an update (compaction waits for a pause).
-    last_stored: Instant,
-    last_cluster_check: Instant,
+    last_stored: i64,
+    /// Ticks since the last cluster check.
+    ticks_since_cluster_check: u32,
     last_auto_version: Option<(i64, i64)>,
     /// Set when the room must end (storage failed, document deleted).
     ending: bool,
@@ -338,6 +345,7 @@ struct Room {
 
 impl Room {
     fn new(state: AppState, rooms: Arc<Rooms>, doc_id: &str, generation: u64) -> Room {
+        let now = state.clock.now_ms();
         Room {
             state,
             rooms,
@@ -349,9 +357,9 @@ impl Room {
             conns: HashMap::new(),
             awareness: AwarenessTable::default(),
             pending: Vec::new(),
-            idle_since: Some(Instant::now()),
-            last_stored: Instant::now(),
-            last_cluster_check: Instant::now(),
+            idle_since: Some(now),
+            last_stored: now,
+            ticks_since_cluster_check: 0,
             last_auto_version: None,
             ending: false,
         }
@@ -363,6 +371,11 @@ impl Room {
 
     fn now_ms(&self) -> i64 {
         self.state.clock.now_ms()
+    }
+
+    /// How long ago `at_ms` was on the instance's clock (zero if the clock stepped back).
+    fn since(&self, at_ms: i64) -> Duration {
+        Duration::from_millis(self.now_ms().saturating_sub(at_ms).max(0) as u64)
     }
 
     fn on_postgres(&self) -> bool {
@@ -452,7 +465,7 @@ impl Room {
                 _ = shutdown.cancelled() => {
                     self.flush().await;
                     self.compact().await;
-                    self.close_all(1001, "server shutting down");
+                    self.close_all(close_code::GOING_AWAY, "server shutting down");
                     break;
                 }
             }
@@ -490,10 +503,10 @@ impl Room {
                     return;
                 }
                 let sv = self.doc.transact().state_vector();
-                let _ = link.out.try_send(Bytes::from(protocol::step1(&sv)));
+                link.try_send(Bytes::from(protocol::step1(&sv)));
                 let present = self.awareness.present();
                 if !present.clients.is_empty() {
-                    let _ = link.out.try_send(Bytes::from(protocol::awareness(present)));
+                    link.try_send(Bytes::from(protocol::awareness(present)));
                 }
                 self.conns.insert(
                     conn,
@@ -536,9 +549,9 @@ impl Room {
                         }
                         None => self.drop_conn(
                             conn,
-                            Some((
+                            Some(Close::new(
                                 close_code::READ_ONLY,
-                                "your access to this document was removed".into(),
+                                "your access to this document was removed",
                             )),
                         ),
                     }
@@ -583,15 +596,15 @@ impl Room {
 
     fn send_to(&mut self, conn: ConnId, frame: Bytes) {
         let full = match self.conns.get(&conn) {
-            Some(c) => c.link.out.try_send(frame).is_err(),
+            Some(c) => !c.link.try_send(frame),
             None => return,
         };
         if full {
             self.drop_conn(
                 conn,
-                Some((
+                Some(Close::new(
                     close_code::SLOW_CONSUMER,
-                    "too slow to receive the document's updates".into(),
+                    "too slow to receive the document's updates",
                 )),
             );
         }
@@ -604,16 +617,16 @@ impl Room {
             if Some(*id) == except {
                 continue;
             }
-            if conn.link.out.try_send(frame.clone()).is_err() {
+            if !conn.link.try_send(frame.clone()) {
                 slow.push(*id);
             }
         }
         for id in slow {
             self.drop_conn(
                 id,
-                Some((
+                Some(Close::new(
                     close_code::SLOW_CONSUMER,
-                    "too slow to receive the document's updates".into(),
+                    "too slow to receive the document's updates",
                 )),
             );
         }
@@ -621,26 +634,25 @@ impl Room {
 
     /// Forgets a connection (closing it with `close` if given) and removes its awareness
     /// clients for everyone.
-    fn drop_conn(&mut self, conn: ConnId, close: Option<(u16, String)>) {
+    fn drop_conn(&mut self, conn: ConnId, close: Option<Close>) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
-        if let Some(reason) = close {
-            let _ = c.link.close_reason.set(reason);
+        if let Some(close) = close {
+            c.link.close(close);
         }
-        drop(c);
         let now = self.now_ms();
         let removed = self.awareness.remove_owned_by(conn, now);
         self.share_awareness(removed, None);
         if self.conns.is_empty() {
-            self.idle_since = Some(Instant::now());
+            self.idle_since = Some(self.now_ms());
         }
     }
 
     fn close_all(&mut self, code: u16, reason: &str) {
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in conns {
-            self.drop_conn(conn, Some((code, reason.to_owned())));
+            self.drop_conn(conn, Some(Close::new(code, reason)));
         }
     }
 
@@ -649,9 +661,7 @@ impl Room {
         if changed.clients.is_empty() {
             return;
         }
-        if self.on_postgres() {
-            cluster::publish_awareness(&self.state, &self.doc_id, &changed);
-        }
+        cluster::publish_awareness(&self.state.hub, &self.doc_id, &changed);
         self.broadcast(Bytes::from(protocol::awareness(changed)), except);
     }
 
@@ -669,7 +679,7 @@ impl Room {
                     Ok(update) => update,
                     Err(err) => {
                         let reason = format!("malformed message: update does not decode: {err}");
-                        self.drop_conn(conn, Some((close_code::MALFORMED, reason)));
+                        self.drop_conn(conn, Some(Close::new(close_code::MALFORMED, reason)));
                         return;
                     }
                 };
@@ -685,9 +695,9 @@ impl Room {
                     );
                     self.drop_conn(
                         conn,
-                        Some((
+                        Some(Close::new(
                             close_code::READ_ONLY,
-                            "viewers cannot edit this document".into(),
+                            "viewers cannot edit this document",
                         )),
                     );
                     return;
@@ -696,7 +706,7 @@ impl Room {
                 if let Err(err) = applied {
                     self.drop_conn(
                         conn,
-                        Some((
+                        Some(Close::new(
                             close_code::MALFORMED,
                             format!("update cannot be applied: {err}"),
                         )),
@@ -738,7 +748,7 @@ impl Room {
                     self.catch_up(Some(first - 1)).await;
                 }
                 self.seq = last;
-                self.last_stored = Instant::now();
+                self.last_stored = self.now_ms();
                 for (sender, frame) in frames {
                     self.broadcast(frame, sender);
                 }
@@ -789,11 +799,12 @@ impl Room {
         let timeout = self.config().doc_awareness_timeout.as_millis() as i64;
         let expired = self.awareness.expire(now, timeout);
         self.share_awareness(expired, None);
+        self.ticks_since_cluster_check += 1;
         if self.on_postgres()
             && !self.conns.is_empty()
-            && self.last_cluster_check.elapsed() >= CLUSTER_CHECK
+            && self.ticks_since_cluster_check >= CLUSTER_CHECK_TICKS
         {
-            self.last_cluster_check = Instant::now();
+            self.ticks_since_cluster_check = 0;
             match store::head_seq(&self.state.db.pool, &self.doc_id).await {
                 Ok(Some(head)) if head > self.seq => self.catch_up(None).await,
                 Ok(None) => {
@@ -808,7 +819,7 @@ impl Room {
         // log grows far past the threshold under continuous typing.
         let since = self.seq - self.snapshot_seq;
         let every = self.config().doc_compact_every as i64;
-        let resting = self.last_stored.elapsed() >= COMPACT_WHEN_QUIET_FOR;
+        let resting = self.since(self.last_stored) >= COMPACT_WHEN_QUIET_FOR;
         if since >= every && (resting || since >= every * COMPACT_ANYWAY_FACTOR) {
             self.compact().await;
         }
@@ -818,7 +829,7 @@ impl Room {
         self.conns.is_empty()
             && self
                 .idle_since
-                .is_some_and(|since| since.elapsed() >= self.config().doc_idle_unload)
+                .is_some_and(|since| self.since(since) >= self.config().doc_idle_unload)
     }
 
     /// Compacts and leaves the registry; false if someone arrived meanwhile.
@@ -890,7 +901,7 @@ impl Room {
         let text = self.doc.get_or_insert_text(schema::TEXT);
         let preview = rich::preview(&self.doc.transact(), &text, PREVIEW_CHARS);
         let version = Version {
-            id: crate::auth::session::new_id(),
+            id: self.state.ids.next_snowflake()?.to_string(),
             doc_id: self.doc_id.clone(),
             kind,
             name,

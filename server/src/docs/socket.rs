@@ -1,5 +1,6 @@
-//! The y-websocket endpoint `/yjs/{doc_id}`: one connection's task, between its socket
-//! and its document's room.
+//! The y-websocket endpoint `/yjs/{doc_id}`: one connection between its socket and its
+//! document's room, as an [`Endpoint`] of the server's one socket loop
+//! (`realtime::socket`: heartbeat, rate limit, bounded queue, close codes).
 //!
 //! Invariants:
 //! - Access is decided before the upgrade (cookie session, membership); a refused
@@ -7,40 +8,43 @@
 //! - One protocol message per frame; a frame that is not exactly one valid message
 //!   closes this connection only (4400 with the reason), and reaches no room.
 //! - Frames go to the room in the order they arrived; what the room sends goes out in
-//!   the order it was queued.
-//! - Every connection ends with a close frame saying why, and leaves its room (which
-//!   removes its awareness clients).
+//!   the order it was queued, including what it queued just before dropping the
+//!   connection (e.g. the auth message before a 4403).
+//! - Every connection leaves its room (which removes its awareness clients).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::body::Bytes;
+use axum::extract::ws::{Utf8Bytes, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
+use axum::response::Response;
 use meridian_shared::api::ApiErrorBody;
 use meridian_shared::docs::protocol::decode_frame;
-use meridian_shared::docs::{close_code, Role};
+use meridian_shared::docs::Role;
+use meridian_shared::realtime::close_code;
 use tokio::sync::{mpsc, oneshot};
 
-use super::room::{ClientFrame, ConnLink, RoomError, RoomMsg, Rooms};
+use super::room::{ClientFrame, ConnId, RoomError, RoomMsg, Rooms};
 use super::{doc_not_found, open_access};
 use crate::auth::Session;
 use crate::error::{ApiError, Path};
-use crate::realtime::{same_origin, truncate_reason, Bucket};
+use crate::realtime::socket::{
+    self, Close, End, Endpoint, Flow, Outbound, Queue, Rate, SocketContext, SocketSettings,
+};
 use crate::AppState;
 
 /// The largest frame accepted (a large paste or an offline session's step 2).
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
-/// The read buffer each connection starts with (tungstenite's default is 128 KiB).
+/// The read buffer each connection starts with (tungstenite's default is 128 KiB):
+/// thousands of idle editors should cost little memory; buffers grow for large frames.
 const READ_BUFFER_BYTES: usize = 8 * 1024;
-/// Frames one connection may send per second (sustained) and in a burst: far above
-/// typing, cursor moves and reconnects, far below a flood.
-const FRAMES_PER_SEC: f64 = 500.0;
-const FRAME_BURST: f64 = 2_000.0;
-/// A write to a client that takes longer than this drops the client.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames one connection may send: far above typing, cursor moves and reconnects, far
+/// below a flood.
+const FRAME_RATE: Rate = Rate {
+    per_sec: 500.0,
+    burst: 2_000.0,
+};
 
 /// The y-websocket protocol for one document.
 #[utoipa::path(
@@ -63,209 +67,145 @@ pub async fn yjs_socket(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let upgrade = upgrade.map_err(|rejection| {
-        ApiError::new(rejection.status(), "not_websocket", rejection.body_text())
-    })?;
+    let upgrade = socket::websocket_upgrade(upgrade)?;
     let Some(user) = session.and_then(|s| s.user) else {
         return Err(ApiError::unauthorized(
             "sign_in_required",
             "documents are for signed-in accounts: connect with your session cookie",
         ));
     };
-    if !same_origin(&headers) {
-        return Err(ApiError::forbidden(
-            "cross_origin",
-            "documents accept only pages served by this server",
-        ));
-    }
+    socket::require_same_origin(&headers, "documents")?;
     let Some((_, role)) = open_access(&state, &doc_id, &user.id).await? else {
         return Err(doc_not_found(&doc_id));
     };
-    if state.shutdown.is_cancelled() {
-        return Err(ApiError::unavailable("the server is shutting down"));
-    }
-    let guard = state.tasks.token();
-    Ok(upgrade
-        // Small initial buffers: thousands of idle editors should cost little memory;
-        // buffers grow for large frames.
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
-        .max_message_size(MAX_FRAME_BYTES)
-        .max_frame_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| async move {
-            run(state, doc_id, user.id, role, socket).await;
-            drop(guard);
-        })
-        .into_response())
-}
-
-type Close = (u16, String);
-
-/// Joins the room, retrying if it was unloading at that moment.
-async fn join(
-    rooms: &Arc<Rooms>,
-    doc_id: &str,
-    conn: u64,
-    user_id: &str,
-    role: Role,
-) -> Result<
-    (
-        mpsc::Sender<RoomMsg>,
-        mpsc::Receiver<axum::body::Bytes>,
-        super::room::CloseReason,
-    ),
-    RoomError,
-> {
-    for _ in 0..5 {
-        let room = rooms.get_or_load(doc_id);
-        let (out, queue) = mpsc::channel(super::room::conn_queue_len());
-        let close_reason = super::room::CloseReason::default();
-        let (reply, answer) = oneshot::channel();
-        let msg = RoomMsg::Join {
-            conn,
-            user_id: user_id.to_owned(),
-            role,
-            link: ConnLink {
-                out,
-                close_reason: close_reason.clone(),
-            },
-            reply,
-        };
-        if room.tx.send(msg).await.is_err() {
-            continue;
-        }
-        match answer.await {
-            Ok(Ok(())) => return Ok((room.tx, queue, close_reason)),
-            Ok(Err(RoomError::Retry)) | Err(_) => continue,
-            Ok(Err(err)) => return Err(err),
-        }
-    }
-    Err(RoomError::Retry)
-}
-
-async fn run(state: AppState, doc_id: String, user_id: String, role: Role, socket: WebSocket) {
+    let settings = SocketSettings {
+        max_frame_bytes: MAX_FRAME_BYTES,
+        read_buffer_bytes: Some(READ_BUFFER_BYTES),
+        write_buffer_bytes: Some(0),
+        heartbeat: state.config.heartbeat,
+        client_timeout: state.config.client_timeout,
+        frame_rate: Some(FRAME_RATE),
+        protocol_error: close_code::MALFORMED,
+    };
+    let context = SocketContext {
+        shutdown: state.shutdown.clone(),
+        tasks: state.tasks.clone(),
+        clock: state.clock.clone(),
+    };
     let rooms = state.docs.clone();
-    let conn = rooms.next_conn_id();
-    let (mut sink, mut stream) = socket.split();
-    let (room, mut queue, close_reason) = match join(&rooms, &doc_id, conn, &user_id, role).await {
-        Ok(joined) => joined,
-        Err(err) => {
-            let close = match err {
-                RoomError::Gone => (close_code::DELETED, "the document was deleted".to_owned()),
-                other => (1011, format!("could not open the document: {other}")),
+    let connection = DocConnection {
+        conn: rooms.next_conn_id(),
+        rooms,
+        doc_id,
+        user_id: user.id,
+        role,
+        room: None,
+    };
+    socket::accept(upgrade, context, settings, connection)
+}
+
+/// One y-websocket connection.
+struct DocConnection {
+    rooms: Arc<Rooms>,
+    conn: ConnId,
+    doc_id: String,
+    user_id: String,
+    role: Role,
+    /// The room it joined (once open).
+    room: Option<mpsc::Sender<RoomMsg>>,
+}
+
+impl DocConnection {
+    /// Joins the room, retrying if it was unloading at that moment.
+    async fn join(&self) -> Result<(mpsc::Sender<RoomMsg>, Queue<Bytes>), RoomError> {
+        for _ in 0..5 {
+            let room = self.rooms.get_or_load(&self.doc_id);
+            let (link, queue) = socket::queue(super::room::conn_queue_len());
+            let (reply, answer) = oneshot::channel();
+            let msg = RoomMsg::Join {
+                conn: self.conn,
+                user_id: self.user_id.clone(),
+                role: self.role,
+                link,
+                reply,
             };
-            close_with(&mut sink, close).await;
-            return;
-        }
-    };
-    tracing::debug!(conn, doc = %doc_id, "document connection open");
-    let shutdown = state.shutdown.clone();
-    let heartbeat_every = state.config.heartbeat;
-    let client_timeout = state.config.client_timeout;
-    let mut heartbeat = tokio::time::interval_at(
-        tokio::time::Instant::now() + heartbeat_every,
-        heartbeat_every,
-    );
-    let mut last_heard = Instant::now();
-    let mut bucket = Bucket::new(FRAMES_PER_SEC, FRAME_BURST);
-    let close: Option<Close> = loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break Some((1001, "server shutting down".into())),
-            _ = heartbeat.tick() => {
-                if last_heard.elapsed() > client_timeout {
-                    break Some((close_code::TIMEOUT, "no answer to pings".into()));
-                }
-                if send(&mut sink, Message::Ping(Default::default())).await.is_err() {
-                    break None;
-                }
+            if room.tx.send(msg).await.is_err() {
+                continue;
             }
-            frame = stream.next() => {
-                let message = match frame {
-                    None => break None,
-                    Some(Err(err)) => break Some(frame_error(&err)),
-                    Some(Ok(message)) => message,
-                };
-                last_heard = Instant::now();
-                match message {
-                    Message::Binary(_) | Message::Text(_) if !bucket.take() => break Some((
-                        close_code::RATE_LIMITED,
-                        format!("more than {FRAMES_PER_SEC} messages per second"),
-                    )),
-                    Message::Binary(bytes) => {
-                        // Converted at once: a decoded yrs `Update` is not `Send`.
-                        let frame = decode_frame(&bytes).map(ClientFrame::from);
-                        match frame {
-                            Ok(frame) => {
-                                if room.send(RoomMsg::Frame { conn, frame }).await.is_err() {
-                                    break Some((1011, "the document closed; reconnect".into()));
-                                }
-                            }
-                            Err(err) => break Some((close_code::MALFORMED, format!("malformed message: {err}"))),
-                        }
-                    }
-                    Message::Text(_) => break Some((
-                        close_code::MALFORMED,
-                        "malformed message: text frames are not part of the y-websocket protocol".into(),
-                    )),
-                    Message::Close(_) => break None,
-                    Message::Ping(_) | Message::Pong(_) => {}
-                }
+            match answer.await {
+                Ok(Ok(())) => return Ok((room.tx, queue)),
+                Ok(Err(RoomError::Retry)) | Err(_) => continue,
+                Ok(Err(err)) => return Err(err),
             }
-            out = queue.recv() => match out {
-                Some(bytes) => {
-                    if send(&mut sink, Message::Binary(bytes)).await.is_err() {
-                        break None;
-                    }
-                }
-                None => break Some(close_reason.get().cloned().unwrap_or((
-                    close_code::SLOW_CONSUMER,
-                    "dropped by the server".into(),
-                ))),
-            },
         }
-    };
-    let _ = room.send(RoomMsg::Leave { conn }).await;
-    // What the room queued before dropping us (e.g. the auth message) goes out first.
-    while let Ok(bytes) = queue.try_recv() {
-        if send(&mut sink, Message::Binary(bytes)).await.is_err() {
-            break;
+        Err(RoomError::Retry)
+    }
+}
+
+impl Endpoint for DocConnection {
+    type Item = Bytes;
+
+    async fn open(&mut self, _: &mut Outbound) -> Result<Queue<Bytes>, End> {
+        match self.join().await {
+            Ok((room, queue)) => {
+                tracing::debug!(conn = self.conn, doc = %self.doc_id, "document connection open");
+                self.room = Some(room);
+                Ok(queue)
+            }
+            Err(RoomError::Gone) => {
+                Err(Close::new(close_code::DELETED, "the document was deleted").into())
+            }
+            Err(err) => Err(Close::new(
+                close_code::STORAGE_FAILED,
+                format!("could not open the document: {err}"),
+            )
+            .into()),
         }
     }
-    if let Some(close) = close {
-        tracing::debug!(conn, doc = %doc_id, code = close.0, reason = %close.1, "closing document connection");
-        close_with(&mut sink, close).await;
+
+    async fn on_binary(&mut self, bytes: Bytes, _: &mut Outbound) -> Flow {
+        // Converted at once: a decoded yrs `Update` is not `Send`.
+        let frame = decode_frame(&bytes).map(ClientFrame::from).map_err(|err| {
+            Close::new(close_code::MALFORMED, format!("malformed message: {err}"))
+        })?;
+        let room = self.room.as_ref().ok_or(End::Gone)?;
+        let msg = RoomMsg::Frame {
+            conn: self.conn,
+            frame,
+        };
+        if room.send(msg).await.is_err() {
+            return Err(
+                Close::new(close_code::STORAGE_FAILED, "the document closed; reconnect").into(),
+            );
+        }
+        Ok(())
     }
-}
 
-type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
-
-async fn send(sink: &mut Sink, message: Message) -> Result<(), ()> {
-    match tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
-    }
-}
-
-async fn close_with(sink: &mut Sink, (code, reason): Close) {
-    let frame = CloseFrame {
-        code,
-        reason: Utf8Bytes::from(truncate_reason(&reason)),
-    };
-    let _ = send(sink, Message::Close(Some(frame))).await;
-    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.close()).await;
-}
-
-fn frame_error(err: &axum::Error) -> Close {
-    let text = err.to_string();
-    if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
-        (
-            close_code::TOO_BIG,
-            format!("frame larger than {MAX_FRAME_BYTES} bytes"),
-        )
-    } else {
-        (
+    async fn on_text(&mut self, _: Utf8Bytes, _: &mut Outbound) -> Flow {
+        Err(Close::new(
             close_code::MALFORMED,
-            format!("malformed WebSocket frame: {text}"),
+            "malformed message: text frames are not part of the y-websocket protocol",
         )
+        .into())
+    }
+
+    async fn on_outgoing(&mut self, frame: Bytes, out: &mut Outbound) -> Flow {
+        out.binary(frame).await
+    }
+
+    async fn on_close(&mut self, queue: &mut Queue<Bytes>, out: &mut Outbound) {
+        if let Some(room) = self.room.take() {
+            let _ = room.send(RoomMsg::Leave { conn: self.conn }).await;
+        }
+        // What the room queued before dropping us (e.g. the auth message) goes out
+        // first, within the time one send may take.
+        let _ = tokio::time::timeout(socket::SEND_TIMEOUT, async {
+            while let Some(frame) = queue.try_recv() {
+                if out.binary(frame).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 }

@@ -10,18 +10,29 @@
 //! - A room whose document is gone is answered `None`; the others are unaffected.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use meridian_shared::api::DatabaseBackend;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, Connection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{cluster, store};
+use crate::realtime::Events;
 use crate::AppState;
+
+/// Why a room's updates were not stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The transaction holding them failed (every room in it gets the same error).
+    #[error("the database refused the updates: {0}")]
+    Db(Arc<sqlx::Error>),
+}
 
 /// The first and last sequence numbers given to a room's updates, or `None` when the
 /// document no longer exists.
-pub type Stored = Result<Option<(i64, i64)>, String>;
+pub type Stored = Result<Option<(i64, i64)>, StoreError>;
 
 struct Request {
     doc_id: String,
@@ -57,11 +68,9 @@ impl Writer {
             reply,
         };
         if self.tx.send(request).await.is_err() {
-            return Err("the server is shutting down".into());
+            return Err(StoreError::ShuttingDown);
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Err("the server is shutting down".into()))
+        answer.await.unwrap_or(Err(StoreError::ShuttingDown))
     }
 }
 
@@ -122,8 +131,9 @@ async fn run(state: AppState, mut rx: mpsc::Receiver<Request>) {
             }
             Err(err) => {
                 tracing::error!(%err, "could not store document updates");
+                let err = StoreError::Db(Arc::new(err));
                 for request in by_doc.into_values().flatten() {
-                    let _ = request.reply.send(Err(err.to_string()));
+                    let _ = request.reply.send(Err(err.clone()));
                 }
             }
         }
@@ -159,17 +169,17 @@ async fn commit(
             results[slot].push(range);
         }
     }
-    if state.db.backend == DatabaseBackend::Postgres {
-        let heads: Vec<(&str, i64)> = by_doc
-            .keys()
-            .zip(&results)
-            .filter_map(|(doc_id, ranges)| {
-                let last = ranges.iter().flatten().map(|(_, last)| *last).max()?;
-                Some((doc_id.as_str(), last))
-            })
-            .collect();
-        cluster::notify_stored(&mut tx, &state.instance_id, &heads).await?;
-    }
+    let heads: Vec<(&str, i64)> = by_doc
+        .keys()
+        .zip(&results)
+        .filter_map(|(doc_id, ranges)| {
+            let last = ranges.iter().flatten().map(|(_, last)| *last).max()?;
+            Some((doc_id.as_str(), last))
+        })
+        .collect();
+    let mut events = Events::new(&state.hub);
+    cluster::notify_stored(&mut events, &mut tx, &heads).await?;
     tx.commit().await?;
+    events.deliver();
     Ok(results)
 }

@@ -2,7 +2,7 @@
 //! environment, shared by the OFREP endpoints, the SSE stream and the server's own
 //! checks; and the registry of SSE subscribers with the version each was last sent.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub flags: BTreeMap<String, Flag>,
     pub segments: Segments,
     pub environments: BTreeMap<String, EnvSnapshot>,
+    /// The delivery keys revoked as of this version: a stream that uses one ends.
+    pub revoked_keys: HashSet<String>,
 }
 
 impl Snapshot {
@@ -42,6 +44,7 @@ impl Snapshot {
         environments: &[String],
         flags: Vec<Flag>,
         segment_list: Vec<Segment>,
+        revoked_keys: impl IntoIterator<Item = String>,
     ) -> Snapshot {
         let segments: Segments = segment_list.iter().cloned().collect();
         let mut per_env = BTreeMap::new();
@@ -85,7 +88,13 @@ impl Snapshot {
             flags: flags.into_iter().map(|f| (f.key.clone(), f)).collect(),
             segments,
             environments: per_env,
+            revoked_keys: revoked_keys.into_iter().collect(),
         }
+    }
+
+    /// Whether the delivery key `id` is revoked as of this version.
+    pub fn is_revoked(&self, id: &str) -> bool {
+        self.revoked_keys.contains(id)
     }
 
     /// Evaluates a flag locally (how Meridian gates its own features).
@@ -159,12 +168,19 @@ impl Live {
         if version <= self.snapshot().version && version != 0 {
             return Ok(self.snapshot().version);
         }
-        let (version, flags, segments) = store::load_all(pool).await?;
+        let stored = store::load_all(pool).await?;
         let environments = store::environment_names(pool).await?;
+        let version = stored.version;
         if version < self.snapshot().version {
             return Ok(self.snapshot().version);
         }
-        let snapshot = Snapshot::build(version, &environments, flags, segments);
+        let snapshot = Snapshot::build(
+            version,
+            &environments,
+            stored.flags,
+            stored.segments,
+            stored.revoked_keys,
+        );
         self.current.send_replace(Arc::new(snapshot));
         Ok(version)
     }

@@ -4,9 +4,13 @@
 //! file across restarts of the program).
 //!
 //! ```text
-//! let flags = FlagClient::connect(SdkOptions::new("http://127.0.0.1:8080", "production"));
+//! let flags = FlagClient::connect(SdkOptions::new("http://127.0.0.1:8080", "mk_srv_..."));
 //! if flags.bool_value("new-checkout", &EvaluationContext::new("user-1"), false) { ... }
 //! ```
+//!
+//! It authenticates with a server key of the environment (`Authorization: Bearer KEY`;
+//! an admin creates one with `POST /api/flags/environments/{name}/keys`). A refused key
+//! (revoked, unknown) is retried with backoff, serving the last known configuration.
 //!
 //! The stream is read with a small HTTP/1.1 client of its own (plain `http://`; put TLS
 //! in front with a local proxy), so the SDK needs nothing but tokio. It reconnects with
@@ -48,7 +52,10 @@ pub trait FlagSource: Send + Sync {
 pub struct SdkOptions {
     /// `http://host:port` of a Meridian server.
     pub base_url: String,
-    pub environment: String,
+    /// A server key (`mk_srv_...`), sent as `Authorization: Bearer`.
+    pub key: String,
+    /// The environment to follow; the key's own when `None` (a key reads no other).
+    pub environment: Option<String>,
     /// Keeps the last configuration here, and starts from it when the server is down.
     pub cache_file: Option<PathBuf>,
     /// The first reconnect delay; it doubles up to `max_backoff`.
@@ -57,10 +64,12 @@ pub struct SdkOptions {
 }
 
 impl SdkOptions {
-    pub fn new(base_url: impl Into<String>, environment: impl Into<String>) -> SdkOptions {
+    /// Follows the environment of the server key `key`.
+    pub fn new(base_url: impl Into<String>, key: impl Into<String>) -> SdkOptions {
         SdkOptions {
             base_url: base_url.into(),
-            environment: environment.into(),
+            key: key.into(),
+            environment: None,
             cache_file: None,
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
@@ -305,6 +314,40 @@ fn split_url(base_url: &str) -> Result<(String, String), String> {
     Ok((address, prefix.to_owned()))
 }
 
+/// Whether `text` can go into a request line or header as it is.
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+}
+
+/// The HTTP request that opens the stream.
+fn stream_request(
+    address: &str,
+    prefix: &str,
+    options: &SdkOptions,
+    last: u64,
+) -> Result<String, String> {
+    if !is_token(&options.key) {
+        return Err("the key is not a Meridian delivery key".into());
+    }
+    let query = match &options.environment {
+        Some(env) if is_token(env) => format!("?environment={env}"),
+        Some(env) => return Err(format!("{env:?} is not an environment name")),
+        None => String::new(),
+    };
+    let mut request = format!(
+        "GET {prefix}/api/flags/stream{query} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nAuthorization: Bearer {}\r\n",
+        options.key
+    );
+    if last > 0 {
+        request.push_str(&format!("Last-Event-ID: {last}\r\n"));
+    }
+    request.push_str("\r\n");
+    Ok(request)
+}
+
 /// One connection: reads `put` events until the stream ends. `Ok` if it got as far as
 /// a `200`.
 async fn stream_once(inner: &Inner, options: &SdkOptions, last: u64) -> Result<(), String> {
@@ -314,14 +357,7 @@ async fn stream_once(inner: &Inner, options: &SdkOptions, last: u64) -> Result<(
         .map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(stream);
-    let mut request = format!(
-        "GET {prefix}/api/flags/stream?environment={} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n",
-        options.environment
-    );
-    if last > 0 {
-        request.push_str(&format!("Last-Event-ID: {last}\r\n"));
-    }
-    request.push_str("\r\n");
+    let request = stream_request(&address, &prefix, options, last)?;
     reader
         .get_mut()
         .write_all(request.as_bytes())
@@ -486,5 +522,26 @@ mod tests {
             ("flags.local:80".into(), "/meridian".into())
         );
         assert!(split_url("https://x").is_err());
+    }
+
+    #[test]
+    fn the_request_carries_the_key_and_names_the_environment_if_asked() {
+        let mut options = SdkOptions::new("http://h:1", "mk_srv_00ff");
+        let request = stream_request("h:1", "/m", &options, 0).unwrap();
+        assert!(
+            request.starts_with("GET /m/api/flags/stream HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(request.contains("\r\nAuthorization: Bearer mk_srv_00ff\r\n"));
+        assert!(!request.contains("Last-Event-ID"));
+        options.environment = Some("development".into());
+        let request = stream_request("h:1", "", &options, 7).unwrap();
+        assert!(request.starts_with("GET /api/flags/stream?environment=development HTTP/1.1"));
+        assert!(request.ends_with("Last-Event-ID: 7\r\n\r\n"));
+        options.key = "mk_srv_1\r\nX-Evil: 1".into();
+        assert!(
+            stream_request("h:1", "", &options, 0).is_err(),
+            "no header injection"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! audit entry under that version.
 
 use meridian_shared::flags::admin::{
-    Approval, ApprovalStatus, AuditEntry, EnvironmentSettings, Schedule,
+    Approval, ApprovalStatus, AuditEntry, EnvironmentSettings, KeyInfo, KeyKind, Schedule,
 };
 use meridian_shared::flags::{Flag, FlagEnvironmentConfig, Segment};
 use serde::de::DeserializeOwned;
@@ -26,8 +26,17 @@ pub async fn version(pool: &AnyPool) -> Result<u64, sqlx::Error> {
     Ok(v as u64)
 }
 
-/// The version, every flag and every segment, read consistently.
-pub async fn load_all(pool: &AnyPool) -> Result<(u64, Vec<Flag>, Vec<Segment>), sqlx::Error> {
+/// The configuration at one version, read consistently.
+pub struct Configuration {
+    pub version: u64,
+    pub flags: Vec<Flag>,
+    pub segments: Vec<Segment>,
+    /// The ids of revoked delivery keys (open streams that use one end).
+    pub revoked_keys: Vec<String>,
+}
+
+/// The version, every flag, every segment and the revoked keys, read consistently.
+pub async fn load_all(pool: &AnyPool) -> Result<Configuration, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let v: i64 = sqlx::query_scalar("SELECT version FROM flag_state WHERE id = 1")
         .fetch_one(&mut *tx)
@@ -39,15 +48,20 @@ pub async fn load_all(pool: &AnyPool) -> Result<(u64, Vec<Flag>, Vec<Segment>), 
         sqlx::query_scalar("SELECT definition FROM flag_segments ORDER BY key")
             .fetch_all(&mut *tx)
             .await?;
+    let revoked_keys: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM flag_keys WHERE revoked_at_ms IS NOT NULL")
+            .fetch_all(&mut *tx)
+            .await?;
     tx.commit().await?;
-    Ok((
-        v as u64,
-        flags.iter().map(|f| decode(f)).collect::<Result<_, _>>()?,
-        segments
+    Ok(Configuration {
+        version: v as u64,
+        flags: flags.iter().map(|f| decode(f)).collect::<Result<_, _>>()?,
+        segments: segments
             .iter()
             .map(|s| decode(s))
             .collect::<Result<_, _>>()?,
-    ))
+        revoked_keys,
+    })
 }
 
 pub async fn environments(pool: &AnyPool) -> Result<Vec<EnvironmentSettings>, sqlx::Error> {
@@ -73,14 +87,14 @@ pub async fn environment_names(pool: &AnyPool) -> Result<Vec<String>, sqlx::Erro
 }
 
 pub async fn set_require_approval(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     name: &str,
     require: bool,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("UPDATE flag_environments SET require_approval = $2 WHERE name = $1")
         .bind(name)
         .bind(i64::from(require))
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -174,12 +188,9 @@ pub async fn delete_segment(conn: &mut AnyConnection, key: &str) -> Result<(), s
     Ok(())
 }
 
-/// An audit entry as written.
+/// What a change did, as its audit entry records it. Who made it, when, and under which
+/// version are the change's own ([`super::change::AuditedChange`] fills them in).
 pub struct NewAudit<'a> {
-    pub version: u64,
-    pub at_ms: i64,
-    pub actor_id: Option<&'a str>,
-    pub actor_name: &'a str,
     pub action: &'a str,
     pub flag_key: Option<&'a str>,
     pub environment: Option<&'a str>,
@@ -189,18 +200,8 @@ pub struct NewAudit<'a> {
 }
 
 impl<'a> NewAudit<'a> {
-    pub fn new(
-        version: u64,
-        at_ms: i64,
-        actor_id: Option<&'a str>,
-        actor_name: &'a str,
-        action: &'a str,
-    ) -> NewAudit<'a> {
+    pub fn new(action: &'a str) -> NewAudit<'a> {
         NewAudit {
-            version,
-            at_ms,
-            actor_id,
-            actor_name,
             action,
             flag_key: None,
             environment: None,
@@ -241,16 +242,28 @@ impl<'a> NewAudit<'a> {
     }
 }
 
-pub async fn audit(conn: &mut AnyConnection, entry: NewAudit<'_>) -> Result<(), sqlx::Error> {
+/// Who made a change and when, under which version.
+pub struct AuditStamp<'a> {
+    pub version: u64,
+    pub at_ms: i64,
+    pub actor_id: Option<&'a str>,
+    pub actor_name: &'a str,
+}
+
+pub async fn audit(
+    conn: &mut AnyConnection,
+    stamp: AuditStamp<'_>,
+    entry: NewAudit<'_>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO flag_audit (version, at_ms, actor_id, actor_name, action, flag_key,
                                  environment, before, after, approved_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
-    .bind(entry.version as i64)
-    .bind(entry.at_ms)
-    .bind(entry.actor_id)
-    .bind(entry.actor_name)
+    .bind(stamp.version as i64)
+    .bind(stamp.at_ms)
+    .bind(stamp.actor_id)
+    .bind(stamp.actor_name)
     .bind(entry.action)
     .bind(entry.flag_key)
     .bind(entry.environment)
@@ -532,4 +545,112 @@ pub async fn other_deliveries(
             ))
         })
         .collect()
+}
+
+fn kind_text(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::Server => "server",
+        KeyKind::Client => "client",
+    }
+}
+
+fn kind_from_text(text: &str) -> Result<KeyKind, sqlx::Error> {
+    match text {
+        "server" => Ok(KeyKind::Server),
+        "client" => Ok(KeyKind::Client),
+        other => Err(sqlx::Error::Decode(
+            format!("unknown key kind {other:?}").into(),
+        )),
+    }
+}
+
+const KEY_COLUMNS: &str = "id, kind, environment, prefix, created_at_ms, created_by, revoked_at_ms";
+
+fn key_from_row(row: &AnyRow) -> Result<KeyInfo, sqlx::Error> {
+    Ok(KeyInfo {
+        id: row.try_get(0)?,
+        kind: kind_from_text(&row.try_get::<String, _>(1)?)?,
+        environment: row.try_get(2)?,
+        prefix: row.try_get(3)?,
+        created_at_ms: row.try_get(4)?,
+        created_by: row.try_get(5)?,
+        revoked_at_ms: row.try_get(6)?,
+    })
+}
+
+/// Stores a new delivery key: its description and the SHA-256 of its secret.
+pub async fn insert_key(
+    conn: &mut AnyConnection,
+    key: &KeyInfo,
+    key_hash: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO flag_keys (id, environment, kind, key_hash, prefix, created_at_ms,
+             created_by, revoked_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+    )
+    .bind(&key.id)
+    .bind(&key.environment)
+    .bind(kind_text(key.kind))
+    .bind(key_hash)
+    .bind(&key.prefix)
+    .bind(key.created_at_ms)
+    .bind(&key.created_by)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The keys of an environment (revoked ones included), oldest first.
+pub async fn keys(pool: &AnyPool, environment: &str) -> Result<Vec<KeyInfo>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {KEY_COLUMNS} FROM flag_keys WHERE environment = $1 ORDER BY created_at_ms, id"
+    ))
+    .bind(environment)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(key_from_row).collect()
+}
+
+/// One key of an environment.
+pub async fn key(
+    conn: &mut AnyConnection,
+    environment: &str,
+    id: &str,
+) -> Result<Option<KeyInfo>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {KEY_COLUMNS} FROM flag_keys WHERE environment = $1 AND id = $2"
+    ))
+    .bind(environment)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(key_from_row).transpose()
+}
+
+/// The key whose secret has this SHA-256, revoked or not.
+pub async fn key_by_hash(pool: &AnyPool, key_hash: &str) -> Result<Option<KeyInfo>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {KEY_COLUMNS} FROM flag_keys WHERE key_hash = $1"
+    ))
+    .bind(key_hash)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(key_from_row).transpose()
+}
+
+/// Revokes a key; false if it was revoked already.
+pub async fn revoke_key(
+    conn: &mut AnyConnection,
+    id: &str,
+    at_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE flag_keys SET revoked_at_ms = $2 WHERE id = $1 AND revoked_at_ms IS NULL",
+    )
+    .bind(id)
+    .bind(at_ms)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }

@@ -1,35 +1,40 @@
-//! The bridge between server instances that share one PostgreSQL: events and session
-//! closes travel as NOTIFY on one channel, and every instance LISTENs.
+//! The bridge between server instances that share one PostgreSQL: every notice (events,
+//! session closes, systems' own notices such as the documents') travels as NOTIFY on one
+//! channel, and each instance has one LISTEN connection that hands what arrives to its
+//! hub.
 //!
 //! Invariants:
-//! - An event's notification is queued inside the transaction that stores it, so it is
-//!   sent only if the event commits, and in commit order (which per topic is sequence
-//!   order).
-//! - An instance ignores its own notifications (it delivered those locally already).
-//! - A notification too large for NOTIFY (8000 bytes) carries only `(topic, seq)`, and
-//!   the receivers read the event from the database.
+//! - A notice queued in a transaction (an event, a stored document update) is sent only
+//!   if it commits, and in commit order (which per topic is sequence order).
+//! - An instance ignores its own notices (it delivered those locally already).
+//! - An event too large for NOTIFY (8000 bytes) travels as `(topic, seq)`, and the
+//!   receivers read it from the database; a system's notice that large is not sent
+//!   (systems keep theirs small and recover from lost notices).
+//! - A lost LISTEN connection is reconnected; what was sent meanwhile is lost: clients
+//!   resubscribe with `since`, and each system says how it recovers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use meridian_shared::realtime::Event;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgListener;
-use sqlx::AnyPool;
+use sqlx::{AnyConnection, AnyPool};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use super::hub::{Hub, Remote};
+use super::hub::{Hub, Notice, Remote};
 use super::store;
 
 pub const CHANNEL: &str = "meridian_realtime";
 /// PostgreSQL's limit is 8000 bytes; keep a margin.
 const MAX_NOTIFY_BYTES: usize = 7900;
 
+/// A notice as it travels on [`CHANNEL`].
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-enum Notice {
+enum Wire {
     Event {
         origin: String,
         event: Event,
@@ -45,61 +50,135 @@ enum Notice {
         code: u16,
         reason: String,
     },
+    CloseUser {
+        origin: String,
+        user_id: String,
+        code: u16,
+        reason: String,
+    },
+    System {
+        origin: String,
+        system: String,
+        body: serde_json::Value,
+    },
 }
 
-impl InstanceNotice for Notice {
+impl Wire {
     fn origin(&self) -> &str {
         match self {
-            Notice::Event { origin, .. }
-            | Notice::EventRef { origin, .. }
-            | Notice::CloseSession { origin, .. } => origin,
+            Wire::Event { origin, .. }
+            | Wire::EventRef { origin, .. }
+            | Wire::CloseSession { origin, .. }
+            | Wire::CloseUser { origin, .. }
+            | Wire::System { origin, .. } => origin,
         }
     }
 }
 
-/// The NOTIFY payload announcing `event`.
-pub fn event_notice(origin: &str, event: &Event) -> String {
-    let full = serde_json::to_string(&Notice::Event {
-        origin: origin.to_owned(),
-        event: event.clone(),
-    })
-    .expect("events serialise");
-    if full.len() <= MAX_NOTIFY_BYTES {
-        return full;
+/// The NOTIFY payload of a notice, or `None` when it cannot fit.
+fn encode(origin: &str, notice: &Notice) -> Option<String> {
+    let origin = origin.to_owned();
+    let wire = match notice {
+        Notice::Event(event) => Wire::Event {
+            origin,
+            event: Event::clone(event),
+        },
+        Notice::CloseSession {
+            session_id,
+            code,
+            reason,
+        } => Wire::CloseSession {
+            origin,
+            session_id: session_id.clone(),
+            code: *code,
+            reason: reason.clone(),
+        },
+        Notice::CloseUser {
+            user_id,
+            code,
+            reason,
+        } => Wire::CloseUser {
+            origin,
+            user_id: user_id.clone(),
+            code: *code,
+            reason: reason.clone(),
+        },
+        Notice::System { system, body } => Wire::System {
+            origin,
+            system: system.clone(),
+            body: body.clone(),
+        },
+    };
+    let text = serde_json::to_string(&wire).expect("notices serialise");
+    if text.len() <= MAX_NOTIFY_BYTES {
+        return Some(text);
     }
-    serde_json::to_string(&Notice::EventRef {
-        origin: origin.to_owned(),
-        topic: event.topic.clone(),
-        seq: event.seq,
-    })
-    .expect("refs serialise")
+    match (wire, notice) {
+        (Wire::Event { origin, .. }, Notice::Event(event)) => Some(
+            serde_json::to_string(&Wire::EventRef {
+                origin,
+                topic: event.topic.clone(),
+                seq: event.seq,
+            })
+            .expect("refs serialise"),
+        ),
+        _ => {
+            tracing::warn!(bytes = text.len(), "notice too large to share; skipped");
+            None
+        }
+    }
 }
 
-/// Sends session closes to the other instances.
+/// The other instances, reached through PostgreSQL NOTIFY.
 pub struct PgRemote {
-    pub pool: AnyPool,
-    pub origin: String,
+    pool: AnyPool,
+    origin: String,
+    tasks: TaskTracker,
+}
+
+impl PgRemote {
+    /// `origin` is this instance's id; background sends run on `tasks`.
+    pub fn new(pool: AnyPool, origin: &str, tasks: TaskTracker) -> PgRemote {
+        PgRemote {
+            pool,
+            origin: origin.to_owned(),
+            tasks,
+        }
+    }
 }
 
 impl Remote for PgRemote {
-    fn close_session(&self, session_id: &str, code: u16, reason: &str) -> BoxFuture<'static, ()> {
-        let pool = self.pool.clone();
-        let notice = serde_json::to_string(&Notice::CloseSession {
-            origin: self.origin.clone(),
-            session_id: session_id.to_owned(),
-            code,
-            reason: reason.to_owned(),
-        })
-        .expect("notices serialise");
+    fn queue<'c>(
+        &'c self,
+        conn: &'c mut AnyConnection,
+        notice: &Notice,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+        let payload = encode(&self.origin, notice);
         Box::pin(async move {
-            let sent = async {
-                let mut conn = pool.acquire().await?;
-                store::notify(&mut conn, CHANNEL, &notice).await
-            };
-            if let Err(err) = sent.await {
-                tracing::warn!(%err, "could not tell other instances to close a session");
+            match payload {
+                Some(payload) => store::notify(conn, CHANNEL, &payload).await,
+                None => Ok(()),
             }
         })
+    }
+
+    fn send(&self, notice: Notice) -> BoxFuture<'static, ()> {
+        let pool = self.pool.clone();
+        let payload = encode(&self.origin, &notice);
+        Box::pin(async move {
+            let Some(payload) = payload else { return };
+            let sent = async {
+                let mut conn = pool.acquire().await?;
+                store::notify(&mut conn, CHANNEL, &payload).await
+            };
+            if let Err(err) = sent.await {
+                tracing::warn!(%err, "could not send a notice to the other instances");
+            }
+        })
+    }
+
+    fn send_later(&self, notice: Notice) {
+        self.tasks.spawn(self.send(notice));
     }
 }
 
@@ -111,22 +190,14 @@ pub async fn listen(url: &str) -> Result<PgListener, sqlx::Error> {
     Ok(listener)
 }
 
-/// A notice one instance sends the others on a channel.
-pub trait InstanceNotice: DeserializeOwned {
-    /// The instance that sent it.
-    fn origin(&self) -> &str;
-}
-
-/// The next notice another instance sent on `listener`'s channel, or `None` once
-/// `shutdown` is cancelled. A failed LISTEN connection is reconnected (notifications
-/// sent meanwhile are lost: each system says how it recovers); unreadable notices and
-/// this instance's own are skipped.
-pub async fn next_notice<N: InstanceNotice>(
+/// The next notice another instance sent, or `None` once `shutdown` is cancelled. A
+/// failed LISTEN connection is reconnected; unreadable notices and this instance's own
+/// are skipped.
+async fn next_notice(
     listener: &mut PgListener,
     origin: &str,
-    what: &str,
     shutdown: &CancellationToken,
-) -> Option<N> {
+) -> Option<Wire> {
     loop {
         let notification = tokio::select! {
             _ = shutdown.cancelled() => return None,
@@ -135,24 +206,23 @@ pub async fn next_notice<N: InstanceNotice>(
         let notification = match notification {
             Ok(n) => n,
             Err(err) => {
-                tracing::warn!(%err, "{what} LISTEN connection failed; reconnecting");
+                tracing::warn!(%err, "the LISTEN connection failed; reconnecting");
                 tokio::select! {
                     _ = shutdown.cancelled() => return None,
                     _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
                 }
             }
         };
-        match serde_json::from_str::<N>(notification.payload()) {
+        match serde_json::from_str::<Wire>(notification.payload()) {
             Ok(notice) if notice.origin() == origin => {}
             Ok(notice) => return Some(notice),
-            Err(err) => tracing::warn!(%err, "ignoring a malformed {what} notification"),
+            Err(err) => tracing::warn!(%err, "ignoring a malformed notification"),
         }
     }
 }
 
-/// Delivers other instances' notifications to the local hub until `shutdown`.
-/// Notifications lost while the LISTEN connection is down are recovered by clients
-/// resubscribing with `since`.
+/// The instance's one LISTEN loop: hands other instances' notices to the local hub (and
+/// through it to the systems that registered for theirs) until `shutdown`.
 pub async fn relay(
     mut listener: PgListener,
     hub: Hub,
@@ -160,22 +230,27 @@ pub async fn relay(
     origin: Arc<str>,
     shutdown: CancellationToken,
 ) {
-    while let Some(notice) =
-        next_notice::<Notice>(&mut listener, &origin, "realtime", &shutdown).await
-    {
+    while let Some(notice) = next_notice(&mut listener, &origin, &shutdown).await {
         match notice {
-            Notice::Event { event, .. } => hub.deliver_local(Arc::new(event)),
-            Notice::EventRef { topic, seq, .. } => match store::event(&pool, &topic, seq).await {
+            Wire::Event { event, .. } => hub.deliver_local(Arc::new(event)),
+            Wire::EventRef { topic, seq, .. } => match store::event(&pool, &topic, seq).await {
                 Ok(Some(event)) => hub.deliver_local(Arc::new(event)),
                 Ok(None) => tracing::warn!(%topic, seq, "notified event is gone"),
                 Err(err) => tracing::warn!(%err, "could not read a notified event"),
             },
-            Notice::CloseSession {
+            Wire::CloseSession {
                 session_id,
                 code,
                 reason,
                 ..
             } => hub.close_session_local(&session_id, code, &reason),
+            Wire::CloseUser {
+                user_id,
+                code,
+                reason,
+                ..
+            } => hub.close_user_local(&user_id, code, &reason),
+            Wire::System { system, body, .. } => hub.receive_notice(&system, body).await,
         }
     }
 }
@@ -193,12 +268,42 @@ mod tests {
             payload: serde_json::json!({"text": "hi"}),
             at_ms: 1,
         };
-        let small: Notice = serde_json::from_str(&event_notice("me", &event)).unwrap();
-        assert!(matches!(small, Notice::Event { .. }));
+        let small = encode("me", &Notice::Event(Arc::new(event.clone()))).unwrap();
+        assert!(matches!(
+            serde_json::from_str(&small).unwrap(),
+            Wire::Event { .. }
+        ));
         event.payload = serde_json::json!({"text": "x".repeat(9000)});
-        let notice = event_notice("me", &event);
+        let notice = encode("me", &Notice::Event(Arc::new(event))).unwrap();
         assert!(notice.len() <= MAX_NOTIFY_BYTES);
-        let large: Notice = serde_json::from_str(&notice).unwrap();
-        assert!(matches!(large, Notice::EventRef { seq: 3, .. }));
+        assert!(matches!(
+            serde_json::from_str(&notice).unwrap(),
+            Wire::EventRef { seq: 3, .. }
+        ));
+    }
+
+    #[test]
+    fn systems_notices_carry_their_body_or_are_skipped() {
+        let notice = Notice::System {
+            system: "docs".into(),
+            body: serde_json::json!({"stored": [["d1", 7]]}),
+        };
+        let wire: Wire = serde_json::from_str(&encode("me", &notice).unwrap()).unwrap();
+        match wire {
+            Wire::System {
+                origin,
+                system,
+                body,
+            } => {
+                assert_eq!((origin.as_str(), system.as_str()), ("me", "docs"));
+                assert_eq!(body["stored"][0][1], 7);
+            }
+            other => panic!("{other:?}"),
+        }
+        let huge = Notice::System {
+            system: "docs".into(),
+            body: serde_json::json!("x".repeat(9000)),
+        };
+        assert_eq!(encode("me", &huge), None);
     }
 }

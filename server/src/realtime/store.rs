@@ -3,9 +3,9 @@
 use meridian_shared::realtime::Event;
 use sqlx::{AnyConnection, AnyPool, Row};
 
-/// Takes the next sequence number of a topic. The first statement of a publish: it
-/// takes the topic row's write lock, so publishes to one topic are serialised on every
-/// instance and commit in sequence order.
+/// Takes the next sequence number of a topic. It takes the topic row's write lock until
+/// the transaction ends, so appends to one topic are serialised on every instance and
+/// commit in sequence order.
 pub async fn next_seq(conn: &mut AnyConnection, topic: &str) -> Result<u64, sqlx::Error> {
     let head: i64 = sqlx::query_scalar(
         "INSERT INTO realtime_topics (topic, head) VALUES ($1, 1)
@@ -33,15 +33,27 @@ pub async fn seq_of_op(
     Ok(seq.map(|s| s as u64))
 }
 
+/// Gives back the sequence number [`next_seq`] took in this transaction (the op was a
+/// duplicate). The caller holds the topic row's lock, so nobody took a later one.
+pub async fn undo_next_seq(conn: &mut AnyConnection, topic: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE realtime_topics SET head = head - 1 WHERE topic = $1")
+        .bind(topic)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Stores an event; false (and nothing stored) when the topic already has its op id.
 pub async fn insert_event(
     conn: &mut AnyConnection,
     event: &Event,
     payload_json: &str,
     session_id: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
         "INSERT INTO realtime_events (topic, seq, op_id, payload, session_id, created_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (topic, op_id) DO NOTHING",
     )
     .bind(&event.topic)
     .bind(event.seq as i64)
@@ -51,7 +63,7 @@ pub async fn insert_event(
     .bind(event.at_ms)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// PostgreSQL only: queues a notification, delivered when the transaction commits.

@@ -1,0 +1,148 @@
+//! The one way a system publishes: [`Events`] appends events to topics inside the
+//! system's own transaction and delivers them once it has committed.
+//!
+//! ```text
+//! let mut events = Events::new(&hub);
+//! events.append(&mut tx, topic, op_id, payload, session_id).await?;
+//! tx.commit().await?;
+//! events.deliver();
+//! ```
+//!
+//! Invariants:
+//! - Durable before visible: an event is stored, and on PostgreSQL its NOTIFY queued, in
+//!   the caller's transaction; nobody sees it before that commits (a rolled-back batch is
+//!   simply dropped).
+//! - Ordered topics: `append` first takes the topic's next sequence number, which locks
+//!   the topic row until the transaction ends, so writers to one topic commit in
+//!   sequence order on every instance; the hub puts their deliveries back in that order.
+//!   No lock of this process is taken.
+//! - Idempotent ops: `(topic, op_id)` is unique; appending an op the topic already has
+//!   stores nothing and answers the original sequence number.
+
+use std::sync::Arc;
+
+use meridian_shared::realtime::Event;
+use sqlx::AnyConnection;
+
+use super::hub::{Hub, Notice};
+use super::store;
+use crate::db::Db;
+
+/// The outcome of appending one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub seq: u64,
+    /// The op had been applied before; nothing was stored or sent this time.
+    pub duplicate: bool,
+}
+
+/// Events appended in one transaction, to be delivered after it commits.
+#[must_use = "deliver the events once the transaction has committed"]
+pub struct Events {
+    hub: Hub,
+    appended: Vec<Arc<Event>>,
+}
+
+impl Events {
+    pub fn new(hub: &Hub) -> Events {
+        Events {
+            hub: hub.clone(),
+            appended: Vec::new(),
+        }
+    }
+
+    /// Appends an event to `topic` in the transaction on `conn` (see the module's
+    /// invariants). A transaction that writes should start with its first write; the
+    /// caller's own rows may come before or after this.
+    pub async fn append(
+        &mut self,
+        conn: &mut AnyConnection,
+        topic: &str,
+        op_id: &str,
+        payload: serde_json::Value,
+        session_id: Option<&str>,
+    ) -> Result<Published, sqlx::Error> {
+        let seq = store::next_seq(conn, topic).await?;
+        let payload_json = payload.to_string();
+        let event = Event {
+            topic: topic.to_owned(),
+            seq,
+            op_id: op_id.to_owned(),
+            payload,
+            at_ms: self.hub.clock().now_ms(),
+        };
+        if !store::insert_event(conn, &event, &payload_json, session_id).await? {
+            store::undo_next_seq(conn, topic).await?;
+            let original = store::seq_of_op(conn, topic, op_id)
+                .await?
+                .ok_or(sqlx::Error::RowNotFound)?;
+            return Ok(Published {
+                seq: original,
+                duplicate: true,
+            });
+        }
+        let event = Arc::new(event);
+        if let Some(remote) = self.hub.remote() {
+            remote.queue(conn, &Notice::Event(event.clone())).await?;
+        }
+        self.appended.push(event);
+        Ok(Published {
+            seq,
+            duplicate: false,
+        })
+    }
+
+    /// Queues a notice for `system` on the other instances (see `Hub::notices`) in the
+    /// transaction on `conn`: sent if it commits. Nothing on a single instance.
+    pub async fn notify(
+        &mut self,
+        conn: &mut AnyConnection,
+        system: &str,
+        body: serde_json::Value,
+    ) -> Result<(), sqlx::Error> {
+        let Some(remote) = self.hub.remote() else {
+            return Ok(());
+        };
+        let notice = Notice::System {
+            system: system.to_owned(),
+            body,
+        };
+        remote.queue(conn, &notice).await
+    }
+
+    /// Hands the appended events to this instance's subscribers (other instances get
+    /// them by NOTIFY). Call once the transaction has committed.
+    pub fn deliver(self) {
+        for event in self.appended {
+            self.hub.deliver_local(event);
+        }
+    }
+
+    /// Appends one event in a transaction of its own and delivers it: for a system with
+    /// nothing else to write.
+    pub async fn publish(
+        db: &Db,
+        hub: &Hub,
+        topic: &str,
+        op_id: &str,
+        payload: serde_json::Value,
+        session_id: Option<&str>,
+    ) -> Result<Published, sqlx::Error> {
+        let mut events = Events::new(hub);
+        let published = {
+            let _turn = db.write_turn().await;
+            let mut tx = db.pool.begin().await?;
+            let published = events
+                .append(&mut tx, topic, op_id, payload, session_id)
+                .await?;
+            if published.duplicate {
+                tx.rollback().await?;
+            } else {
+                tx.commit().await?;
+            }
+            published
+        };
+        events.deliver();
+        Ok(published)
+    }
+}
