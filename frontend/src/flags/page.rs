@@ -17,7 +17,7 @@ use super::history::{ApprovalsPanel, AuditPanel};
 use super::keys::KeysPanel;
 use super::list::FlagListPanel;
 use super::preview::{FlagDemo, PreviewPanel};
-use super::state::{FlagAccess, FlagsAction, FlagsPageState};
+use super::state::{stream_access, FlagAccess, FlagsAction, FlagsPageState, StreamAccess};
 use super::stream::{FlagStream, LiveView, StreamState};
 use super::FLAG_VECTORS;
 use crate::app::Route;
@@ -28,7 +28,7 @@ fn SignInPrompt() -> Html {
     html! {
         <div class="callout callout-warning flags-sign-in" data-testid="flags-sign-in">
             <strong>{ "Sign in to manage flags." }</strong>
-            { " Creating, changing, killing and approving flags needs an account; the live configuration below needs none. " }
+            { " Reading flags and following their live configuration needs an account; creating, changing, killing and approving them needs the editor role. " }
             <Link<Route> to={Route::SignIn}>{ "Sign in" }</Link<Route>>
             { " or " }
             <Link<Route> to={Route::SignUp}>{ "create an account" }</Link<Route>>
@@ -193,15 +193,39 @@ pub fn FlagsPage() -> Html {
         Callback::from(move |action: FlagsAction| state.dispatch(action))
     };
 
-    // The stream of the environment shown, started over for another account.
+    // The stream of the environment shown, for an account that may read flags (the
+    // server refuses anyone else), started over for another account.
     let user_id = session.user_id().map(str::to_owned);
+    let follow = stream_access(session.is_loading(), &access);
     {
         let dispatch = dispatch.clone();
         use_effect_with(
-            (state.environment.clone(), user_id.clone()),
-            move |(environment, _)| {
-                let stream = FlagStream::start(environment, dispatch.reform(FlagsAction::Live));
-                move || stream.stop()
+            (state.environment.clone(), user_id.clone(), follow),
+            move |(environment, _, follow)| {
+                let stream = match follow {
+                    StreamAccess::Follow => Some(FlagStream::start(
+                        environment,
+                        dispatch.reform(FlagsAction::Live),
+                    )),
+                    StreamAccess::Waiting => {
+                        dispatch.emit(FlagsAction::Live(LiveView::default()));
+                        None
+                    }
+                    StreamAccess::Refused(why) => {
+                        dispatch.emit(FlagsAction::Live(LiveView {
+                            environment: environment.clone(),
+                            state: StreamState::Offline,
+                            error: Some((*why).to_owned()),
+                            ..LiveView::default()
+                        }));
+                        None
+                    }
+                };
+                move || {
+                    if let Some(stream) = stream {
+                        stream.stop();
+                    }
+                }
             },
         );
     }

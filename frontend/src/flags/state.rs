@@ -62,6 +62,30 @@ impl FlagAccess {
     }
 }
 
+/// Whether the page follows the configuration stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamAccess {
+    /// `/api/auth/me` has not answered yet.
+    Waiting,
+    Follow,
+    /// The server would refuse the stream, for the reason given.
+    Refused(&'static str),
+}
+
+/// Whether an account with `access` follows the stream: it takes `flags:read`, as the
+/// server does (an anonymous request gets 401).
+pub fn stream_access(session_loading: bool, access: &FlagAccess) -> StreamAccess {
+    if session_loading {
+        StreamAccess::Waiting
+    } else if !access.signed_in {
+        StreamAccess::Refused("Sign in to follow the live configuration.")
+    } else if !access.read {
+        StreamAccess::Refused("Your role cannot read flags.")
+    } else {
+        StreamAccess::Follow
+    }
+}
+
 /// What the page holds from the admin API.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AdminData {
@@ -426,6 +450,27 @@ mod tests {
         // A server without roles: every account could do everything.
         let legacy = FlagAccess::of(&session(None));
         assert!(legacy.read && legacy.write && legacy.keys && legacy.role.is_none());
+    }
+
+    #[test]
+    fn the_stream_is_followed_with_read_access_only() {
+        assert_eq!(
+            stream_access(true, &FlagAccess::default()),
+            StreamAccess::Waiting
+        );
+        assert!(matches!(
+            stream_access(false, &FlagAccess::default()),
+            StreamAccess::Refused(why) if why.contains("Sign in")
+        ));
+        assert_eq!(stream_access(false, &viewer()), StreamAccess::Follow);
+        let no_read = FlagAccess {
+            signed_in: true,
+            ..FlagAccess::default()
+        };
+        assert!(matches!(
+            stream_access(false, &no_read),
+            StreamAccess::Refused(_)
+        ));
     }
 
     #[test]
