@@ -2,7 +2,8 @@
 //! 127.0.0.1:0, SQLite) serving the built web UI.
 //!
 //! - On a fresh installation the first account is the admin: the header says so and
-//!   links to `/admin`; it creates a flag from the flags page.
+//!   links to `/admin`; it creates a flag from the flags page, and a delivery key (its
+//!   secret shown once) which it then revokes.
 //! - A second account (a viewer, in a second browser) is refused the admin page and sees
 //!   the flags page read-only: no kill switch, no create form, the editor disabled.
 //! - The admin grants it `editor` on `/admin`; the viewer's page shows the controls
@@ -80,6 +81,41 @@ async fn a_granted_role_shows_its_controls_without_a_reload() {
     admin
         .wait_for_absence("[data-testid=flags-read-only]")
         .await;
+
+    // An admin manages the environment's delivery keys: a new key's secret is shown
+    // once, and a revoked key is listed as such.
+    admin
+        .wait_for_attr("[data-testid=keys-panel]", "data-environment", "production")
+        .await;
+    admin
+        .wait_for("[data-testid=key-kind]")
+        .await
+        .select_by_value("client")
+        .await
+        .expect("choose a client key");
+    admin.click("[data-testid=key-create]").await;
+    admin.wait_for("[data-testid=new-key-secret]").await;
+    let secret = admin
+        .client
+        .execute(
+            "return document.querySelector('[data-testid=new-key-secret]').value;",
+            vec![],
+        )
+        .await
+        .expect("read the new key");
+    assert!(
+        secret.as_str().is_some_and(|key| key.len() >= 16),
+        "a secret is shown: {secret}"
+    );
+    admin
+        .wait_for_attr("[data-testid=keys-panel] li", "data-kind", "client")
+        .await;
+    admin.click("[data-testid^=revoke-]").await;
+    admin.click("[data-testid^=revoke-]").await;
+    admin
+        .wait_for_attr("[data-testid=keys-panel] li", "data-revoked", "true")
+        .await;
+    admin.wait_for_absence("[data-testid=new-key]").await;
 
     // A second account is a viewer: the admin page refuses it, the flags page is
     // read-only.
