@@ -7,24 +7,29 @@
 //!
 //! Invariants: the header always shows the connection indicator
 //! (`[data-testid=connection]`, `data-state` = `online` | `connecting` | `offline`) and
-//! who-am-I (`[data-testid=whoami]`: the username, or "Guest"); guests get Sign in and
-//! Sign up links, users a Sign out button.
+//! who-am-I (`[data-testid=whoami]`: the username, or "Guest"); a signed-in account's
+//! role beside it (`[data-testid=role]`, `data-role`) and, when it holds `admin:roles`,
+//! an "Admin" link (`[data-testid=nav-admin]`); guests get Sign in and Sign up links,
+//! users a Sign out button. The role shown is the one `/api/auth/me` last told, which
+//! the realtime client refetches when the server says the role changed and when the
+//! window regains the focus.
 
 use meridian_shared::api::Me;
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 use yew_router::prelude::*;
 
+use crate::admin::{AdminPage, ROLES_PERMISSION};
+use crate::cart::CartPage;
 use crate::components::StatePill;
+use crate::docs::pages::document::DocPage;
+use crate::docs::pages::DocsPage;
+use crate::flags::FlagsPage;
+use crate::ids::IdsPage;
 use crate::net::http::{self, HttpError};
 use crate::net::realtime::{ConnectionState, Realtime, RealtimeConfig, RealtimeStatus};
 use crate::pages::auth::{AuthMode, AuthPage};
-use crate::pages::cart::CartPage;
-use crate::pages::docs::document::DocPage;
-use crate::pages::docs::DocsPage;
-use crate::pages::flags::FlagsPage;
 use crate::pages::home::HomePage;
-use crate::pages::ids::IdsPage;
 use crate::pages::not_found::NotFoundPage;
 use crate::pages::status::{describe_rtt, StatusPage};
 use crate::session::{SessionAction, SessionState};
@@ -50,6 +55,8 @@ pub enum Route {
     Doc { id: String },
     #[at("/status")]
     Status,
+    #[at("/admin")]
+    Admin,
     #[not_found]
     #[at("/404")]
     NotFound,
@@ -66,6 +73,7 @@ fn switch(route: Route) -> Html {
         Route::Docs => html! { <DocsPage /> },
         Route::Doc { id } => html! { <DocPage {id} /> },
         Route::Status => html! { <StatusPage /> },
+        Route::Admin => html! { <AdminPage /> },
         Route::NotFound => html! { <NotFoundPage /> },
     }
 }
@@ -232,9 +240,21 @@ fn Header() -> Html {
             _ => None,
         };
         html! {
-            <span class={classes!("whoami", session.is_user().then_some("whoami-user"))} data-testid="whoami" {title}>
-                { session.display_name().to_owned() }
-            </span>
+            <>
+                <span class={classes!("whoami", session.is_user().then_some("whoami-user"))} data-testid="whoami" {title}>
+                    { session.display_name().to_owned() }
+                </span>
+                if let Some(role) = session.role() {
+                    <span
+                        class={classes!("role-badge", format!("role-{}", role.as_str()))}
+                        data-testid="role"
+                        data-role={role.as_str()}
+                        title={format!("Your role: {role}")}
+                    >
+                        { role.as_str() }
+                    </span>
+                }
+            </>
         }
     };
 
@@ -252,6 +272,9 @@ fn Header() -> Html {
                     { nav_link(Route::Flags, "Flags") }
                     { nav_link(Route::Docs, "Docs") }
                     { nav_link(Route::Status, "Status") }
+                    if session.allows(ROLES_PERMISSION) {
+                        <span data-testid="nav-admin">{ nav_link(Route::Admin, "Admin") }</span>
+                    }
                 </nav>
                 <div class="account">
                     <StatePill
@@ -292,6 +315,8 @@ mod tests {
             Some(Route::Doc { id: "d1".into() })
         );
         assert_eq!(Route::recognize("/status"), Some(Route::Status));
+        assert_eq!(Route::Admin.to_path(), "/admin");
+        assert_eq!(Route::recognize("/admin"), Some(Route::Admin));
         assert_eq!(Route::recognize("/no/such/page"), Some(Route::NotFound));
     }
 

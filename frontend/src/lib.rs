@@ -5,25 +5,36 @@
 //! - [`app`]: the routes, the header (who am I, connection indicator) and the contexts
 //!   every page reads: the [`net::realtime::Realtime`] handle, its
 //!   [`net::realtime::RealtimeStatus`] and the [`session::SessionState`].
-//! - [`pages`]: one module per page.
-//! - [`docs`]: the collaborative document replica, its sync and its editor.
+//! - One folder per system, with its pages, components, state, storage and API calls
+//!   together: [`cart`] (the shop), [`flags`] (feature flags), [`ids`] (the ID
+//!   generator), [`docs`] (collaborative documents), [`admin`] (accounts and roles).
+//! - [`pages`]: the plumbing pages that belong to no system (home, sign-in, status,
+//!   not found).
 //! - [`components`]: widgets that several pages share.
-//! - [`net`]: typed HTTP helpers and the realtime client (WebSocket with reconnect,
-//!   heartbeat and an offline outbox).
+//! - [`net`]: typed HTTP helpers, the one reconnecting WebSocket ([`net::socket`]) and
+//!   the realtime client on it (heartbeat, subscriptions and an offline outbox).
 //! - [`store`]: browser storage: IndexedDB, the outbox kept in it, and the
 //!   BroadcastChannel between tabs.
+//! - [`session`]: who the session belongs to, its role and permissions.
 //! - [`browser`]: the few small facts read from the browser (clock, randomness, URLs).
 //!
 //! Invariants:
 //! - Wire types come from `meridian_shared`; nothing here redefines them.
+//! - Plumbing (`net`, `store`, `components`, `pages`, `session`, `browser`) names no
+//!   system; `store` does not import `net`; a system imports plumbing, never another
+//!   system's internals.
 //! - Page logic that can be pure is a reducer or a plain function, tested natively with
 //!   `cargo test -p meridian-web`; code that touches the DOM is never called by those
 //!   tests.
 
+pub mod admin;
 pub mod app;
 pub mod browser;
+pub mod cart;
 pub mod components;
 pub mod docs;
+pub mod flags;
+pub mod ids;
 pub mod net;
 pub mod pages;
 pub mod session;

@@ -7,7 +7,7 @@
 
 use std::rc::Rc;
 
-use meridian_shared::api::{Me, SessionKind};
+use meridian_shared::api::{Access, Me, Role, SessionKind};
 use yew::Reducible;
 
 use crate::net::http::HttpError;
@@ -75,6 +75,38 @@ impl SessionState {
 
     pub fn is_user(&self) -> bool {
         self.username().is_some()
+    }
+
+    /// The signed-in account's id, if any.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            SessionState::Known(Me {
+                kind: SessionKind::User,
+                user: Some(user),
+                ..
+            }) => Some(&user.id),
+            _ => None,
+        }
+    }
+
+    /// The signed-in account's role and permissions, as `/api/auth/me` last told them.
+    pub fn access(&self) -> Option<&Access> {
+        match self {
+            SessionState::Known(me) if self.is_user() => me.access.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The signed-in account's role, if the server told it.
+    pub fn role(&self) -> Option<Role> {
+        self.access().map(|access| access.role)
+    }
+
+    /// Whether the signed-in account holds `permission` (`flags:write`, `admin:roles`,
+    /// ...). A guest holds none.
+    pub fn allows(&self, permission: &str) -> bool {
+        self.access()
+            .is_some_and(|access| access.allows(permission))
     }
 
     /// The name to show and to sign messages with: the username, or "Guest".
@@ -149,6 +181,37 @@ mod tests {
             }
         );
         assert_eq!(unknown.display_name(), "Guest");
+    }
+
+    #[test]
+    fn the_role_and_permissions_are_the_accounts() {
+        let mut me = alice();
+        me.access = Some(Access {
+            role: Role::Editor,
+            permissions: vec!["flags:read".into(), "flags:write".into()],
+        });
+        let state = reduce(SessionState::Loading, SessionAction::Loaded(me.clone()));
+        assert_eq!(state.role(), Some(Role::Editor));
+        assert_eq!(state.user_id(), Some("u1"));
+        assert!(state.allows("flags:write"));
+        assert!(!state.allows("admin:roles"));
+        // A role change arrives as a new answer of `/api/auth/me`.
+        me.access = Some(Access {
+            role: Role::Admin,
+            permissions: vec!["admin:roles".into()],
+        });
+        let state = reduce(state, SessionAction::Loaded(me));
+        assert!(state.allows("admin:roles"));
+        assert!(!state.allows("flags:write"));
+        // A guest holds nothing, whatever the answer says.
+        let mut guest = guest();
+        guest.access = Some(Access {
+            role: Role::Admin,
+            permissions: vec!["admin:roles".into()],
+        });
+        let state = reduce(state, SessionAction::Loaded(guest));
+        assert_eq!((state.role(), state.allows("admin:roles")), (None, false));
+        assert_eq!(SessionState::Loading.user_id(), None);
     }
 
     #[test]

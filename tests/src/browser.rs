@@ -392,3 +392,38 @@ impl Browser {
             .unwrap_or_else(|e| panic!("set network conditions offline={offline}: {e}"));
     }
 }
+
+impl Browser {
+    /// Waits until no element matches `css` (it was removed, or never rendered).
+    pub async fn wait_for_absence(&self, css: &str) {
+        self.wait_until(
+            &format!("no element matching {css}"),
+            "return document.querySelector(arguments[0]) === null;",
+            vec![json!(css)],
+            css,
+        )
+        .await;
+    }
+
+    /// Puts a mark on the page's `window` that a reload would wipe out.
+    pub async fn mark_page(&self, mark: &str) {
+        self.client
+            .execute(
+                "window.__meridianNoReload = arguments[0]; return true;",
+                vec![json!(mark)],
+            )
+            .await
+            .expect("mark the page");
+    }
+
+    /// Whether the mark of [`Browser::mark_page`] is still there (the page was not
+    /// reloaded).
+    pub async fn page_mark(&self) -> Option<String> {
+        self.client
+            .execute("return window.__meridianNoReload || null;", vec![])
+            .await
+            .expect("read the mark")
+            .as_str()
+            .map(str::to_owned)
+    }
+}

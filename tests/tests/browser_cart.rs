@@ -7,7 +7,7 @@
 //! - Signing up merges the guest cart: the page shows the account's cart with the
 //!   guest's lines and the merge notice, which stays dismissed once dismissed.
 //!
-//! The selectors are the cart page's test contract (frontend/src/pages/cart.rs). Every
+//! The selectors are the cart page's test contract (frontend/src/cart/page.rs). Every
 //! wait polls the page with a bound; nothing sleeps.
 
 use meridian_shared::cart::{CartHistory, CartOwner, CartView, HistoryKind, Product, ProductList};

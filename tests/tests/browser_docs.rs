@@ -11,7 +11,7 @@
 //! - A saved version previews read-only and, restored, reaches every tab; deleting the
 //!   document ends the sessions that have it open.
 //!
-//! The selectors are the documents pages' test contract (frontend/src/pages/docs/mod.rs)
+//! The selectors are the documents pages' test contract (frontend/src/docs/pages/mod.rs)
 //! and the editor's (frontend/src/docs/editor.rs). Every wait polls the page with a
 //! bound; nothing sleeps for a fixed time.
 

@@ -6,11 +6,12 @@
 //!   demo turns `off` without a reload.
 //! - The evaluator's test vectors, run by the page's wasm, all match.
 //! - Offline, the page keeps answering from the last known configuration (kept in
-//!   localStorage too), and catches up when the network is back.
+//!   localStorage too), and catches up when the network is back; a viewer's read access
+//!   is enough to follow the stream, and a guest does not follow it.
 //! - The editor: the rollout slider saves the weights it shows, the browser's evaluation
 //!   agrees with the server's preview, and the server's refusal names the rule.
 //!
-//! The selectors are the flags page's test contract (frontend/src/pages/flags.rs). Every
+//! The selectors are the flags page's test contract (frontend/src/flags/mod.rs). Every
 //! wait polls the page with a bound; nothing sleeps.
 
 use meridian_shared::flags::{Flag, Serve};
@@ -175,8 +176,8 @@ async fn every_evaluator_vector_matches_in_wasm() {
     let server = start_server(&db).await;
     let browser = Browser::start().await;
 
-    // A guest: the page runs the vectors and follows the stream, and asks to sign in
-    // for the rest.
+    // A guest: the page runs the vectors, asks to sign in, and does not follow the
+    // stream (the server refuses it to anonymous requests).
     browser.goto(&server.url("/flags")).await;
     browser
         .wait_for_attr("[data-testid=vector-check]", "data-state", "pass")
@@ -198,7 +199,17 @@ async fn every_evaluator_vector_matches_in_wasm() {
         .wait_for_text_containing("[data-testid=flags-sign-in]", "Sign in to manage flags")
         .await;
     browser
+        .wait_for_attr("[data-testid=stream-state]", "data-state", "offline")
+        .await;
+
+    // Signed in, the page follows the stream, and the vectors still all match.
+    sign_up(&browser, &server, "reader").await;
+    browser.goto(&server.url("/flags")).await;
+    browser
         .wait_for_attr("[data-testid=stream-state]", "data-state", "live")
+        .await;
+    browser
+        .wait_for_attr("[data-testid=vector-check]", "data-state", "pass")
         .await;
 
     browser.close().await;
@@ -214,7 +225,8 @@ async fn offline_the_page_keeps_the_last_known_configuration() {
     boolean_flag_on_in_production(&admin, key).await;
     let browser = Browser::start().await;
 
-    // A guest follows the stream: no account is needed to evaluate.
+    // A second account, a viewer, follows the stream: reading is enough to evaluate.
+    sign_up(&browser, &server, "reader").await;
     open_flags(&browser, &server, key).await;
     browser
         .wait_for_text("[data-testid=flag-demo-value]", "on")

@@ -1,6 +1,11 @@
 //! Collaborative documents in the browser: the document replica (a yrs `Doc` compiled to
 //! wasm), its sync with the server over the y-websocket protocol, its copy in IndexedDB,
-//! the other tabs, and the editing surface bound to it.
+//! the other tabs, the editing surface bound to it, the pages and the typed calls of
+//! `/api/docs`.
+//!
+//! Layout: [`session`] (the sync engine), [`persist`] (IndexedDB), [`editor`] and
+//! [`editor_model`] (the editing surface and its pure logic), [`api`] (`/api/docs`),
+//! [`pages`] (the list, the document page, sharing and history).
 //!
 //! Invariants:
 //! - The replica is the source of truth of what is shown: the editor renders from it and
@@ -10,8 +15,10 @@
 //!   [`STORED_ORIGIN`], [`TAB_ORIGIN`]) so they are never echoed back nor undone by the
 //!   local undo manager.
 
+pub mod api;
 pub mod editor;
 pub mod editor_model;
+pub mod pages;
 pub mod persist;
 pub mod session;
 

@@ -24,8 +24,10 @@
 //! (messages of one connection are processed in order). Until that answer arrives the
 //! status is [`SyncStatus::Saving`]. A connection that stays silent is probed (a step 1)
 //! after [`SILENCE_PROBE_MS`] and replaced after [`SILENCE_CLOSE_MS`]; a closed one is
-//! reopened with exponential backoff and full jitter (capped at [`RECONNECT_MAX_MS`]),
-//! at once when the browser comes back online.
+//! reopened by the one reconnecting socket of the app ([`crate::net::socket`]: its
+//! [`Link`] inside the [`SyncMachine`], its [`Socket`] in the glue), with exponential
+//! backoff and full jitter capped at 10 s ([`Backoff::DOCUMENT`]), at once when the
+//! browser comes back online.
 //!
 //! Presence: this tab's state is renewed every [`AWARENESS_RENEW_MS`]; peers not renewed
 //! for [`AWARENESS_TIMEOUT_MS`] are removed; the tab says goodbye (a `null` state) on
@@ -56,7 +58,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::spawn_local;
-use web_sys::{BroadcastChannel, CloseEvent, MessageEvent, WebSocket};
+use web_sys::{BroadcastChannel, MessageEvent};
 use yew::Callback;
 use yrs::block::ClientID;
 use yrs::encoding::read::Cursor;
@@ -72,12 +74,11 @@ use super::persist::{DocStore, COMPACT_AFTER};
 use super::{DocHandle, PeerCursor, REMOTE_ORIGIN, STORED_ORIGIN, TAB_ORIGIN};
 use crate::browser::{self, WindowListener};
 use crate::net::http::path_segment;
+use crate::net::socket::{
+    AfterClose, Backoff, Frame, Link, LinkCommand, LinkInput, Phase, Socket, SocketEvents,
+    ABNORMAL_CLOSURE,
+};
 use crate::store::idb::IdbError;
-
-/// The first reconnect waits up to this long (full jitter).
-pub const RECONNECT_BASE_MS: u32 = 500;
-/// No reconnect waits longer than this.
-pub const RECONNECT_MAX_MS: u32 = 10_000;
 /// With nothing heard from the server for this long, the client asks (a step 1).
 pub const SILENCE_PROBE_MS: f64 = 15_000.0;
 /// With nothing heard for this long, the connection is given up and reopened.
@@ -217,27 +218,17 @@ pub enum SyncCommand {
     CancelRetry,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Link {
-    /// No socket: a reconnect is scheduled, or waits for the browser to come online.
-    Down,
-    Opening,
-    /// `synced` once the answer to the connection's first step 1 arrived.
-    Open {
-        synced: bool,
-    },
-}
-
 /// The connection's state: a pure machine. Local edits are numbered; a step 1 sent after
 /// some of them were sent is a probe whose step 2 answer confirms them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncMachine {
+    /// The socket's connection: backoff, the network, what a close means.
     link: Link,
+    /// The answer to the connection's first step 1 arrived.
+    synced: bool,
     /// ReadOnly or Deleted: the session is over.
     terminal: Option<SyncStatus>,
     stopped: bool,
-    browser_online: bool,
-    failed_attempts: u32,
     /// Local changes made (including "this replica had more than the server" at a
     /// connect).
     local_seq: u64,
@@ -253,17 +244,15 @@ pub struct SyncMachine {
     error: Option<String>,
     /// Why the last connection ended, for the tooltip.
     last_close: Option<String>,
-    retry_in_ms: Option<u32>,
 }
 
 impl Default for SyncMachine {
     fn default() -> SyncMachine {
         SyncMachine {
-            link: Link::Down,
+            link: Link::new(Backoff::DOCUMENT),
+            synced: false,
             terminal: None,
             stopped: false,
-            browser_online: true,
-            failed_attempts: 0,
             local_seq: 0,
             sent_seq: 0,
             confirmed_seq: 0,
@@ -271,24 +260,18 @@ impl Default for SyncMachine {
             last_heard_ms: 0.0,
             error: None,
             last_close: None,
-            retry_in_ms: None,
         }
     }
 }
 
-/// The delay before reconnect attempt `attempt` (0 for the first after a failure):
-/// exponential from [`RECONNECT_BASE_MS`] up to [`RECONNECT_MAX_MS`], with full jitter
-/// (`jitter` in `[0, 1)` picks a point between zero and that cap).
-pub fn reconnect_delay_ms(attempt: u32, jitter: f64) -> u32 {
-    let cap = RECONNECT_BASE_MS
-        .saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX))
-        .min(RECONNECT_MAX_MS);
-    let unit = if jitter.is_finite() {
-        jitter.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    ((cap as f64) * unit).floor().min(cap as f64) as u32
+/// What a close code of a document socket means for the connection: the document is
+/// gone or refuses this page's edits (stop for good), or anything else (retry after the
+/// backoff).
+pub fn after_close(code: u16) -> AfterClose {
+    match code {
+        close_code::READ_ONLY | close_code::DELETED => AfterClose::Stop,
+        _ => AfterClose::Retry,
+    }
 }
 
 /// A sentence about why a document connection closed.
@@ -318,13 +301,11 @@ impl SyncMachine {
         if let Some(terminal) = &self.terminal {
             return terminal.clone();
         }
-        match self.link {
-            Link::Open { synced: true } if self.confirmed_seq < self.local_seq => {
-                SyncStatus::Saving
-            }
-            Link::Open { synced: true } => SyncStatus::Synced,
-            Link::Open { synced: false } | Link::Opening => SyncStatus::Connecting,
-            Link::Down => match &self.error {
+        match self.link.phase() {
+            Phase::Open if self.synced && self.confirmed_seq < self.local_seq => SyncStatus::Saving,
+            Phase::Open if self.synced => SyncStatus::Synced,
+            Phase::Open | Phase::Opening => SyncStatus::Connecting,
+            Phase::Down => match &self.error {
                 Some(error) => SyncStatus::Error(error.clone()),
                 None => SyncStatus::Offline,
             },
@@ -351,11 +332,11 @@ impl SyncMachine {
                 detail.push(' ');
                 detail.push_str(close);
             }
-            match self.retry_in_ms {
+            match self.link.retry_in_ms() {
                 Some(delay) => {
                     detail.push_str(&format!(" Retrying in {:.1} s.", delay as f64 / 1000.0))
                 }
-                None if !self.browser_online => {
+                None if !self.link.browser_online() => {
                     detail.push_str(" Waiting for the network to come back.")
                 }
                 None => {}
@@ -366,7 +347,7 @@ impl SyncMachine {
 
     /// Whether the socket is open (frames may be sent).
     pub fn is_open(&self) -> bool {
-        matches!(self.link, Link::Open { .. })
+        self.link.is_open()
     }
 
     /// Whether the session is over (read-only, deleted or stopped).
@@ -376,7 +357,7 @@ impl SyncMachine {
 
     /// Connection attempts that failed since the last successful sync.
     pub fn failed_attempts(&self) -> u32 {
-        self.failed_attempts
+        self.link.failed_attempts()
     }
 
     pub fn handle(&mut self, input: SyncInput) -> Vec<SyncCommand> {
@@ -385,17 +366,13 @@ impl SyncMachine {
         }
         let mut out = Vec::new();
         match input {
-            SyncInput::Start { online } => {
-                self.browser_online = online;
-                if online {
-                    self.connect(&mut out);
-                }
-            }
+            SyncInput::Start { online } => self.link_input(LinkInput::Start { online }, &mut out),
             SyncInput::Opened { now_ms } => {
-                if self.link != Link::Opening {
+                if self.link.phase() != Phase::Opening {
                     return out;
                 }
-                self.link = Link::Open { synced: false };
+                self.link_input(LinkInput::Opened, &mut out);
+                self.synced = false;
                 self.last_heard_ms = now_ms;
                 // Nothing of ours is on this connection yet: the first step 2 confirms
                 // nothing new, it brings the server's content.
@@ -419,15 +396,15 @@ impl SyncMachine {
                 self.probe_if_needed(&mut out);
             }
             SyncInput::ServerStep2 => {
-                let Link::Open { synced } = self.link else {
+                if !self.is_open() {
                     return out;
-                };
+                }
                 if let Some(covered) = self.probes.pop_front() {
                     self.confirmed_seq = self.confirmed_seq.max(covered);
                 }
-                if !synced {
-                    self.link = Link::Open { synced: true };
-                    self.failed_attempts = 0;
+                if !self.synced {
+                    self.synced = true;
+                    self.link_input(LinkInput::Ready, &mut out);
                     self.error = None;
                     self.last_close = None;
                 }
@@ -448,113 +425,83 @@ impl SyncMachine {
                     reason
                 };
                 self.terminal = Some(SyncStatus::ReadOnly(reason));
-                self.go_down(&mut out);
+                self.link_input(LinkInput::Stop, &mut out);
             }
             SyncInput::Closed {
                 code,
                 reason,
                 jitter,
             } => {
-                if self.link == Link::Down {
+                if self.link.phase() == Phase::Down {
                     return out;
                 }
-                self.link = Link::Down;
-                self.probes.clear();
                 match code {
                     close_code::READ_ONLY => {
                         let reason = if reason.trim().is_empty() {
                             "your access to this document changed".to_owned()
                         } else {
-                            reason
+                            reason.clone()
                         };
                         self.terminal = Some(SyncStatus::ReadOnly(reason));
-                        return out;
                     }
-                    close_code::DELETED => {
-                        self.terminal = Some(SyncStatus::Deleted);
-                        return out;
-                    }
+                    close_code::DELETED => self.terminal = Some(SyncStatus::Deleted),
                     close_code::MALFORMED | close_code::TOO_BIG => {
                         self.error = Some(describe_close(code, &reason));
                     }
                     _ => {}
                 }
-                self.last_close = Some(describe_close(code, &reason));
-                self.schedule_retry(jitter, &mut out);
+                if self.terminal.is_none() {
+                    self.last_close = Some(describe_close(code, &reason));
+                }
+                let after = after_close(code);
+                self.link_input(LinkInput::Closed { after, jitter }, &mut out);
             }
             SyncInput::BrowserOffline => {
-                self.browser_online = false;
-                self.go_down(&mut out);
+                self.link_input(LinkInput::BrowserOffline, &mut out);
                 self.last_close = None;
             }
-            SyncInput::BrowserOnline => {
-                self.browser_online = true;
-                self.failed_attempts = 0;
-                if self.link == Link::Down {
-                    self.connect(&mut out);
-                }
-            }
-            SyncInput::RetryDue => {
-                self.retry_in_ms = None;
-                if self.link == Link::Down && self.browser_online {
-                    self.connect(&mut out);
-                }
-            }
+            SyncInput::BrowserOnline => self.link_input(LinkInput::BrowserOnline, &mut out),
+            SyncInput::RetryDue => self.link_input(LinkInput::RetryDue, &mut out),
             SyncInput::Tick { now_ms, online } => {
-                if online && !self.browser_online {
-                    return self.handle(SyncInput::BrowserOnline);
+                if online && !self.link.browser_online() {
+                    self.link_input(LinkInput::NetworkCheck { online }, &mut out);
+                    return out;
                 }
                 if !self.is_open() {
                     return out;
                 }
                 let silent_for = now_ms - self.last_heard_ms;
                 if silent_for >= SILENCE_CLOSE_MS {
-                    self.go_down(&mut out);
                     self.last_close = Some("The server stopped answering.".to_owned());
-                    self.schedule_retry(0.0, &mut out);
+                    self.link_input(LinkInput::Lost { jitter: 0.0 }, &mut out);
                 } else if silent_for >= SILENCE_PROBE_MS && self.probes.is_empty() {
                     self.probes.push_back(self.sent_seq);
                     out.push(SyncCommand::SendStep1);
                 }
             }
             SyncInput::Stop => {
-                self.go_down(&mut out);
+                self.link_input(LinkInput::Stop, &mut out);
                 self.stopped = true;
             }
         }
         out
     }
 
-    fn connect(&mut self, out: &mut Vec<SyncCommand>) {
-        if self.retry_in_ms.take().is_some() {
-            out.push(SyncCommand::CancelRetry);
+    /// Feeds the link and turns what it asks into commands. Whatever leaves the open
+    /// state takes the connection's probes with it.
+    fn link_input(&mut self, input: LinkInput, out: &mut Vec<SyncCommand>) {
+        for command in self.link.handle(input) {
+            out.push(match command {
+                LinkCommand::Connect => SyncCommand::Connect,
+                LinkCommand::Close => SyncCommand::CloseSocket,
+                LinkCommand::RetryIn(delay) => SyncCommand::RetryIn(delay),
+                LinkCommand::CancelRetry => SyncCommand::CancelRetry,
+            });
         }
-        self.link = Link::Opening;
-        self.probes.clear();
-        out.push(SyncCommand::Connect);
-    }
-
-    /// Closes the socket (if any) without scheduling a reconnect.
-    fn go_down(&mut self, out: &mut Vec<SyncCommand>) {
-        if self.link != Link::Down {
-            out.push(SyncCommand::CloseSocket);
+        if !self.link.is_open() {
+            self.probes.clear();
+            self.synced = false;
         }
-        if self.retry_in_ms.take().is_some() {
-            out.push(SyncCommand::CancelRetry);
-        }
-        self.link = Link::Down;
-        self.probes.clear();
-    }
-
-    fn schedule_retry(&mut self, jitter: f64, out: &mut Vec<SyncCommand>) {
-        if !self.browser_online {
-            // The `online` event reconnects.
-            return;
-        }
-        let delay = reconnect_delay_ms(self.failed_attempts, jitter);
-        self.failed_attempts = self.failed_attempts.saturating_add(1);
-        self.retry_in_ms = Some(delay);
-        out.push(SyncCommand::RetryIn(delay));
     }
 
     /// Sends a step 1 when something sent is unconfirmed and no probe is on its way.
@@ -1119,33 +1066,6 @@ fn source_of(txn: &TransactionMut) -> Source {
 /// The key of the session's update observer on its replica.
 const OBSERVER_KEY: &str = "meridian-doc-session";
 
-/// An open WebSocket and its handlers. Dropping it removes the handlers and closes it.
-struct Socket {
-    ws: WebSocket,
-    _on_open: Closure<dyn FnMut(web_sys::Event)>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_close: Closure<dyn FnMut(CloseEvent)>,
-}
-
-impl Socket {
-    fn send(&self, bytes: &[u8]) {
-        if self.ws.ready_state() == WebSocket::OPEN {
-            let _ = self.ws.send_with_u8_array(bytes);
-        }
-    }
-}
-
-impl Drop for Socket {
-    fn drop(&mut self) {
-        self.ws.set_onopen(None);
-        self.ws.set_onmessage(None);
-        self.ws.set_onclose(None);
-        if self.ws.ready_state() <= WebSocket::OPEN {
-            let _ = self.ws.close_with_code(1000);
-        }
-    }
-}
-
 /// This tab's end of the document's BroadcastChannel. Dropping it closes the channel.
 struct DocTabChannel {
     channel: BroadcastChannel,
@@ -1244,7 +1164,7 @@ fn shut_down(state: &mut State, doc: &DocHandle) {
     if state.machine.is_open() {
         let goodbye = state.presence.goodbye();
         if let Some(socket) = &state.socket {
-            socket.send(&protocol::awareness(goodbye));
+            socket.send_bytes(&protocol::awareness(goodbye));
         }
     }
     state.machine.handle(SyncInput::Stop);
@@ -1499,7 +1419,7 @@ impl DocSession {
         if state.presence.set_cursor(Some(cursor)) && state.machine.is_open() {
             let update = state.presence.local_update(now_ms());
             if let Some(socket) = &state.socket {
-                socket.send(&protocol::awareness(update));
+                socket.send_bytes(&protocol::awareness(update));
             }
         }
     }
@@ -1529,7 +1449,7 @@ impl DocSession {
                     let mut state = self.inner.state.borrow_mut();
                     let update = state.presence.local_update(now_ms());
                     if let Some(socket) = &state.socket {
-                        socket.send(&protocol::awareness(update));
+                        socket.send_bytes(&protocol::awareness(update));
                     }
                 }
                 SyncCommand::CloseSocket => {
@@ -1560,66 +1480,51 @@ impl DocSession {
 
     fn send(&self, bytes: &[u8]) {
         if let Some(socket) = &self.inner.state.borrow().socket {
-            socket.send(bytes);
+            socket.send_bytes(bytes);
         }
     }
 
     fn connect(&self) {
-        let failed = {
+        let opened = {
             let mut state = self.inner.state.borrow_mut();
             let state = &mut *state;
             state.socket = None;
             state.generation += 1;
             let generation = state.generation;
-            match WebSocket::new(&doc_ws_url(&state.doc_id)) {
-                Ok(ws) => {
-                    let _ = js_sys::Reflect::set(
-                        &ws,
-                        &JsValue::from_str("binaryType"),
-                        &JsValue::from_str("arraybuffer"),
-                    );
-                    let weak = Rc::downgrade(&self.inner);
-                    let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_event| {
-                        if let Some(session) = DocSession::upgrade(&weak) {
-                            session.on_open(generation);
-                        }
-                    });
-                    let weak = Rc::downgrade(&self.inner);
-                    let on_message =
-                        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-                            let Some(session) = DocSession::upgrade(&weak) else {
-                                return;
-                            };
-                            // Text frames are not part of the protocol: ignored.
-                            if let Ok(buffer) = event.data().dyn_into::<js_sys::ArrayBuffer>() {
-                                let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
-                                session.on_frame(generation, &bytes);
-                            }
-                        });
-                    let weak = Rc::downgrade(&self.inner);
-                    let on_close =
-                        Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
-                            if let Some(session) = DocSession::upgrade(&weak) {
-                                session.on_close(generation, event.code(), &event.reason());
-                            }
-                        });
-                    ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-                    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-                    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-                    state.socket = Some(Socket {
-                        ws,
-                        _on_open: on_open,
-                        _on_message: on_message,
-                        _on_close: on_close,
-                    });
-                    false
+            let on_open = Rc::downgrade(&self.inner);
+            let on_frame = Rc::downgrade(&self.inner);
+            let on_close = Rc::downgrade(&self.inner);
+            let events = SocketEvents {
+                on_open: Box::new(move || {
+                    if let Some(session) = DocSession::upgrade(&on_open) {
+                        session.on_open(generation);
+                    }
+                }),
+                on_frame: Box::new(move |frame| {
+                    // Text frames are not part of the protocol: ignored.
+                    if let (Some(session), Frame::Binary(bytes)) =
+                        (DocSession::upgrade(&on_frame), frame)
+                    {
+                        session.on_frame(generation, &bytes);
+                    }
+                }),
+                on_close: Box::new(move |code, reason| {
+                    if let Some(session) = DocSession::upgrade(&on_close) {
+                        session.on_close(generation, code, &reason);
+                    }
+                }),
+            };
+            match Socket::open(&doc_ws_url(&state.doc_id), events) {
+                Ok(socket) => {
+                    state.socket = Some(socket);
+                    true
                 }
-                Err(_) => true,
+                Err(_) => false,
             }
         };
-        if failed {
+        if !opened {
             self.input(SyncInput::Closed {
-                code: 1006,
+                code: ABNORMAL_CLOSURE,
                 reason: "this browser refused to open the connection".to_owned(),
                 jitter: browser::random_unit(),
             });
@@ -1648,9 +1553,7 @@ impl DocSession {
             let mut state = self.inner.state.borrow_mut();
             // Closed already: dropping it must not close it again.
             if let Some(socket) = state.socket.take() {
-                socket.ws.set_onopen(None);
-                socket.ws.set_onmessage(None);
-                socket.ws.set_onclose(None);
+                socket.forget_closed();
             }
             state.presence.forget_peers();
         }
@@ -1709,7 +1612,7 @@ impl DocSession {
                 if change.reannounce && state.machine.is_open() {
                     let update = state.presence.local_update(now);
                     if let Some(socket) = &state.socket {
-                        socket.send(&protocol::awareness(update));
+                        socket.send_bytes(&protocol::awareness(update));
                     }
                 }
                 if !change.changed {
@@ -1817,7 +1720,7 @@ impl DocSession {
         if state.machine.is_open() {
             let update = state.presence.farewell();
             if let Some(socket) = &state.socket {
-                socket.send(&protocol::awareness(update));
+                socket.send_bytes(&protocol::awareness(update));
             }
         }
     }
@@ -1843,7 +1746,7 @@ impl DocSession {
             if state.presence.renew_due(now) && state.machine.is_open() {
                 let update = state.presence.local_update(now);
                 if let Some(socket) = &state.socket {
-                    socket.send(&protocol::awareness(update));
+                    socket.send_bytes(&protocol::awareness(update));
                 }
             }
             state.presence.expire(now);
@@ -2160,12 +2063,18 @@ mod tests {
 
     #[test]
     fn reconnect_delays_are_capped_at_ten_seconds() {
-        assert_eq!(reconnect_delay_ms(0, 0.0), 0);
-        assert_eq!(reconnect_delay_ms(0, 0.999_999), 499);
-        assert_eq!(reconnect_delay_ms(3, 1.0), 4_000);
-        assert_eq!(reconnect_delay_ms(5, 1.0), RECONNECT_MAX_MS);
-        assert_eq!(reconnect_delay_ms(40, 0.5), RECONNECT_MAX_MS / 2);
-        assert_eq!(reconnect_delay_ms(2, f64::NAN), 0);
+        let backoff = Backoff::DOCUMENT;
+        assert_eq!(backoff.delay_ms(0, 0.0), 0);
+        assert_eq!(backoff.delay_ms(0, 0.999_999), 499);
+        assert_eq!(backoff.delay_ms(3, 1.0), 4_000);
+        assert_eq!(backoff.delay_ms(5, 1.0), 10_000);
+        assert_eq!(backoff.delay_ms(40, 0.5), 10_000 / 2);
+        assert_eq!(backoff.delay_ms(2, f64::NAN), 0);
+        // The close codes that end a session for good, and those that are retried.
+        assert_eq!(after_close(close_code::READ_ONLY), AfterClose::Stop);
+        assert_eq!(after_close(close_code::DELETED), AfterClose::Stop);
+        assert_eq!(after_close(close_code::MALFORMED), AfterClose::Retry);
+        assert_eq!(after_close(1006), AfterClose::Retry);
     }
 
     #[test]

@@ -1,7 +1,10 @@
-//! Talking to the Meridian server: [`http`] for request/response endpoints and
-//! [`realtime`] for the WebSocket channel, whose pure bookkeeping (backoff, heartbeat,
-//! per-topic sequence tracking) lives in [`realtime_state`].
+//! Talking to the Meridian server: [`http`] for request/response endpoints, [`socket`]
+//! for the one reconnecting WebSocket (backoff, the connection's state machine, the
+//! browser glue) and [`realtime`] for the realtime channel on it, whose pure bookkeeping
+//! (heartbeat, per-topic sequence tracking) lives in [`realtime_state`]. Nothing here
+//! names a system.
 
 pub mod http;
 pub mod realtime;
 pub mod realtime_state;
+pub mod socket;

@@ -4,9 +4,11 @@
 //! What it does:
 //! - Connects after learning who the session is (`GET /api/auth/me`), so that the socket
 //!   and the page agree on the session.
-//! - Reconnects with exponential backoff and full jitter (500 ms doubling to 30 s),
-//!   reset by a successful `welcome`; reconnects at once when the browser comes back
-//!   `online`, and drops the socket when it goes `offline`.
+//! - Connects, reconnects and watches the network through the one reconnecting socket
+//!   ([`super::socket`]: [`Link`] and [`Socket`]): exponential backoff with full jitter
+//!   (500 ms doubling to 30 s, [`Backoff::REALTIME`]), reset by a successful `welcome`;
+//!   reconnects at once when the browser comes back `online`, and drops the socket when
+//!   it goes `offline` (then waits for the network rather than retrying blind).
 //! - Pings every `heartbeat_ms` (from the `welcome`) and treats the socket as dead when a
 //!   ping goes unanswered for twice that; shows the last round-trip time.
 //! - Remembers subscriptions and re-sends them on every connection with `since` = the
@@ -15,7 +17,10 @@
 //!   sent when online, and removed on its `ack`. Every connection replays the whole
 //!   outbox, in order, with the same op ids (the server applies an op id once). A
 //!   permanent `error` for an op removes it and is shown to the user.
-//! - On close code 4001 (session revoked) it refetches the session, then reconnects.
+//! - On close code 4001 (session revoked) it refetches the session, then reconnects;
+//!   on 4003 (the account's role changed) it refetches the session (so the page shows
+//!   what the new role allows) and reconnects at once. It also refetches the session
+//!   when the window regains the focus.
 //! - Carries session and outbox changes between tabs over the BroadcastChannel.
 //!
 //! Invariants:
@@ -33,17 +38,17 @@ use gloo_timers::callback::{Interval, Timeout};
 use meridian_shared::api::Me;
 use meridian_shared::realtime::{close_code, ClientMessage, Event, ServerMessage};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::spawn_local;
-use web_sys::{CloseEvent, MessageEvent, WebSocket};
 use yew::Callback;
 
 use super::http::{self, HttpError};
-use super::realtime_state::{
-    backoff_delay_ms, is_permanent_error, Heartbeat, RecentOps, Rejection, TopicLog,
+use super::realtime_state::{is_permanent_error, Heartbeat, RecentOps, Rejection, TopicLog};
+use super::socket::{
+    AfterClose, Backoff, Frame, Link, LinkCommand, LinkInput, Socket, SocketEvents,
 };
 use crate::browser::{self, WindowListener};
 use crate::store::broadcast::{TabChannel, TabMessage};
+use crate::store::idb::IdbError;
 use crate::store::outbox::{CreationClock, OutboxOp, OutboxQueue, OutboxStore};
 
 /// A socket that has not been greeted with `welcome` within this long is given up.
@@ -213,23 +218,6 @@ struct Watcher {
     on_view: Callback<TopicView>,
 }
 
-/// An open WebSocket and its handlers. Dropping it removes the handlers and closes it.
-struct Socket {
-    ws: WebSocket,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_close: Closure<dyn FnMut(CloseEvent)>,
-}
-
-impl Drop for Socket {
-    fn drop(&mut self) {
-        self.ws.set_onmessage(None);
-        self.ws.set_onclose(None);
-        if self.ws.ready_state() <= WebSocket::OPEN {
-            let _ = self.ws.close_with_code(1000);
-        }
-    }
-}
-
 /// Which topics' watchers a change concerns (the status always hears).
 enum Changed {
     Status,
@@ -243,10 +231,12 @@ struct State {
     /// Increases with every socket; events of older sockets are ignored.
     generation: u64,
     socket: Option<Socket>,
+    /// The connection's state machine: backoff, the network, what a close means.
+    link: Link,
     conn: ConnectionState,
     connection: Option<Connection>,
-    failed_attempts: u32,
-    retry: Option<(Timeout, u32)>,
+    /// The retry the link scheduled.
+    retry: Option<Timeout>,
     welcome_deadline: Option<Timeout>,
     resend: Option<Timeout>,
     heartbeat: Option<(Heartbeat, Interval)>,
@@ -280,9 +270,9 @@ impl State {
             started: false,
             generation: 0,
             socket: None,
+            link: Link::new(Backoff::REALTIME),
             conn: ConnectionState::Connecting,
             connection: None,
-            failed_attempts: 0,
             retry: None,
             welcome_deadline: None,
             resend: None,
@@ -312,8 +302,8 @@ impl State {
             rtt_ms: self.rtt_ms,
             pending: self.outbox.len(),
             storage: self.storage.clone(),
-            failed_attempts: self.failed_attempts,
-            retry_in_ms: self.retry.as_ref().map(|(_, delay)| *delay),
+            failed_attempts: self.link.failed_attempts(),
+            retry_in_ms: self.link.retry_in_ms(),
             last_error: self.last_error.clone(),
         }
     }
@@ -395,9 +385,17 @@ impl State {
 
 fn send(socket: &Option<Socket>, message: &ClientMessage) {
     if let (Some(socket), Ok(text)) = (socket, serde_json::to_string(message)) {
-        if socket.ws.ready_state() == WebSocket::OPEN {
-            let _ = socket.ws.send_with_str(&text);
-        }
+        socket.send_text(&text);
+    }
+}
+
+/// What a close code of the realtime channel means for the connection: a revoked
+/// session or a changed role waits for the session to be learned again (the client then
+/// reconnects); anything else is retried after the backoff.
+pub fn after_close(code: u16) -> AfterClose {
+    match code {
+        close_code::SESSION_REVOKED | close_code::ACCESS_CHANGED => AfterClose::Hold,
+        _ => AfterClose::Retry,
     }
 }
 
@@ -413,6 +411,7 @@ pub fn describe_close(code: u16, reason: &str, was_welcomed: bool) -> String {
             "The server stopped hearing from this page in time.".to_owned()
         }
         close_code::SESSION_REVOKED => "The session was signed out.".to_owned(),
+        close_code::ACCESS_CHANGED => "Your role changed; catching up.".to_owned(),
         close_code::SLOW_CONSUMER => "This page fell behind on messages.".to_owned(),
         _ if !was_welcomed => "Could not connect to the server.".to_owned(),
         _ => format!("The connection closed (code {code})."),
@@ -541,8 +540,7 @@ impl Realtime {
 
     /// Closes the socket (if any) and connects again now, forgetting the backoff.
     pub fn reconnect_now(&self) {
-        self.inner.state.borrow_mut().failed_attempts = 0;
-        self.connect();
+        self.input(LinkInput::ReconnectNow);
     }
 
     /// This tab changed the session (signed in, signed up or out): tells the app and the
@@ -551,11 +549,10 @@ impl Realtime {
         {
             let mut state = self.inner.state.borrow_mut();
             state.session_id = Some(me.session_id.clone());
-            state.failed_attempts = 0;
             state.post(TabMessage::AuthChanged);
         }
         self.inner.on_session.emit(Ok(me));
-        self.connect();
+        self.input(LinkInput::ReconnectNow);
     }
 
     /// Refetches the session, tells the app, then reconnects. With `after_revocation`
@@ -563,24 +560,40 @@ impl Realtime {
     pub fn refresh_session(&self, after_revocation: bool) {
         {
             let mut state = self.inner.state.borrow_mut();
-            state.retry = None;
             if state.conn != ConnectionState::Online {
                 state.conn = ConnectionState::Connecting;
             }
         }
+        self.input(LinkInput::Hold);
         self.changed(Changed::Status);
         let client = self.clone();
         spawn_local(async move {
             client.fetch_session().await;
-            let back_off = after_revocation && {
-                let mut state = client.inner.state.borrow_mut();
-                state.failed_attempts = state.failed_attempts.saturating_add(1);
-                state.failed_attempts > 1
-            };
-            if back_off {
-                client.schedule_reconnect();
+            client.input(if after_revocation {
+                LinkInput::Resume {
+                    jitter: browser::random_unit(),
+                }
             } else {
-                client.connect();
+                LinkInput::Connect
+            });
+        });
+    }
+
+    /// Asks who the session is again (the window regained the focus: the role may have
+    /// changed meanwhile), and reconnects if the socket turns out to belong to another
+    /// session.
+    pub fn recheck_session(&self) {
+        let client = self.clone();
+        spawn_local(async move {
+            client.fetch_session().await;
+            let stale = {
+                let state = client.inner.state.borrow();
+                state.connection.as_ref().is_some_and(|connection| {
+                    state.session_id.as_ref() != Some(&connection.session_id)
+                })
+            };
+            if stale {
+                client.input(LinkInput::Connect);
             }
         });
     }
@@ -636,14 +649,14 @@ impl Realtime {
             return;
         };
         let mut listeners = Vec::new();
-        for (event, online) in [("online", true), ("offline", false)] {
+        for event in ["online", "offline", "focus"] {
             let client = Rc::downgrade(&self.inner);
             let closure = Closure::<dyn FnMut(web_sys::Event)>::new(move |_event| {
                 if let Some(client) = Realtime::upgrade(&client) {
-                    if online {
-                        client.browser_online();
-                    } else {
-                        client.browser_offline();
+                    match event {
+                        "online" => client.browser_online(),
+                        "offline" => client.browser_offline(),
+                        _ => client.recheck_session(),
                     }
                 }
             });
@@ -738,7 +751,7 @@ impl Realtime {
         });
     }
 
-    fn op_stored(&self, op: OutboxOp, stored: Result<(), crate::store::idb::IdbError>) {
+    fn op_stored(&self, op: OutboxOp, stored: Result<(), IdbError>) {
         let topic = op.topic.clone();
         {
             let mut state = self.inner.state.borrow_mut();
@@ -848,39 +861,72 @@ impl Realtime {
         });
     }
 
-    fn connect(&self) {
-        let failed = {
+    /// Feeds the link and does what it asks.
+    fn input(&self, input: LinkInput) {
+        let commands = self.inner.state.borrow_mut().link.handle(input);
+        self.run(commands);
+    }
+
+    fn run(&self, commands: Vec<LinkCommand>) {
+        if commands.is_empty() {
+            return;
+        }
+        for command in commands {
+            match command {
+                LinkCommand::Connect => self.open_socket(),
+                LinkCommand::Close => {
+                    let mut state = self.inner.state.borrow_mut();
+                    state.drop_connection();
+                    state.conn = ConnectionState::Offline;
+                }
+                LinkCommand::RetryIn(delay) => {
+                    let mut state = self.inner.state.borrow_mut();
+                    state.conn = ConnectionState::Offline;
+                    let client = Rc::downgrade(&self.inner);
+                    state.retry = Some(Timeout::new(delay, move || {
+                        if let Some(client) = Realtime::upgrade(&client) {
+                            client.inner.state.borrow_mut().retry = None;
+                            client.input(LinkInput::RetryDue);
+                        }
+                    }));
+                }
+                LinkCommand::CancelRetry => {
+                    let retry = self.inner.state.borrow_mut().retry.take();
+                    drop(retry);
+                }
+            }
+        }
+        self.changed(Changed::AllTopics);
+    }
+
+    /// Opens a new socket in place of any, as the current generation.
+    fn open_socket(&self) {
+        let opened = {
             let mut state = self.inner.state.borrow_mut();
             let state = &mut *state;
-            state.retry = None;
             state.drop_connection();
             state.generation += 1;
             let generation = state.generation;
-            match WebSocket::new(&state.url) {
-                Ok(ws) => {
-                    let client = Rc::downgrade(&self.inner);
-                    let on_message =
-                        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-                            if let (Some(client), Some(text)) =
-                                (Realtime::upgrade(&client), event.data().as_string())
-                            {
-                                client.on_text(generation, &text);
-                            }
-                        });
-                    let client = Rc::downgrade(&self.inner);
-                    let on_close =
-                        Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
-                            if let Some(client) = Realtime::upgrade(&client) {
-                                client.on_close(generation, event.code(), &event.reason());
-                            }
-                        });
-                    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-                    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-                    state.socket = Some(Socket {
-                        ws,
-                        _on_message: on_message,
-                        _on_close: on_close,
-                    });
+            let on_frame = Rc::downgrade(&self.inner);
+            let on_close = Rc::downgrade(&self.inner);
+            let events = SocketEvents {
+                // The server's `welcome` says the connection is usable, not the open.
+                on_open: Box::new(|| {}),
+                on_frame: Box::new(move |frame| {
+                    if let (Some(client), Frame::Text(text)) = (Realtime::upgrade(&on_frame), frame)
+                    {
+                        client.on_text(generation, &text);
+                    }
+                }),
+                on_close: Box::new(move |code, reason| {
+                    if let Some(client) = Realtime::upgrade(&on_close) {
+                        client.on_close(generation, code, &reason);
+                    }
+                }),
+            };
+            match Socket::open(&state.url, events) {
+                Ok(socket) => {
+                    state.socket = Some(socket);
                     let client = Rc::downgrade(&self.inner);
                     state.welcome_deadline = Some(Timeout::new(WELCOME_TIMEOUT_MS, move || {
                         if let Some(client) = Realtime::upgrade(&client) {
@@ -888,36 +934,20 @@ impl Realtime {
                         }
                     }));
                     state.conn = ConnectionState::Connecting;
-                    false
+                    true
                 }
                 Err(_) => {
                     state.last_error = Some("This browser refused to open the connection.".into());
-                    true
+                    false
                 }
             }
         };
-        if failed {
-            self.schedule_reconnect();
-        } else {
-            self.changed(Changed::AllTopics);
-        }
-    }
-
-    fn schedule_reconnect(&self) {
-        {
-            let mut state = self.inner.state.borrow_mut();
-            let delay = backoff_delay_ms(state.failed_attempts, browser::random_unit());
-            state.failed_attempts = state.failed_attempts.saturating_add(1);
-            state.conn = ConnectionState::Offline;
-            let client = Rc::downgrade(&self.inner);
-            let timer = Timeout::new(delay, move || {
-                if let Some(client) = Realtime::upgrade(&client) {
-                    client.connect();
-                }
+        if !opened {
+            self.input(LinkInput::Closed {
+                after: AfterClose::Retry,
+                jitter: browser::random_unit(),
             });
-            state.retry = Some((timer, delay));
         }
-        self.changed(Changed::AllTopics);
     }
 
     fn connection_lost(&self, reason: String) {
@@ -926,7 +956,9 @@ impl Realtime {
             state.drop_connection();
             state.last_error = Some(reason);
         }
-        self.schedule_reconnect();
+        self.input(LinkInput::Lost {
+            jitter: browser::random_unit(),
+        });
     }
 
     fn welcome_overdue(&self, generation: u64) {
@@ -941,20 +973,28 @@ impl Realtime {
 
     fn browser_online(&self) {
         let probe = {
-            let mut state = self.inner.state.borrow_mut();
-            state.failed_attempts = 0;
+            let state = self.inner.state.borrow();
             (state.conn == ConnectionState::Online).then_some(state.generation)
         };
-        match probe {
+        // Forgets the backoff; connects unless a socket is open or opening.
+        self.input(LinkInput::BrowserOnline);
+        if let Some(generation) = probe {
             // The socket may have died while the network was away: ping it now rather
             // than at the next heartbeat.
-            Some(generation) => self.heartbeat_tick(generation),
-            None => self.connect(),
+            self.heartbeat_tick(generation);
         }
     }
 
     fn browser_offline(&self) {
-        self.connection_lost("This browser is offline.".to_owned());
+        {
+            let mut state = self.inner.state.borrow_mut();
+            state.drop_connection();
+            state.conn = ConnectionState::Offline;
+            state.last_error = Some("This browser is offline.".to_owned());
+        }
+        // Closes and waits for the `online` event.
+        self.input(LinkInput::BrowserOffline);
+        self.changed(Changed::AllTopics);
     }
 
     fn heartbeat_tick(&self, generation: u64) {
@@ -1031,17 +1071,25 @@ impl Realtime {
             }
             let was_welcomed = state.connection.is_some();
             state.drop_connection();
+            state.conn = ConnectionState::Offline;
             state.last_error = Some(if browser::navigator_online() {
                 describe_close(code, reason, was_welcomed)
             } else {
                 "This browser is offline.".to_owned()
             });
         }
-        if code == close_code::SESSION_REVOKED {
-            self.refresh_session(true);
-        } else {
-            self.schedule_reconnect();
+        self.input(LinkInput::Closed {
+            after: after_close(code),
+            jitter: browser::random_unit(),
+        });
+        match code {
+            close_code::SESSION_REVOKED => self.refresh_session(true),
+            // The new role may allow more or less: the page learns it, and the new
+            // connection carries it.
+            close_code::ACCESS_CHANGED => self.refresh_session(false),
+            _ => {}
         }
+        self.changed(Changed::AllTopics);
     }
 
     fn on_text(&self, generation: u64, text: &str) {
@@ -1119,7 +1167,9 @@ impl Realtime {
             let mut state = self.inner.state.borrow_mut();
             let state = &mut *state;
             state.conn = ConnectionState::Online;
-            state.failed_attempts = 0;
+            // Only a scheduled retry can be cancelled here: there is none while a socket
+            // is open, so nothing else is to be done.
+            state.link.handle(LinkInput::Ready);
             state.retry = None;
             state.welcome_deadline = None;
             state.last_error = None;
@@ -1321,6 +1371,15 @@ mod tests {
         assert_eq!(status.state, ConnectionState::Connecting);
         assert_eq!(status.storage, StorageMode::Opening);
         assert_eq!(status.pending, 0);
+    }
+
+    #[test]
+    fn a_changed_role_or_a_revoked_session_waits_for_the_session() {
+        assert_eq!(after_close(close_code::SESSION_REVOKED), AfterClose::Hold);
+        assert_eq!(after_close(close_code::ACCESS_CHANGED), AfterClose::Hold);
+        assert_eq!(after_close(close_code::GOING_AWAY), AfterClose::Retry);
+        assert_eq!(after_close(1006), AfterClose::Retry);
+        assert!(describe_close(close_code::ACCESS_CHANGED, "", true).contains("role changed"));
     }
 
     #[test]

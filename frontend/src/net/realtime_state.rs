@@ -1,5 +1,6 @@
 //! The realtime client's bookkeeping, kept free of the browser so that it is tested
-//! natively: reconnect backoff, the heartbeat, which events of a topic have been seen,
+//! natively (the reconnect backoff is the socket's, [`super::socket::Backoff`]): the
+//! heartbeat, which events of a topic have been seen,
 //! the recent events of a topic, and which server errors are final.
 //!
 //! Invariants:
@@ -13,32 +14,12 @@ use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 use meridian_shared::realtime::Event;
 
-/// The first reconnect waits up to this long.
-pub const BACKOFF_BASE_MS: u32 = 500;
-/// No reconnect waits longer than this.
-pub const BACKOFF_MAX_MS: u32 = 30_000;
 /// How many recent events of a topic the client keeps in memory for its pages.
 pub const RECENT_EVENTS_KEPT: usize = 200;
 /// How many refused publishes of a topic are kept to show to the user.
 pub const REJECTIONS_KEPT: usize = 5;
 /// Heartbeat intervals below this are raised to it, whatever the server asks.
 pub const MIN_HEARTBEAT_MS: u64 = 1_000;
-
-/// The delay before reconnect attempt number `attempt` (0 for the first after a
-/// failure): exponential backoff from [`BACKOFF_BASE_MS`], doubling up to
-/// [`BACKOFF_MAX_MS`], with full jitter: a uniformly random delay between zero and that
-/// cap. `random_unit` is a number in `[0, 1)`.
-pub fn backoff_delay_ms(attempt: u32, random_unit: f64) -> u32 {
-    let cap = BACKOFF_BASE_MS
-        .saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX))
-        .min(BACKOFF_MAX_MS);
-    let unit = if random_unit.is_finite() {
-        random_unit.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    ((cap as f64) * unit).floor().min(cap as f64) as u32
-}
 
 /// Whether a realtime `error` is final: for a publish, the op can never succeed and
 /// leaves the outbox; for a subscribe, it is not retried on this connection. Codes that
@@ -362,27 +343,6 @@ mod tests {
             op_id: format!("op-{seq}"),
             payload: json!({"text": format!("message {seq}")}),
             at_ms: seq as i64,
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_to_a_cap_with_full_jitter() {
-        assert_eq!(backoff_delay_ms(0, 0.0), 0);
-        assert_eq!(backoff_delay_ms(0, 0.999_999), 499);
-        assert_eq!(backoff_delay_ms(1, 0.5), 500);
-        assert_eq!(backoff_delay_ms(2, 0.5), 1_000);
-        assert_eq!(backoff_delay_ms(5, 0.999_999), 15_999);
-        assert_eq!(backoff_delay_ms(6, 0.999_999), 29_999);
-        assert_eq!(backoff_delay_ms(7, 0.999_999), 29_999);
-        assert_eq!(backoff_delay_ms(40, 0.5), 15_000);
-        assert_eq!(backoff_delay_ms(u32::MAX, 0.5), 15_000);
-        assert_eq!(backoff_delay_ms(3, f64::NAN), 0);
-        assert_eq!(backoff_delay_ms(3, 7.0), 4_000);
-        for attempt in 0..64 {
-            for step in 0..10 {
-                let delay = backoff_delay_ms(attempt, step as f64 / 10.0);
-                assert!(delay <= BACKOFF_MAX_MS);
-            }
         }
     }
 

@@ -1,11 +1,9 @@
-//! One module per page. Each page's pure logic (reducers, view models) sits beside its
-//! component and is tested natively.
+//! The plumbing pages, which belong to no system: home, sign-in and sign-up, the status
+//! page with the live lobby, and not found. Each page's pure logic (reducers, view
+//! models) sits beside its component and is tested natively; the systems' pages live in
+//! their own folders (`crate::cart`, `crate::flags`, ...).
 
 pub mod auth;
-pub mod cart;
-pub mod docs;
-pub mod flags;
 pub mod home;
-pub mod ids;
 pub mod not_found;
 pub mod status;

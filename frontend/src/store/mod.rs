@@ -1,11 +1,12 @@
-//! What the browser keeps for the app: the IndexedDB wrapper ([`idb`]), the outbox of
-//! unacknowledged publishes kept in it ([`outbox`]), the BroadcastChannel through
-//! which the tabs of one browser tell each other about changes ([`broadcast`]), the
-//! shopping cart's local-first replica ([`cart`]), and the feature flags' live
-//! configuration, followed over Server-Sent Events and kept in localStorage ([`flags`]).
+//! What the browser keeps for the app, naming no system: the IndexedDB wrapper
+//! ([`idb`]), the outbox of unacknowledged publishes kept in it ([`outbox`]), and the
+//! BroadcastChannel through which the tabs of one browser tell each other about changes
+//! ([`broadcast`]). Systems keep their own stores in their folders (the cart's replica in
+//! `crate::cart`, the flags' last known configuration in `crate::flags::stream`).
+//!
+//! Invariant: nothing here imports `crate::net` (the realtime client builds on the
+//! store, not the other way round).
 
 pub mod broadcast;
-pub mod cart;
-pub mod flags;
 pub mod idb;
 pub mod outbox;

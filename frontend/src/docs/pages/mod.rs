@@ -1,7 +1,7 @@
 //! The documents pages: `/docs` (my documents: list, create, rename, delete) here, and
 //! `/docs/:id` (one document: the editor, its sync status, who is here, sharing and
-//! history) in [`document`], with its panels in [`share`] and [`history`]. [`api`] holds
-//! the typed calls of `/api/docs`.
+//! history) in [`document`], with its panels in [`share`] and [`history`]. The typed calls
+//! of `/api/docs` are in [`super::api`].
 //!
 //! Test contract (`data-testid`s):
 //! - `/docs`: `docs-page`; `docs-sign-in` (the prompt a guest sees); `doc-create-title`,
@@ -23,7 +23,6 @@
 //! Invariants: only the answer to the latest request of a list may set it; a guest never
 //! calls the API (every route needs an account); pure helpers are tested natively.
 
-pub mod api;
 pub mod document;
 pub mod history;
 pub mod share;
@@ -36,6 +35,7 @@ use yew_router::prelude::*;
 use crate::app::Route;
 use crate::browser;
 use crate::components::Spinner;
+use crate::docs::api;
 use crate::session::SessionState;
 
 /// The longest title the server accepts, in characters.

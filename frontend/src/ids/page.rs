@@ -11,9 +11,9 @@ use meridian_shared::ids::{IdField, IdFormat, IdLeases, IdParts, IdsRequest};
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
+use super::api;
 use crate::browser::{input_value, now_ms};
 use crate::components::Spinner;
-use crate::net::http;
 
 /// The most IDs one request may ask for (the server's limit).
 pub const MAX_COUNT: u32 = 10_000;
@@ -150,7 +150,7 @@ fn MintPanel(props: &MintPanelProps) -> Html {
             busy.set(true);
             error.set(None);
             spawn_local(async move {
-                match http::mint_ids(&request).await {
+                match api::mint_ids(&request).await {
                     Ok(answer) => minted.set(Minted {
                         ids: answer.ids,
                         format: Some(request.format),
@@ -261,7 +261,7 @@ fn DecodePanel(props: &DecodePanelProps) -> Html {
             decoded.set(Decoded::Loading);
             let decoded = decoded.clone();
             spawn_local(async move {
-                let answer = http::describe_id(&id).await;
+                let answer = api::describe_id(&id).await;
                 decoded.set(match answer {
                     Ok(parts) => match IdParts::parse(&id) {
                         Ok(local) if local == parts => Decoded::Done(parts),
@@ -387,7 +387,7 @@ fn LeasesPanel() -> Html {
                 let view = view.clone();
                 spawn_local(async move {
                     let mut next = (*view).clone();
-                    match http::id_leases().await {
+                    match api::id_leases().await {
                         Ok(leases) => {
                             next.leases = Some(leases);
                             next.error = None;

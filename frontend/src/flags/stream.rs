@@ -36,9 +36,9 @@ use wasm_bindgen::JsCast;
 use web_sys::{EventSource, MessageEvent};
 use yew::Callback;
 
+use super::api::flag_stream_path;
 use crate::browser::{self, WindowListener};
-use crate::net::http::flag_stream_path;
-use crate::net::realtime_state::backoff_delay_ms;
+use crate::net::socket::Backoff;
 
 /// The SSE event that carries a whole environment.
 pub const PUT_EVENT: &str = "put";
@@ -516,7 +516,9 @@ impl FlagStream {
             if let Some(source) = self.inner.source.borrow().as_ref() {
                 source.source.close();
             }
-            let delay = backoff_delay_ms(attempt, browser::random_unit()).max(250);
+            let delay = Backoff::REALTIME
+                .delay_ms(attempt, browser::random_unit())
+                .max(250);
             self.inner.model.borrow_mut().retrying(delay);
             let weak = Rc::downgrade(&self.inner);
             let timer = Timeout::new(delay, move || {
