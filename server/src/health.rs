@@ -6,10 +6,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiResult, Json};
+use crate::openapi::with_platform_errors;
 use crate::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(health))
+    with_platform_errors(OpenApiRouter::new().routes(routes!(health)))
 }
 
 /// Health of this server instance and its database.

@@ -54,6 +54,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
         (status = 401, description = "`sign_in_required`", body = ApiErrorBody),
         (status = 403, description = "`cross_origin`", body = ApiErrorBody),
         (status = 404, description = "`doc_not_found`: no such document, or not yours to open", body = ApiErrorBody),
+        (status = 503, description = "`unavailable`: the server is shutting down, or its database is busy", body = ApiErrorBody),
     )
 )]
 pub async fn yjs_socket(

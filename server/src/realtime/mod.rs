@@ -36,6 +36,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Session;
 use crate::error::ApiError;
+use crate::openapi::with_platform_errors;
 use crate::AppState;
 
 /// How many events each topic keeps for replay.
@@ -47,7 +48,7 @@ const PUBLISH_BURST: f64 = 100.0;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(realtime_socket))
+    with_platform_errors(OpenApiRouter::new().routes(routes!(realtime_socket)))
 }
 
 /// Publish locks: publishes to one topic are serialised within an instance, so that their
@@ -143,6 +144,7 @@ pub async fn append_in_tx(
         (status = 400, description = "`not_websocket`: not a WebSocket upgrade request", body = ApiErrorBody),
         (status = 401, description = "`no_session`: the request carried no valid session cookie", body = ApiErrorBody),
         (status = 403, description = "`cross_origin`: the Origin is not this server", body = ApiErrorBody),
+        (status = 503, description = "`unavailable`: the server is shutting down, or its database is busy", body = ApiErrorBody),
     )
 )]
 async fn realtime_socket(
