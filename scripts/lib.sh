@@ -1,6 +1,6 @@
 # Shared set-up steps of scripts/run.sh and scripts/test.sh. Each step checks first and
 # installs only what is missing, so a second run is fast. Everything comes from the
-# package registries (Debian, crates.io, npm); nothing downloads a binary from elsewhere.
+# package registries (Debian, crates.io, npm, PyPI); nothing downloads a binary from elsewhere.
 
 set -euo pipefail
 
@@ -110,6 +110,29 @@ ensure_node_deps() {
         (cd "$js" && npm ci --omit=optional --no-audit --no-fund --loglevel=error)
         touch "$js/node_modules"
     fi
+}
+
+# schemathesis (Python, from PyPI) for the OpenAPI conformance test: exactly the versions
+# of scripts/schemathesis-requirements.txt, in a virtualenv of their own under ~/.cache
+# named after that file's hash (a changed pin gets a fresh one). Sets
+# MERIDIAN_SCHEMATHESIS, which tests/tests/openapi_conformance.rs runs.
+ensure_schemathesis() {
+    local requirements="$ROOT/scripts/schemathesis-requirements.txt" hash venv
+    hash="$(sha256sum "$requirements" | cut -c1-16)"
+    venv="${XDG_CACHE_HOME:-$HOME/.cache}/meridian/schemathesis-$hash"
+    # The marker is written last: an interrupted install is redone, not half used.
+    if [ ! -f "$venv/.installed" ]; then
+        command -v python3 >/dev/null 2>&1 || ensure_apt python3
+        # Debian's python3 makes virtualenvs only with python3-venv (ensurepip).
+        python3 -c 'import ensurepip, venv' 2>/dev/null || ensure_apt python3-venv
+        say "installing $(grep '^schemathesis==' "$requirements") into $venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check \
+            --requirement "$requirements"
+        touch "$venv/.installed"
+    fi
+    export MERIDIAN_SCHEMATHESIS="$venv/bin/schemathesis"
 }
 
 # A private PostgreSQL for the tests, under target/ (started as the postgres user when

@@ -25,7 +25,7 @@ where
     S: Clone + Send + Sync + 'static,
     Instance: FromRef<S>,
 {
-    OpenApiRouter::new().routes(routes!(health))
+    crate::openapi::with_platform_errors(OpenApiRouter::new().routes(routes!(health)))
 }
 
 /// Health of this server instance and its database.

@@ -13,6 +13,7 @@
 //! flags/     feature flags: admin API, SSE stream, OFREP
 //! docs/      collaborative documents: /api/docs and the y-websocket endpoint /yjs/{id}
 //! ids/       the unique ID generator: node id leases, snowflakes, UUIDv7
+//! openapi    the error answers the platform gives for every route, declared once
 //! web        static files, SPA fallback, the rendered index.html, caching
 //! trace_context  W3C traceparent on every request
 //! ```
@@ -31,6 +32,7 @@ pub mod error;
 pub mod flags;
 pub mod health;
 pub mod ids;
+pub mod openapi;
 pub mod platform;
 pub mod realtime;
 pub mod trace_context;
@@ -283,15 +285,16 @@ struct ApiDoc;
 
 /// Every endpoint, with its OpenAPI description.
 fn api_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(openapi_json))
-        .merge(health::routes())
-        .merge(auth::routes())
-        .merge(realtime::routes())
-        .merge(ids::routes())
-        .merge(cart::routes())
-        .merge(flags::routes())
-        .merge(docs::routes())
+    openapi::with_platform_errors(
+        OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(openapi_json)),
+    )
+    .merge(health::routes())
+    .merge(auth::routes())
+    .merge(realtime::routes())
+    .merge(ids::routes())
+    .merge(cart::routes())
+    .merge(flags::routes())
+    .merge(docs::routes())
 }
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {

@@ -16,8 +16,9 @@
 use serde::{Deserialize, Serialize};
 
 /// A member's role. The owner is not a member row; it is reported as [`Role::Owner`].
+/// (Its OpenAPI schema is `DocRole`: `Role` is an account's role, [`crate::api::Role`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = DocRole))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Owner,

@@ -40,6 +40,7 @@ pub use self::catalog::Catalog;
 use self::store::{Stored, WriteError};
 use crate::auth::Session;
 use crate::error::{ApiError, ApiResult, Json, Query};
+use crate::openapi::with_platform_errors;
 use crate::AppState;
 
 /// The feature flag that gates the cart history (on while the flag does not exist).
@@ -50,11 +51,13 @@ const MAX_OBSERVED: usize = 1_000;
 const MAX_NODE_LEN: usize = 64;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_products))
-        .routes(routes!(get_cart))
-        .routes(routes!(post_ops))
-        .routes(routes!(get_history))
+    with_platform_errors(
+        OpenApiRouter::new()
+            .routes(routes!(list_products))
+            .routes(routes!(get_cart))
+            .routes(routes!(post_ops))
+            .routes(routes!(get_history)),
+    )
 }
 
 /// The cart system's in-memory part: the catalog and this instance's hybrid logical

@@ -47,6 +47,7 @@ use self::room::{RoomError, RoomMsg};
 use self::store::DocRow;
 use crate::auth::Session;
 use crate::error::{ApiError, ApiResult, Json, Path};
+use crate::openapi::{with_platform_errors, SignInRequired};
 use crate::AppState;
 
 const MAX_TITLE_CHARS: usize = 200;
@@ -56,16 +57,18 @@ const MAX_VERSION_NAME_CHARS: usize = 100;
 pub const WITHOUT_GUEST_SESSION: &[&str] = &["/yjs/"];
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_docs, create_doc))
-        .routes(routes!(room_stats))
-        .routes(routes!(get_doc, rename_doc, delete_doc))
-        .routes(routes!(share_doc))
-        .routes(routes!(remove_member))
-        .routes(routes!(list_versions, save_version))
-        .routes(routes!(version_update))
-        .routes(routes!(restore_version))
-        .routes(routes!(socket::yjs_socket))
+    with_platform_errors(
+        OpenApiRouter::new()
+            .routes(routes!(list_docs, create_doc))
+            .routes(routes!(room_stats))
+            .routes(routes!(get_doc, rename_doc, delete_doc))
+            .routes(routes!(share_doc))
+            .routes(routes!(remove_member))
+            .routes(routes!(list_versions, save_version))
+            .routes(routes!(version_update))
+            .routes(routes!(restore_version))
+            .routes(routes!(socket::yjs_socket)),
+    )
 }
 
 fn signed_in(session: &Session) -> ApiResult<&UserInfo> {
@@ -171,7 +174,7 @@ fn room_error(err: RoomError, doc_id: &str) -> ApiError {
     tag = "docs",
     responses(
         (status = 200, description = "Your documents and those shared with you", body = DocList),
-        (status = 401, description = "`sign_in_required`", body = ApiErrorBody),
+        SignInRequired,
     )
 )]
 async fn list_docs(State(state): State<AppState>, session: Session) -> ApiResult<Json<DocList>> {
@@ -202,7 +205,7 @@ async fn list_docs(State(state): State<AppState>, session: Session) -> ApiResult
     request_body = CreateDoc,
     responses(
         (status = 201, description = "The new document", body = Doc),
-        (status = 401, description = "`sign_in_required`", body = ApiErrorBody),
+        SignInRequired,
         (status = 422, description = "`invalid_title`", body = ApiErrorBody),
         (status = 503, description = "`no_lease` or `clock_behind`: no id could be issued for it; retry after `Retry-After`", body = ApiErrorBody),
     )
@@ -238,7 +241,7 @@ async fn create_doc(
     params(("id" = String, Path, description = "The document")),
     responses(
         (status = 200, description = "The document", body = Doc),
-        (status = 401, description = "`sign_in_required`", body = ApiErrorBody),
+        SignInRequired,
         (status = 404, description = "`doc_not_found`", body = ApiErrorBody),
     )
 )]
@@ -260,6 +263,7 @@ async fn get_doc(
     request_body = RenameDoc,
     responses(
         (status = 200, description = "The document", body = Doc),
+        SignInRequired,
         (status = 403, description = "`read_only`", body = ApiErrorBody),
         (status = 404, description = "`doc_not_found`", body = ApiErrorBody),
         (status = 422, description = "`invalid_title`", body = ApiErrorBody),
@@ -289,6 +293,7 @@ async fn rename_doc(
     params(("id" = String, Path, description = "The document")),
     responses(
         (status = 204, description = "Deleted"),
+        SignInRequired,
         (status = 403, description = "`owner_only`", body = ApiErrorBody),
         (status = 404, description = "`doc_not_found`", body = ApiErrorBody),
     )
@@ -316,6 +321,7 @@ async fn delete_doc(
     request_body = ShareDoc,
     responses(
         (status = 200, description = "The document with its members", body = Doc),
+        SignInRequired,
         (status = 403, description = "`owner_only`", body = ApiErrorBody),
         (status = 404, description = "`doc_not_found` or `unknown_user`", body = ApiErrorBody),
         (status = 422, description = "`invalid_role` or `cannot_share_with_owner`", body = ApiErrorBody),
@@ -389,6 +395,7 @@ async fn member_changed(state: &AppState, doc_id: &str, user_id: &str, role: Opt
     ),
     responses(
         (status = 200, description = "The document with its members after the removal (`role` is the caller's role before it)", body = Doc),
+        SignInRequired,
         (status = 403, description = "`owner_only`", body = ApiErrorBody),
         (status = 404, description = "`doc_not_found` or `member_not_found`", body = ApiErrorBody),
     )
@@ -421,6 +428,7 @@ async fn remove_member(
     params(("id" = String, Path, description = "The document")),
     responses(
         (status = 200, description = "Versions, newest first", body = VersionList),
+        SignInRequired,
         (status = 404, description = "`doc_not_found`", body = ApiErrorBody),
     )
 )]
@@ -443,6 +451,7 @@ async fn list_versions(
     request_body = CreateVersion,
     responses(
         (status = 201, description = "The saved version", body = Version),
+        SignInRequired,
         (status = 403, description = "`read_only`", body = ApiErrorBody),
         (status = 404, description = "`doc_not_found`", body = ApiErrorBody),
         (status = 422, description = "`invalid_name`", body = ApiErrorBody),
@@ -488,6 +497,7 @@ async fn save_version(
     ),
     responses(
         (status = 200, description = "application/octet-stream: a Yjs v1 update", content_type = "application/octet-stream", body = Vec<u8>),
+        SignInRequired,
         (status = 404, description = "`doc_not_found` or `version_not_found`", body = ApiErrorBody),
     )
 )]
@@ -527,6 +537,7 @@ fn version_not_found(version_id: &str) -> ApiError {
     ),
     responses(
         (status = 200, description = "Restored", body = Restored),
+        SignInRequired,
         (status = 403, description = "`read_only`", body = ApiErrorBody),
         (status = 404, description = "`doc_not_found` or `version_not_found`", body = ApiErrorBody),
         (status = 503, description = "`unavailable` (the document is busy), or `no_lease` or `clock_behind` (no id could be issued for the version); retry (`Retry-After`)", body = ApiErrorBody),
@@ -575,7 +586,7 @@ async fn restore_version(
     tag = "docs",
     responses(
         (status = 200, description = "Loaded documents on this instance", body = RoomStats),
-        (status = 401, description = "`sign_in_required`", body = ApiErrorBody),
+        SignInRequired,
     )
 )]
 async fn room_stats(State(state): State<AppState>, session: Session) -> ApiResult<Json<RoomStats>> {

@@ -58,6 +58,7 @@ const FRAME_RATE: Rate = Rate {
         (status = 401, description = "`sign_in_required`", body = ApiErrorBody),
         (status = 403, description = "`cross_origin`", body = ApiErrorBody),
         (status = 404, description = "`doc_not_found`: no such document, or not yours to open", body = ApiErrorBody),
+        (status = 503, description = "`unavailable`: the server is shutting down, or its database is busy", body = ApiErrorBody),
     )
 )]
 pub async fn yjs_socket(

@@ -50,6 +50,7 @@ use self::lease::{LeaseConfig, LeaseKeeper, LeaseStore};
 use self::metrics::IdCounters;
 use self::store::SqlLeaseStore;
 use crate::error::{ApiError, ApiResult, Json, Path};
+use crate::openapi::with_platform_errors;
 use crate::AppState;
 
 /// This instance's ID generators. Cheap to clone; every clone is the same generator.
@@ -200,10 +201,12 @@ async fn keep_lease<S: LeaseStore>(
 }
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(generate_ids))
-        .routes(routes!(id_leases))
-        .routes(routes!(describe_id))
+    with_platform_errors(
+        OpenApiRouter::new()
+            .routes(routes!(generate_ids))
+            .routes(routes!(id_leases))
+            .routes(routes!(describe_id)),
+    )
 }
 
 impl From<IdError> for ApiError {
@@ -242,7 +245,7 @@ struct IdsBody {
     responses(
         (status = 200, description = "The IDs, ascending, as strings", body = IdsResponse),
         (status = 422, description = "`invalid_count` (not 1 to 10000), `invalid_format`, `invalid_body`", body = ApiErrorBody),
-        (status = 503, description = "`no_lease` (this instance holds no valid node id lease), `clock_behind`; with `Retry-After`", body = ApiErrorBody),
+        (status = 503, description = "`no_lease` (this instance holds no valid node id lease), `clock_behind`, `clock_out_of_range` or `unavailable` (waited too long for the clock); with `Retry-After`", body = ApiErrorBody),
     )
 )]
 async fn generate_ids(

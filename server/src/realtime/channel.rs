@@ -50,6 +50,7 @@ const PUBLISH_RATE: Rate = Rate {
         (status = 400, description = "`not_websocket`: not a WebSocket upgrade request", body = ApiErrorBody),
         (status = 401, description = "`no_session`: the request carried no valid session cookie", body = ApiErrorBody),
         (status = 403, description = "`cross_origin`: the Origin is not this server", body = ApiErrorBody),
+        (status = 503, description = "`unavailable`: the server is shutting down, or its database is busy", body = ApiErrorBody),
     )
 )]
 pub async fn realtime_socket(

@@ -67,5 +67,7 @@ where
     S: Clone + Send + Sync + 'static,
     Realtime: FromRef<S>,
 {
-    OpenApiRouter::new().routes(routes!(channel::realtime_socket))
+    crate::openapi::with_platform_errors(
+        OpenApiRouter::new().routes(routes!(channel::realtime_socket)),
+    )
 }
