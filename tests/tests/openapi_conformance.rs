@@ -48,10 +48,6 @@ const EXCLUDED_PATHS: &[(&str, &str)] = &[
     ("/api/auth/signup$", "replaces the session"),
     ("/api/auth/signin$", "replaces the session"),
     ("/api/auth/signout$", "ends the session"),
-    // The flag routes' path parameters and statuses are being declared in
-    // server/src/flags (another change); remove these two once it has landed.
-    ("/api/flags", "pending: server/src/flags"),
-    ("/ofrep/", "pending: server/src/flags"),
 ];
 
 /// The stateful phase feeds `GET /api/auth/sessions`' ids to this one, which would revoke

@@ -80,14 +80,16 @@ where
     S: Clone + Send + Sync + 'static,
     Auth: FromRef<S>,
 {
-    OpenApiRouter::new()
-        .routes(routes!(signup))
-        .routes(routes!(signin))
-        .routes(routes!(signout))
-        .routes(routes!(me))
-        .routes(routes!(list_sessions))
-        .routes(routes!(revoke_session))
-        .merge(admin::routes())
+    crate::openapi::with_platform_errors(
+        OpenApiRouter::new()
+            .routes(routes!(signup))
+            .routes(routes!(signin))
+            .routes(routes!(signout))
+            .routes(routes!(me))
+            .routes(routes!(list_sessions))
+            .routes(routes!(revoke_session))
+            .merge(admin::routes()),
+    )
 }
 
 /// The client's address, when the server knows it.

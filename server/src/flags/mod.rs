@@ -76,11 +76,15 @@ const RESERVED: &[&str] = &[
 ];
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(delivery_key_scheme())
-        .merge(api::routes())
-        .merge(delivery::routes())
-        .merge(stream::routes())
-        .merge(ofrep::routes())
+    // OFREP answers its own error shape (`errorCode`), so the platform's are not added
+    // to it.
+    crate::openapi::with_platform_errors(
+        OpenApiRouter::with_openapi(delivery_key_scheme())
+            .merge(api::routes())
+            .merge(delivery::routes())
+            .merge(stream::routes()),
+    )
+    .merge(ofrep::routes())
 }
 
 /// The OpenAPI security scheme `delivery_key` the SDK endpoints declare.
