@@ -155,6 +155,13 @@ async fn the_openapi_document_describes_every_answer() {
         report.contains("passed") && !report.contains(" 0 selected"),
         "schemathesis tested no operation:\n{report}"
     );
+    // What was covered, for the log (`--nocapture`): schemathesis' summary lines.
+    for line in report
+        .lines()
+        .filter(|l| l.contains("selected") || l.contains("passed") || l.contains("cases"))
+    {
+        eprintln!("schemathesis: {}", line.trim());
+    }
     // The run signed nobody out: the cookie still names the administrator.
     let me = admin.me().await;
     assert!(me.user.is_some(), "the run ended the session it used");
