@@ -201,6 +201,11 @@ impl Layout<'_> {
         } else if module.starts_with(char::is_uppercase) {
             // A re-export at the crate root of a plumbing type (`Db`, `Clock`, `Config`).
             "plumbing"
+        } else if !self.src.join(module).is_dir()
+            && !self.src.join(format!("{module}.rs")).is_file()
+        {
+            // An item of the composition root itself (`crate::openapi_json_text`).
+            "root"
         } else if self.root.contains(&module) {
             "root"
         } else if self.plumbing.contains(&module) {
