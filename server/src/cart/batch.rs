@@ -136,26 +136,48 @@ async fn run(state: AppState, mut queue: mpsc::Receiver<Job>) {
 }
 
 /// Writes a batch and answers each of its requests.
-async fn commit(state: &AppState, mut batch: Vec<Job>) {
-    // Descending cart ids: accounts' carts before guests' (see the lock order); stable,
-    // so one cart's changes keep their order.
-    batch.sort_by(|a, b| b.change.cart.id.cmp(&a.change.cart.id));
+async fn commit(state: &AppState, batch: Vec<Job>) {
     let (changes, replies): (Vec<Request>, Vec<_>) =
         batch.into_iter().map(|job| (job.change, job.reply)).unzip();
+    for (reply, outcome) in replies.into_iter().zip(write_batch(state, changes).await) {
+        let _ = reply.send(outcome);
+    }
+}
+
+/// Writes `changes` as one batch (see the module's invariants) and delivers their events
+/// once it committed. Answers each change's outcome, in the order given. Requests
+/// normally come here through [`Committer::submit`]; tests call it to build a batch
+/// deterministically.
+pub async fn write_batch(state: &AppState, changes: Vec<Request>) -> Vec<Outcome> {
+    let count = changes.len();
+    // Descending cart ids: accounts' carts before guests' (see the lock order); stable,
+    // so one cart's changes keep their order.
+    let mut order: Vec<usize> = (0..count).collect();
+    order.sort_by(|&a, &b| changes[b].cart.id.cmp(&changes[a].cart.id));
+    let mut slots: Vec<Option<Request>> = changes.into_iter().map(Some).collect();
+    let sorted: Vec<Request> = order
+        .iter()
+        .map(|&i| slots[i].take().expect("each change once"))
+        .collect();
     let mut events = Events::new(&state.hub);
-    match write(state, changes, &mut events).await {
+    match write(state, sorted, &mut events).await {
         Ok(outcomes) => {
             events.deliver();
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(outcome);
+            let mut answers: Vec<Option<Outcome>> = (0..count).map(|_| None).collect();
+            for (&i, outcome) in order.iter().zip(outcomes) {
+                answers[i] = Some(outcome);
             }
+            answers
+                .into_iter()
+                .map(|a| a.expect("an outcome per change"))
+                .collect()
         }
         Err(err) => {
-            tracing::warn!(%err, requests = replies.len(), "a cart batch failed");
+            tracing::warn!(%err, requests = count, "a cart batch failed");
             let err = Arc::new(err);
-            for reply in replies {
-                let _ = reply.send(Err(WriteError::Batch(err.clone())));
-            }
+            (0..count)
+                .map(|_| Err(WriteError::Batch(err.clone())))
+                .collect()
         }
     }
 }
