@@ -624,3 +624,234 @@ async fn a_cart_is_shared_across_instances() {
     assert_eq!(both.version, 21);
     assert_eq!(cart_event(&mut socket, 21).await.lines[1].quantity, 20);
 }
+
+/// Group commit: many sessions sending at once, each op sent twice (the replay racing the
+/// original, so the two often land in different batches): every op applies exactly once.
+both_backends!(
+    concurrent_carts_apply_every_op_exactly_once,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let ids = products(&Client::new(&server)).await;
+        const SESSIONS: usize = 24;
+        const OPS: usize = 8;
+        let mut clients = Vec::new();
+        for _ in 0..SESSIONS {
+            let client = Client::new(&server);
+            cart(&client).await;
+            clients.push(client);
+        }
+        let runs = clients.iter().enumerate().map(|(s, client)| {
+            let ids = ids.clone();
+            async move {
+                for i in 0..OPS {
+                    let ops = vec![add(&format!("c{s}-{i}"), &ids[i % 4], 1)];
+                    let (a, b) = tokio::join!(send(client, ops.clone()), send(client, ops));
+                    assert_eq!(a.cart_id, b.cart_id);
+                }
+            }
+        });
+        futures_util::future::join_all(runs).await;
+        for client in &clients {
+            let view = cart(client).await;
+            assert_eq!(view.item_count as usize, OPS, "every op once: {view:?}");
+            assert_eq!(view.version as usize, OPS, "one version per op");
+            let history: CartHistory = client.get("/api/cart/history?limit=200").await.expect(200);
+            assert_eq!(history.entries.len(), OPS, "one history entry per op");
+        }
+        server.shutdown().await;
+    }
+);
+
+fn request(
+    cart_id: &meridian_server::cart::CartRef,
+    op_id: &str,
+    product: &str,
+    quantity: u32,
+) -> meridian_server::cart::batch::Request {
+    let op = meridian_shared::cart::CartOp {
+        hlc: meridian_shared::cart::Hlc {
+            wall_ms: 1,
+            counter: 0,
+            node: "batch-test".into(),
+        },
+        observed: Vec::new(),
+        op_id: op_id.to_owned(),
+        op_type: CartOpType::Add,
+        product_id: Some(product.to_owned()),
+        quantity: Some(quantity),
+    };
+    meridian_server::cart::batch::Request {
+        cart: cart_id.clone(),
+        ops: vec![(op, false)],
+        session_id: None,
+    }
+}
+
+/// One batch holding a refused request: it alone is refused (and changes nothing, not
+/// even its cart's row), the others in the same transaction commit.
+both_backends!(
+    a_refused_request_fails_alone_in_its_batch,
+    |db: TestDatabase| async move {
+        use meridian_server::cart::batch::write_batch;
+        use meridian_server::cart::store::WriteError;
+        use meridian_server::cart::CartRef;
+        let server = TestServer::start(&db).await;
+        let full_client = Client::new(&server);
+        let ids = products(&full_client).await;
+        let fill: Vec<_> = (0..MAX_LINES)
+            .map(|i| add(&format!("f{i}"), &ids[i], 1))
+            .collect();
+        let full_view = send(&full_client, fill).await;
+        let full = CartRef::guest(&full_client.me().await.session_id);
+        assert_eq!(full.id, full_view.cart_id);
+
+        let a = CartRef::guest("batch-a");
+        let b = CartRef::guest("batch-b");
+        let outcomes = write_batch(
+            &server.state,
+            vec![
+                request(&a, "a1", &ids[0], 1),
+                // A new line in a full cart: refused by the cart's rules, inside the batch.
+                request(&full, "over", &ids[MAX_LINES], 1),
+                request(&b, "b1", &ids[1], 2),
+                request(&a, "a2", &ids[0], 3),
+            ],
+        )
+        .await;
+        assert_eq!(outcomes.len(), 4);
+        let (stored, changed) = outcomes[0].as_ref().expect("a1 applied");
+        assert!(changed);
+        assert_eq!(stored.version, 1);
+        assert!(
+            matches!(&outcomes[1], Err(WriteError::Op(0, err)) if err.code() == "too_many_lines"),
+            "{:?}",
+            outcomes[1]
+        );
+        let (stored, _) = outcomes[2].as_ref().expect("b1 applied");
+        assert_eq!(stored.live.lines().get(&ids[1]), Some(&2));
+        let (stored, _) = outcomes[3].as_ref().expect("a2 applied after a1");
+        assert_eq!(stored.version, 2);
+        assert_eq!(stored.live.lines().get(&ids[0]), Some(&4));
+
+        let after = cart(&full_client).await;
+        assert_eq!(
+            after.version, full_view.version,
+            "the refused request changed nothing"
+        );
+        assert_eq!(quantities(&after), quantities(&full_view));
+        // A batch of nothing but replays changes nothing.
+        let replays = write_batch(&server.state, vec![request(&b, "b1", &ids[1], 2)]).await;
+        let (stored, changed) = replays[0].as_ref().expect("a replay is fine");
+        assert!(!changed);
+        assert_eq!(stored.version, 1);
+        server.shutdown().await;
+    }
+);
+
+/// kill -9 in the middle of load: every op the server acknowledged is there after the
+/// restart, on every cart.
+both_backends!(
+    kill_9_under_load_loses_nothing_acknowledged,
+    |db: TestDatabase| async move {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let mut first = ServerProcess::start(BIN, &db).await;
+        let base = first.base_url();
+        let ids = products(&Client::at(&base)).await;
+        const SESSIONS: usize = 16;
+        // Plain HTTP clients with cookie stores: a refused connection is an answer here.
+        let mut browsers = Vec::new();
+        for _ in 0..SESSIONS {
+            let http = reqwest::Client::builder()
+                .cookie_store(true)
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .expect("an HTTP client");
+            let reply = http
+                .get(format!("{base}/api/cart"))
+                .send()
+                .await
+                .expect("GET");
+            assert_eq!(reply.status(), 200);
+            browsers.push(http);
+        }
+        let acks = Arc::new(AtomicUsize::new(0));
+        let enough = Arc::new(tokio::sync::Notify::new());
+        let loads: Vec<_> = browsers
+            .iter()
+            .enumerate()
+            .map(|(s, http)| {
+                let (http, ids, acks, enough, base) = (
+                    http.clone(),
+                    ids.clone(),
+                    acks.clone(),
+                    enough.clone(),
+                    base.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut acked = Vec::new();
+                    for i in 0.. {
+                        let op_id = format!("k{s}-{i}");
+                        let request = CartOpsRequest {
+                            ops: vec![add(&op_id, &ids[i % 20], 1)],
+                        };
+                        let sent = http
+                            .post(format!("{base}/api/cart/ops"))
+                            .json(&request)
+                            .send()
+                            .await;
+                        match sent {
+                            Ok(reply) if reply.status() == 200 => {}
+                            _ => break, // the server is gone
+                        }
+                        acked.push(op_id);
+                        if acks.fetch_add(1, Ordering::SeqCst) + 1 == SESSIONS * 10 {
+                            enough.notify_one();
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        enough.notified().await;
+        assert!(!first.kill_9().await.success());
+        let mut acked = Vec::new();
+        for load in loads {
+            acked.push(load.await.expect("a load task"));
+        }
+        assert!(acked.iter().map(Vec::len).sum::<usize>() >= SESSIONS * 10);
+
+        let second = ServerProcess::start(BIN, &db).await;
+        let base = second.base_url();
+        for (http, acked) in browsers.iter().zip(acked) {
+            let mut stored = std::collections::HashSet::new();
+            let mut before: Option<u64> = None;
+            loop {
+                let path = match before {
+                    Some(b) => format!("{base}/api/cart/history?limit=200&before={b}"),
+                    None => format!("{base}/api/cart/history?limit=200"),
+                };
+                let page: CartHistory = http
+                    .get(path)
+                    .send()
+                    .await
+                    .expect("GET history")
+                    .json()
+                    .await
+                    .expect("a history page");
+                stored.extend(
+                    page.entries
+                        .into_iter()
+                        .filter_map(|e| e.op.map(|op| op.op_id)),
+                );
+                match page.next_before {
+                    Some(b) => before = Some(b),
+                    None => break,
+                }
+            }
+            for op_id in &acked {
+                assert!(stored.contains(op_id), "acknowledged {op_id} was lost");
+            }
+        }
+    }
+);

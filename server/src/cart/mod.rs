@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! catalog  the seeded demo products, held in memory
-//! store    SQL, the write path (one transaction per change), the merge, expiry
+//! store    SQL, the write path (a change in a savepoint), the merge, expiry
+//! batch    group commit: many carts' changes in one transaction, bounded queues
 //! ```
 //!
 //! The semantics are `meridian_shared::cart`'s, run identically in the browser.
@@ -15,14 +16,16 @@
 //!   by its tombstone and arrives dead, so the lines always equal those of the whole
 //!   history (property-tested in shared).
 //! - A change, its history rows and its realtime event commit in one transaction, under
-//!   the cart topic's publish lock; the event carries the new cart.
+//!   the cart topic's publish lock; the event carries the new cart. Changes of many carts
+//!   share a transaction (group commit); a request is answered once it is durable.
 //! - A guest cart merges into an account at most once (its `cart_merges` row commits with
 //!   the merge), with deterministic op ids, so retries never double-count.
 
+pub mod batch;
 pub mod catalog;
 pub mod store;
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use axum::extract::State;
 use meridian_shared::api::ApiErrorBody;
@@ -65,6 +68,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub struct Carts {
     catalog: Catalog,
     clock: Mutex<HlcClock>,
+    /// The group-commit queues, started with the first change.
+    committer: OnceLock<batch::Committer>,
 }
 
 impl Carts {
@@ -72,7 +77,14 @@ impl Carts {
         Carts {
             catalog,
             clock: Mutex::new(HlcClock::new(format!("server-{instance_id}"))),
+            committer: OnceLock::new(),
         }
+    }
+
+    /// The group committer of this instance's carts (its tasks start on first use).
+    fn committer(&self, state: &AppState) -> &batch::Committer {
+        self.committer
+            .get_or_init(|| batch::Committer::start(state))
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -295,6 +307,7 @@ fn refused(index: usize, op_id: &str, err: &CartError) -> ApiError {
     responses(
         (status = 200, description = "The resulting cart", body = CartView),
         (status = 422, description = "Nothing was applied: `unknown_product`, `quantity_out_of_range`, `too_many_lines`, `missing_product`, `invalid_op_id`, `invalid_hlc`, `invalid_observed` or `too_many_ops`; the message names the op", body = ApiErrorBody),
+        (status = 503, description = "`unavailable`: too many changes are waiting to be written, or the server is shutting down; retry after `Retry-After` seconds", body = ApiErrorBody),
     )
 )]
 async fn post_ops(
@@ -330,6 +343,16 @@ async fn post_ops(
         }
         Err(WriteError::Op(index, err)) => Err(refused(index, &op_ids[index], &err)),
         Err(WriteError::Db(err)) => Err(err.into()),
+        Err(WriteError::Batch(err)) => Err(match &*err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                ApiError::unavailable("the database is busy or unavailable; retry shortly")
+            }
+            other => ApiError::internal(other),
+        }),
+        Err(WriteError::Busy) => Err(ApiError::unavailable(
+            "too many cart changes are waiting; retry shortly",
+        )),
+        Err(WriteError::Stopped) => Err(ApiError::unavailable("the server is shutting down")),
     }
 }
 

@@ -1,8 +1,11 @@
-//! The cart's SQL and its write path: one transaction per change that locks the cart row,
-//! applies the ops to the live snapshot, appends the history, and appends the realtime
-//! event (`realtime::Events`), so a change and its notification commit together.
+//! The cart's SQL and its write path: a change locks the cart row, applies the ops to the
+//! live snapshot, appends the history, and appends the realtime event
+//! (`realtime::Events`), so a change and its notification commit together. Changes are
+//! group-committed (`batch.rs`): many carts' changes in one transaction, each in its own
+//! savepoint.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use meridian_shared::cart::{
     merge_guest, tombstones_of, Cart, CartError, CartEvent, CartHistoryEntry, CartOp, CartOpType,
@@ -15,17 +18,22 @@ use crate::realtime::Events;
 use crate::AppState;
 
 /// Why a change was refused or failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// An op was refused (the whole request changed nothing): its index and why.
+    #[error("op {0} was refused: {1}")]
     Op(usize, CartError),
-    Db(sqlx::Error),
-}
-
-impl From<sqlx::Error> for WriteError {
-    fn from(err: sqlx::Error) -> WriteError {
-        WriteError::Db(err)
-    }
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    /// The batch this change was written in failed (nothing of it committed).
+    #[error("the batch failed: {0}")]
+    Batch(Arc<sqlx::Error>),
+    /// The write queue is full: retry shortly.
+    #[error("too many cart changes are waiting")]
+    Busy,
+    /// The server is shutting down.
+    #[error("the cart writer has stopped")]
+    Stopped,
 }
 
 /// A cart as stored.
@@ -324,21 +332,42 @@ impl Change {
 }
 
 /// Applies `ops` (each with `fill_observed`: the server completes what the op observed)
-/// to a cart in one transaction, all or nothing, and publishes the new cart. Returns the
-/// stored cart and whether it changed.
+/// to a cart, all or nothing, and publishes the new cart: queued for the next batch and
+/// answered once that batch is durable. Returns the stored cart and whether it changed.
 pub async fn apply(
     state: &AppState,
     cart: &CartRef,
     ops: Vec<(CartOp, bool)>,
     session_id: Option<&str>,
 ) -> Result<(Stored, bool), WriteError> {
-    let _turn = state.db.write_turn().await;
-    let now = state.clock.now_ms();
-    let mut tx = state.db.pool.begin().await?;
-    let mut change = Change::new(lock(&mut tx, cart, now).await?);
+    state
+        .carts
+        .committer(state)
+        .submit(super::batch::Request {
+            cart: cart.clone(),
+            ops,
+            session_id: session_id.map(str::to_owned),
+        })
+        .await
+}
+
+/// One change inside the caller's transaction (a savepoint of a batch): locks the cart,
+/// receives the ops, and if any was new writes the snapshot and history and appends the
+/// event to `events`. On `Ok((_, false))` and on a refusal the caller rolls back what
+/// this wrote (the touch of the cart row).
+pub(super) async fn apply_in(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    events: &mut Events,
+    cart: &CartRef,
+    ops: Vec<(CartOp, bool)>,
+    session_id: Option<&str>,
+    now: i64,
+) -> Result<(Stored, bool), WriteError> {
+    let mut change = Change::new(lock(conn, cart, now).await?);
     for (index, (op, fill_observed)) in ops.into_iter().enumerate() {
         match change
-            .receive(&mut tx, &state.carts, &cart.id, op, fill_observed)
+            .receive(conn, &state.carts, &cart.id, op, fill_observed)
             .await
         {
             Ok(_) => {}
@@ -347,19 +376,15 @@ pub async fn apply(
         }
     }
     if change.entries.is_empty() {
-        tx.rollback().await?;
         let stored = Stored {
             version: change.version - 1,
             live: change.live,
         };
         return Ok((stored, false));
     }
-    let mut events = Events::new(&state.hub);
     let stored = change
-        .finish(state, &mut tx, &mut events, cart, session_id, now)
+        .finish(state, conn, events, cart, session_id, now)
         .await?;
-    tx.commit().await?;
-    events.deliver();
     Ok((stored, true))
 }
 

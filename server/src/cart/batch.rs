@@ -1,0 +1,287 @@
+//! Group commit of cart changes across carts.
+//!
+//! A request's change goes into a bounded queue; a committer takes every change that
+//! queued meanwhile (at most [`MAX_BATCH`]) and writes them in one transaction — one
+//! fsync on SQLite, one commit (and so one round of NOTIFYs) on PostgreSQL — with their
+//! realtime events appended to one `Events`, delivered after the commit. Each request is
+//! answered only once its batch is durable.
+//!
+//! Invariants:
+//! - A request's ops still apply all or nothing: each change runs inside a savepoint of
+//!   the batch's transaction; a change refused by validation rolls back to it and is
+//!   answered alone (422); the others commit.
+//! - A database error fails the whole batch: nothing of it commits, and every request in
+//!   it gets the error.
+//! - A cart's changes keep their arrival order (one cart always goes to one committer;
+//!   the sort within a batch is stable).
+//! - Lock order: within a batch, carts are locked in descending id order, so that an
+//!   account's cart (`user-…`) is locked before a guest cart (`guest-…`), as the merge
+//!   does; two batches (on any instance) never wait on each other in a cycle.
+//! - Bounded: each committer's queue holds at most [`QUEUE_PER_SHARD`] changes; a full
+//!   queue refuses at once ([`WriteError::Busy`], 503 with `Retry-After`).
+//! - On shutdown the queue closes and what it holds is still written and answered.
+
+use std::sync::Arc;
+
+use meridian_shared::api::DatabaseBackend;
+use meridian_shared::cart::CartOp;
+use sqlx::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::store::{self, Stored, WriteError};
+use super::CartRef;
+use crate::realtime::Events;
+use crate::AppState;
+
+/// The most changes one transaction carries.
+pub const MAX_BATCH: usize = 256;
+/// The most changes waiting for one committer.
+pub const QUEUE_PER_SHARD: usize = 2048;
+/// Committers on PostgreSQL, which writes concurrently (SQLite has one writer).
+pub const PG_SHARDS: usize = 4;
+
+/// The outcome of one change: the stored cart and whether it changed.
+pub type Outcome = Result<(Stored, bool), WriteError>;
+
+/// One request's change, waiting for its batch.
+struct Job {
+    change: Request,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// What a request asks to write.
+pub struct Request {
+    pub cart: CartRef,
+    pub ops: Vec<(CartOp, bool)>,
+    pub session_id: Option<String>,
+}
+
+/// The queues of the committers (one per shard of carts).
+pub struct Committer {
+    shards: Vec<mpsc::Sender<Job>>,
+}
+
+impl Committer {
+    fn new(shards: usize, capacity: usize) -> (Committer, Vec<mpsc::Receiver<Job>>) {
+        let (senders, receivers) = (0..shards.max(1)).map(|_| mpsc::channel(capacity)).unzip();
+        (Committer { shards: senders }, receivers)
+    }
+
+    /// Starts the committers of `state`'s database on its task tracker.
+    pub fn start(state: &AppState) -> Committer {
+        let shards = match state.db.backend {
+            DatabaseBackend::Sqlite => 1,
+            DatabaseBackend::Postgres => PG_SHARDS,
+        };
+        let (committer, receivers) = Committer::new(shards, QUEUE_PER_SHARD);
+        for receiver in receivers {
+            state.tasks.spawn(run(state.clone(), receiver));
+        }
+        committer
+    }
+
+    /// The committer of a cart: a stable hash (FNV-1a) of its id.
+    fn shard_of(&self, cart_id: &str) -> usize {
+        let hash = cart_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        (hash % self.shards.len() as u64) as usize
+    }
+
+    /// Queues a change and waits until its batch is durable (or refused it).
+    pub async fn submit(&self, change: Request) -> Outcome {
+        let reply = self.enqueue(change)?;
+        reply.await.unwrap_or(Err(WriteError::Stopped))
+    }
+
+    fn enqueue(&self, change: Request) -> Result<oneshot::Receiver<Outcome>, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        let shard = self.shard_of(&change.cart.id);
+        match self.shards[shard].try_send(Job { change, reply }) {
+            Ok(()) => Ok(answer),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(WriteError::Busy),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(WriteError::Stopped),
+        }
+    }
+}
+
+/// One committer: waits for a change, takes everything queued behind it, writes the
+/// batch; until shutdown, then drains what is left.
+async fn run(state: AppState, mut queue: mpsc::Receiver<Job>) {
+    let mut closing = false;
+    loop {
+        let first = if closing {
+            queue.recv().await
+        } else {
+            tokio::select! {
+                biased;
+                job = queue.recv() => job,
+                _ = state.shutdown.cancelled() => {
+                    closing = true;
+                    queue.close();
+                    continue;
+                }
+            }
+        };
+        let Some(first) = first else { return };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit(&state, batch).await;
+    }
+}
+
+/// Writes a batch and answers each of its requests.
+async fn commit(state: &AppState, batch: Vec<Job>) {
+    let (changes, replies): (Vec<Request>, Vec<_>) =
+        batch.into_iter().map(|job| (job.change, job.reply)).unzip();
+    for (reply, outcome) in replies.into_iter().zip(write_batch(state, changes).await) {
+        let _ = reply.send(outcome);
+    }
+}
+
+/// Writes `changes` as one batch (see the module's invariants) and delivers their events
+/// once it committed. Answers each change's outcome, in the order given. Requests
+/// normally come here through [`Committer::submit`]; tests call it to build a batch
+/// deterministically.
+pub async fn write_batch(state: &AppState, changes: Vec<Request>) -> Vec<Outcome> {
+    let count = changes.len();
+    // Descending cart ids: accounts' carts before guests' (see the lock order); stable,
+    // so one cart's changes keep their order.
+    let mut order: Vec<usize> = (0..count).collect();
+    order.sort_by(|&a, &b| changes[b].cart.id.cmp(&changes[a].cart.id));
+    let mut slots: Vec<Option<Request>> = changes.into_iter().map(Some).collect();
+    let sorted: Vec<Request> = order
+        .iter()
+        .map(|&i| slots[i].take().expect("each change once"))
+        .collect();
+    let mut events = Events::new(&state.hub);
+    match write(state, sorted, &mut events).await {
+        Ok(outcomes) => {
+            events.deliver();
+            let mut answers: Vec<Option<Outcome>> = (0..count).map(|_| None).collect();
+            for (&i, outcome) in order.iter().zip(outcomes) {
+                answers[i] = Some(outcome);
+            }
+            answers
+                .into_iter()
+                .map(|a| a.expect("an outcome per change"))
+                .collect()
+        }
+        Err(err) => {
+            tracing::warn!(%err, requests = count, "a cart batch failed");
+            let err = Arc::new(err);
+            (0..count)
+                .map(|_| Err(WriteError::Batch(err.clone())))
+                .collect()
+        }
+    }
+}
+
+/// The batch's transaction: each change in a savepoint; a refused or empty change rolls
+/// back to it. Any database error aborts the batch.
+async fn write(
+    state: &AppState,
+    changes: Vec<Request>,
+    events: &mut Events,
+) -> Result<Vec<Outcome>, sqlx::Error> {
+    let _turn = state.db.write_turn().await;
+    let now = state.clock.now_ms();
+    let mut tx = state.db.pool.begin().await?;
+    let mut outcomes = Vec::with_capacity(changes.len());
+    for change in changes {
+        let mut savepoint = (*tx).begin().await?;
+        let applied = store::apply_in(
+            state,
+            &mut savepoint,
+            events,
+            &change.cart,
+            change.ops,
+            change.session_id.as_deref(),
+            now,
+        )
+        .await;
+        match applied {
+            Ok((stored, true)) => {
+                savepoint.commit().await?;
+                outcomes.push(Ok((stored, true)));
+            }
+            Ok((stored, false)) => {
+                savepoint.rollback().await?;
+                outcomes.push(Ok((stored, false)));
+            }
+            Err(WriteError::Db(err)) => return Err(err),
+            Err(refused) => {
+                savepoint.rollback().await?;
+                outcomes.push(Err(refused));
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meridian_shared::cart::CartOpType;
+
+    fn request(cart: &str) -> Request {
+        Request {
+            cart: CartRef::guest(cart),
+            ops: vec![(
+                CartOp {
+                    hlc: meridian_shared::cart::Hlc {
+                        wall_ms: 1,
+                        counter: 0,
+                        node: "t".into(),
+                    },
+                    observed: Vec::new(),
+                    op_id: "op-1".into(),
+                    op_type: CartOpType::Add,
+                    product_id: Some("p".into()),
+                    quantity: Some(1),
+                },
+                false,
+            )],
+            session_id: None,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_refuses_at_once_and_a_closed_one_says_stopped() {
+        let (committer, mut receivers) = Committer::new(1, 2);
+        assert!(committer.enqueue(request("a")).is_ok());
+        assert!(committer.enqueue(request("b")).is_ok());
+        assert!(matches!(
+            committer.enqueue(request("c")),
+            Err(WriteError::Busy)
+        ));
+        // A change taken off the queue makes room for one more.
+        receivers[0].try_recv().expect("a queued change");
+        assert!(committer.enqueue(request("d")).is_ok());
+        receivers[0].close();
+        assert!(matches!(
+            committer.enqueue(request("e")),
+            Err(WriteError::Stopped)
+        ));
+    }
+
+    #[test]
+    fn one_cart_always_goes_to_one_committer() {
+        let (committer, _receivers) = Committer::new(PG_SHARDS, 1);
+        let mut used = std::collections::HashSet::new();
+        for i in 0..64 {
+            let id = format!("guest-{i}");
+            let shard = committer.shard_of(&id);
+            assert_eq!(shard, committer.shard_of(&id));
+            assert!(shard < PG_SHARDS);
+            used.insert(shard);
+        }
+        assert_eq!(used.len(), PG_SHARDS, "carts spread over every committer");
+    }
+}
