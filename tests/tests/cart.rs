@@ -625,8 +625,8 @@ async fn a_cart_is_shared_across_instances() {
     assert_eq!(cart_event(&mut socket, 21).await.lines[1].quantity, 20);
 }
 
-/// Group commit: many sessions sending at once, each op sent twice (the replay racing the
-/// original, so the two often land in different batches): every op applies exactly once.
+// Group commit: many sessions sending at once, each op sent twice (the replay racing the
+// original, so the two often land in different batches): every op applies exactly once.
 both_backends!(
     concurrent_carts_apply_every_op_exactly_once,
     |db: TestDatabase| async move {
@@ -687,8 +687,8 @@ fn request(
     }
 }
 
-/// One batch holding a refused request: it alone is refused (and changes nothing, not
-/// even its cart's row), the others in the same transaction commit.
+// One batch holding a refused request: it alone is refused (and changes nothing, not
+// even its cart's row), the others in the same transaction commit.
 both_backends!(
     a_refused_request_fails_alone_in_its_batch,
     |db: TestDatabase| async move {
@@ -748,8 +748,8 @@ both_backends!(
     }
 );
 
-/// kill -9 in the middle of load: every op the server acknowledged is there after the
-/// restart, on every cart.
+// kill -9 in the middle of load: every op the server acknowledged is there after the
+// restart, on every cart.
 both_backends!(
     kill_9_under_load_loses_nothing_acknowledged,
     |db: TestDatabase| async move {
