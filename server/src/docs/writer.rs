@@ -54,7 +54,9 @@ const MAX_REQUESTS: usize = 1024;
 /// request after a pause is committed at once). Every commit costs a handful of round
 /// trips to the database and an fsync whatever it holds, and nobody watches it happen:
 /// rooms forward updates before they are stored, so only acknowledgements and other
-/// instances wait, by at most this much more.
+/// instances wait, by at most this much more. Measured with `benches/docs.rs` (200
+/// typists at 5 keystrokes/s over 20 documents, SQLite): server CPU per delivery 27 µs
+/// with a commit per batch as soon as possible, 20 µs with this pacing.
 const COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 /// After shutdown, how long the writer waits for rooms' last flushes.
 const LAST_FLUSHES: std::time::Duration = std::time::Duration::from_millis(500);
