@@ -20,7 +20,9 @@
 //!   divided by M (each document with its connections);
 //! - CPU used during the window (`/proc/PID/stat`), by the server and by this process
 //!   (all the clients), as a share of one core: when the clients' share nears the
-//!   machine's cores, the clients are the bottleneck and the throughputs say little.
+//!   machine's cores, the clients are the bottleneck and the throughputs say little;
+//!   and the server's CPU time per delivery (µs), which stays comparable when the load
+//!   generator shares the cores.
 //!
 //! After the window the typing stops and every client reads until it has every keystroke
 //! of its document (or a drain deadline passes: what is still missing is reported, and
@@ -184,6 +186,15 @@ struct Row {
 impl Row {
     fn kib_per_doc(&self) -> f64 {
         self.rss_after_kib.saturating_sub(self.rss_before_kib) as f64 / self.docs as f64
+    }
+
+    /// The server's CPU time per delivery in the window, in µs.
+    fn server_us_per_delivery(&self) -> f64 {
+        if self.deliveries_per_s > 0.0 {
+            self.server_cpu * 1e6 / self.deliveries_per_s
+        } else {
+            0.0
+        }
     }
 }
 
@@ -676,11 +687,11 @@ async fn bench_reference(settings: &Settings, doc_ids: &[String]) -> Row {
 
 fn print_table(settings: &Settings, rows: &[Row]) {
     println!();
-    println!("| server | keystrokes/s | deliveries/s | p50 | p99 | max | undelivered | RSS before | RSS after | per document | server CPU | clients' CPU |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| server | keystrokes/s | deliveries/s | p50 | p99 | max | undelivered | RSS before | RSS after | per document | server CPU | server CPU per delivery | clients' CPU |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {:.0} | {:.0} | {} | {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.1} KiB | {:.0} % | {:.0} % |",
+            "| {} | {:.0} | {:.0} | {} | {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.1} KiB | {:.0} % | {:.1} µs | {:.0} % |",
             r.server,
             r.keystrokes_per_s,
             r.deliveries_per_s,
@@ -692,6 +703,7 @@ fn print_table(settings: &Settings, rows: &[Row]) {
             r.rss_after_kib as f64 / 1024.0,
             r.kib_per_doc(),
             r.server_cpu * 100.0,
+            r.server_us_per_delivery(),
             r.clients_cpu * 100.0,
         );
     }
@@ -716,10 +728,15 @@ fn print_table(settings: &Settings, rows: &[Row]) {
         };
         println!();
         println!(
-            "ours/theirs: keystrokes/s {}, deliveries/s {}; theirs/ours: p99 {}, memory per document {}",
+            "ours/theirs: keystrokes/s {}, deliveries/s {}, p99 {}, server CPU per delivery {}; \
+             theirs/ours: memory per document {}",
             ratio(ours.keystrokes_per_s, theirs.keystrokes_per_s),
             ratio(ours.deliveries_per_s, theirs.deliveries_per_s),
-            ratio(theirs.p99.as_secs_f64(), ours.p99.as_secs_f64()),
+            ratio(ours.p99.as_secs_f64(), theirs.p99.as_secs_f64()),
+            ratio(
+                ours.server_us_per_delivery(),
+                theirs.server_us_per_delivery()
+            ),
             ratio(theirs.kib_per_doc(), ours.kib_per_doc()),
         );
     }

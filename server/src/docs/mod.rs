@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! store      SQL: documents, members, the update log, snapshots, versions
-//! room       a loaded document: its yrs Doc, connections, awareness; persist then broadcast
+//! room       a loaded document: its yrs Doc, connections, awareness; forward, store, ack
 //! awareness  the awareness table (y-protocols' rules) with who announced each client
 //! socket     one y-websocket connection between its socket and its room
 //! cluster    notices between instances sharing PostgreSQL, on the realtime path
@@ -16,7 +16,8 @@
 //! Invariants:
 //! - Only the owner and members may open a document; everyone else gets 404, as if it
 //!   did not exist. Only the owner and editors change content (REST or socket).
-//! - Every accepted update is stored before anyone receives it (see `room`).
+//! - Every accepted update is stored before its sender is acknowledged and before other
+//!   instances hear of it; this instance forwards it at once (see `room`).
 //! - Membership changes and deletion reach open connections on every instance.
 
 pub mod awareness;

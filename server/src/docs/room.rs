@@ -2,12 +2,23 @@
 //! the connections watching it; everything reaches it as a message, in order.
 //!
 //! Invariants:
-//! - Persist before broadcast: an update is applied to the in-memory doc, stored (in a
-//!   batch with the updates that arrived meanwhile: one transaction, one fsync), and
-//!   only then sent to anyone. A message that is not an update first flushes the batch,
-//!   so a client's sync step 1 sent after its updates is answered after they are stored.
-//! - `seq` is the highest stored update number such that every update up to it is in
-//!   the in-memory doc; a snapshot is written only through `seq`.
+//! - Forward at once, acknowledge when durable: an update is applied to the in-memory
+//!   doc and forwarded to the room's other connections at once; it is stored in a batch
+//!   with the updates that arrived meanwhile (handed to the instance's writer: one
+//!   transaction, one fsync), without holding up the room. A client's sync step 1 is
+//!   answered only once every update that client sent before it is stored (`Acks`
+//!   holds it back): the step 2 is the acknowledgement clients rely on.
+//!   Other instances hear of updates only from the commit (they read the store).
+//! - Nothing acknowledged is lost by forwarding early. If the server dies (or a batch
+//!   fails) before an update is stored, its sender has not been acknowledged, still
+//!   holds the update, and sends it again on reconnect (the y-websocket client answers
+//!   the server's step 1 with everything the server lacks); every peer that received it
+//!   early holds it too and resends it the same way. Replicas merge a repeated update
+//!   idempotently, so every replica converges whoever resends first.
+//! - Batches are answered in the order submitted. `seq` is the highest stored update
+//!   number such that every update up to it is in the in-memory doc; compaction,
+//!   versions and statistics first wait until nothing is unstored (`settle`), so a
+//!   snapshot through `seq` holds exactly the updates through `seq`.
 //! - An update that changes nothing (already known) is neither stored nor forwarded; a
 //!   viewer's update that would change something is refused and never applied.
 //! - If storing fails, the room closes every connection (1011) and ends without keeping
@@ -18,7 +29,7 @@
 //! - Time is the instance's injected `Clock` (idle unload, compaction's pause, awareness
 //!   expiry); a timer tick only says when to look.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -35,7 +46,7 @@ use yrs::updates::decoder::Decode;
 use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 
 use super::awareness::{AwarenessTable, Owner};
-use super::writer::Writer;
+use super::writer::{self, Writer};
 use super::{cluster, store};
 use crate::ids::IdError;
 use crate::realtime::socket::{Close, QueueSender};
@@ -133,8 +144,11 @@ pub enum RoomMsg {
 const ROOM_QUEUE: usize = 4096;
 /// Frames queued for one connection before it counts as too slow.
 const CONN_QUEUE: usize = 2048;
-/// Updates stored in one transaction at most.
+/// Updates handed to the writer in one batch at most.
 const MAX_BATCH: usize = 512;
+/// Batches a room has at the writer at most; past that, new updates wait in `pending`
+/// and, once `pending` is full too, the room waits for the writer (backpressure).
+const MAX_IN_FLIGHT: usize = 16;
 /// How often a room looks at its timers.
 const TICK: Duration = Duration::from_millis(250);
 /// How often (in ticks: 2 s) a room on PostgreSQL checks it has not missed another
@@ -297,6 +311,64 @@ struct Conn {
     user_id: String,
     role: Role,
     link: ConnLink,
+    /// The number of this connection's latest update (0: none yet; see [`Acks`]).
+    last_update: u64,
+}
+
+/// The acknowledgement barrier's bookkeeping: updates are numbered in the order the
+/// room applies them (from 1), and a step 1 is answered only once every update its
+/// connection sent before it is stored.
+#[derive(Default)]
+struct Acks {
+    /// The number of the latest applied update.
+    applied: u64,
+    /// Every update up to this number is stored.
+    stored_through: u64,
+    /// Step 1 messages held back: (connection, state vector, the update to wait for),
+    /// in arrival order.
+    waiting: Vec<(ConnId, StateVector, u64)>,
+}
+
+impl Acks {
+    /// Numbers a newly applied update.
+    fn applied(&mut self) -> u64 {
+        self.applied += 1;
+        self.applied
+    }
+
+    /// A step 1 from a connection whose latest update is `last_update`: given back when
+    /// it may be answered now, otherwise held.
+    fn step1(&mut self, conn: ConnId, sv: StateVector, last_update: u64) -> Option<StateVector> {
+        if last_update <= self.stored_through {
+            return Some(sv);
+        }
+        self.waiting.push((conn, sv, last_update));
+        None
+    }
+
+    /// Every update through `through` is stored: the step 1 messages that may be answered
+    /// now, in arrival order.
+    fn stored(&mut self, through: u64) -> Vec<(ConnId, StateVector)> {
+        self.stored_through = self.stored_through.max(through);
+        let stored = self.stored_through;
+        let (ready, waiting) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(_, _, update)| *update <= stored);
+        self.waiting = waiting;
+        ready.into_iter().map(|(conn, sv, _)| (conn, sv)).collect()
+    }
+
+    /// A connection left: its held step 1 messages are dropped.
+    fn forget(&mut self, conn: ConnId) {
+        self.waiting.retain(|(waiting, _, _)| *waiting != conn);
+    }
+}
+
+/// A batch of updates at the writer.
+struct InFlight {
+    /// The number of its last update.
+    through: u64,
+    answer: writer::Pending,
 }
 
 /// The room's replica.
@@ -330,8 +402,12 @@ struct Room {
     snapshot_seq: i64,
     conns: HashMap<ConnId, Conn>,
     awareness: AwarenessTable,
-    /// Applied in memory, not stored yet: (sender, update).
-    pending: Vec<(Option<ConnId>, Vec<u8>)>,
+    /// Applied in memory and forwarded, not handed to the writer yet: the updates
+    /// numbered `acks.applied - pending.len() + 1 ..= acks.applied`.
+    pending: Vec<Vec<u8>>,
+    /// Batches at the writer, oldest first.
+    in_flight: VecDeque<InFlight>,
+    acks: Acks,
     /// Since when the room has had no connection (ms on the instance's clock).
     idle_since: Option<i64>,
     /// When the room last stored an update (compaction waits for a pause).
@@ -357,6 +433,8 @@ impl Room {
             conns: HashMap::new(),
             awareness: AwarenessTable::default(),
             pending: Vec::new(),
+            in_flight: VecDeque::new(),
+            acks: Acks::default(),
             idle_since: Some(now),
             last_stored: now,
             ticks_since_cluster_check: 0,
@@ -407,11 +485,14 @@ impl Room {
         for (seq, data) in parts {
             match Update::decode_v1(data) {
                 Ok(update) => {
+                    // Updates this room forwarded itself (its own, stored meanwhile) are
+                    // not sent again.
+                    let forward = broadcast && changes_something(&self.doc, &update);
                     if let Err(err) = self.doc.transact_mut().apply_update(update) {
                         tracing::error!(doc = %self.doc_id, seq, %err, "stored update does not apply");
                         continue;
                     }
-                    if broadcast {
+                    if forward {
                         frames.push(Bytes::from(protocol::update(data)));
                     }
                 }
@@ -450,20 +531,23 @@ impl Room {
                         let Ok(msg) = rx.try_recv() else { break };
                         self.handle(msg).await;
                         if self.pending.len() >= MAX_BATCH {
-                            self.flush().await;
+                            self.submit().await;
                         }
                     }
-                    self.flush().await;
+                    self.submit().await;
+                }
+                stored = next_answer(&mut self.in_flight) => {
+                    self.on_stored(stored).await;
                 }
                 _ = tick.tick() => {
-                    self.flush().await;
+                    self.submit().await;
                     self.on_tick().await;
                     if !self.ending && self.idle_for_long() && self.unload(&mut rx).await {
                         return;
                     }
                 }
                 _ = shutdown.cancelled() => {
-                    self.flush().await;
+                    self.settle().await;
                     self.compact().await;
                     self.close_all(close_code::GOING_AWAY, "server shutting down");
                     break;
@@ -481,14 +565,12 @@ impl Room {
     }
 
     async fn handle(&mut self, msg: RoomMsg) {
-        if !matches!(
+        // What reads `seq` or writes the whole state waits until everything is stored.
+        if matches!(
             msg,
-            RoomMsg::Frame {
-                frame: ClientFrame::Update(_),
-                ..
-            }
+            RoomMsg::SaveVersion { .. } | RoomMsg::Restore { .. } | RoomMsg::Stats { .. }
         ) {
-            self.flush().await;
+            self.settle().await;
         }
         match msg {
             RoomMsg::Join {
@@ -514,6 +596,7 @@ impl Room {
                         user_id,
                         role,
                         link,
+                        last_update: 0,
                     },
                 );
                 self.idle_since = None;
@@ -638,6 +721,7 @@ impl Room {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        self.acks.forget(conn);
         if let Some(close) = close {
             c.link.close(close);
         }
@@ -666,13 +750,17 @@ impl Room {
     }
 
     fn on_frame(&mut self, conn: ConnId, frame: ClientFrame) {
-        let Some(role) = self.conns.get(&conn).map(|c| c.role) else {
+        let Some((role, last_update)) = self.conns.get(&conn).map(|c| (c.role, c.last_update))
+        else {
             return;
         };
         match frame {
             ClientFrame::Step1(sv) => {
-                let diff = self.doc.transact().encode_state_as_update_v1(&sv);
-                self.send_to(conn, Bytes::from(protocol::step2(diff)));
+                // Held back (and answered in `on_stored`) while this connection has
+                // updates that are not stored yet.
+                if let Some(sv) = self.acks.step1(conn, sv, last_update) {
+                    self.answer_step1(conn, &sv);
+                }
             }
             ClientFrame::Update(raw) => {
                 let update = match Update::decode_v1(&raw) {
@@ -713,7 +801,11 @@ impl Room {
                     );
                     return;
                 }
-                self.pending.push((Some(conn), raw));
+                self.broadcast(Bytes::from(protocol::update(&raw)), Some(conn));
+                let number = self.push_pending(raw);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.last_update = number;
+                }
             }
             ClientFrame::Awareness(update) => {
                 let now = self.now_ms();
@@ -730,27 +822,61 @@ impl Room {
         }
     }
 
-    /// Stores the pending updates in one transaction, then forwards them.
-    async fn flush(&mut self) {
-        if self.pending.is_empty() {
+    fn answer_step1(&mut self, conn: ConnId, sv: &StateVector) {
+        let diff = self.doc.transact().encode_state_as_update_v1(sv);
+        self.send_to(conn, Bytes::from(protocol::step2(diff)));
+    }
+
+    /// Hands the pending updates to the writer as one batch. With `MAX_IN_FLIGHT`
+    /// batches already there, it waits for the oldest answer first only when `pending`
+    /// is full; otherwise the updates wait for a later call.
+    async fn submit(&mut self) {
+        while !self.pending.is_empty() && !self.ending {
+            if self.in_flight.len() >= MAX_IN_FLIGHT {
+                if self.pending.len() < MAX_BATCH {
+                    return;
+                }
+                let stored = next_answer(&mut self.in_flight).await;
+                self.on_stored(stored).await;
+                continue;
+            }
+            let take = self.pending.len().min(MAX_BATCH);
+            let updates: Vec<Vec<u8>> = if take == self.pending.len() {
+                std::mem::take(&mut self.pending)
+            } else {
+                self.pending.drain(..take).collect()
+            };
+            let through = self.acks.applied - self.pending.len() as u64;
+            let answer = self.rooms.writer().submit(&self.doc_id, updates).await;
+            self.in_flight.push_back(InFlight { through, answer });
+        }
+    }
+
+    /// Queues an update applied (and forwarded) for storage; returns its number.
+    fn push_pending(&mut self, update: Vec<u8>) -> u64 {
+        self.pending.push(update);
+        self.acks.applied()
+    }
+
+    /// The writer's answer for the oldest batch in flight.
+    async fn on_stored(&mut self, stored: writer::Stored) {
+        let Some(done) = self.in_flight.pop_front() else {
+            return;
+        };
+        if self.ending {
             return;
         }
-        // The frames to broadcast are encoded now; the updates themselves go to the writer.
-        let (frames, updates): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
-            .into_iter()
-            .map(|(sender, raw)| ((sender, Bytes::from(protocol::update(&raw))), raw))
-            .unzip();
-        let stored = self.rooms.writer().store(&self.doc_id, updates).await;
         match stored {
             Ok(Some((first, last))) => {
                 if first > self.seq + 1 {
                     // Another instance stored updates in between: take them first.
                     self.catch_up(Some(first - 1)).await;
                 }
-                self.seq = last;
+                // A catch-up meanwhile may have read this batch already.
+                self.seq = self.seq.max(last);
                 self.last_stored = self.now_ms();
-                for (sender, frame) in frames {
-                    self.broadcast(frame, sender);
+                for (conn, sv) in self.acks.stored(done.through) {
+                    self.answer_step1(conn, &sv);
                 }
             }
             Ok(None) => {
@@ -765,6 +891,18 @@ impl Room {
                 );
                 self.ending = true;
             }
+        }
+    }
+
+    /// Stores everything applied so far and waits until it is (or the room ends).
+    async fn settle(&mut self) {
+        loop {
+            self.submit().await;
+            if self.ending || self.in_flight.is_empty() {
+                return;
+            }
+            let stored = next_answer(&mut self.in_flight).await;
+            self.on_stored(stored).await;
         }
     }
 
@@ -863,6 +1001,7 @@ impl Room {
 
     /// Writes a snapshot through `seq` (and an automatic version when one is due).
     async fn compact(&mut self) {
+        self.settle().await;
         if self.seq <= self.snapshot_seq || self.ending {
             return;
         }
@@ -933,8 +1072,9 @@ impl Room {
             rich::replace_all(&mut txn, &text, blocks, final_line_end);
             txn.encode_update_v1()
         };
-        self.pending.push((None, update));
-        self.flush().await;
+        self.broadcast(Bytes::from(protocol::update(&update)), None);
+        self.push_pending(update);
+        self.settle().await;
         if self.ending {
             return Err(RoomError::Retry);
         }
@@ -960,6 +1100,14 @@ pub fn changes_something(doc: &Doc, update: &Update) -> bool {
     }
     let deleted = txn.snapshot().delete_set;
     !update.delete_set().diff(&deleted).is_empty()
+}
+
+/// The answer for the oldest batch in flight; never ready when none is.
+async fn next_answer(in_flight: &mut VecDeque<InFlight>) -> writer::Stored {
+    match in_flight.front_mut() {
+        Some(oldest) => (&mut oldest.answer).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn refuse(msg: RoomMsg, err: impl Fn() -> RoomError) {
@@ -993,6 +1141,46 @@ mod tests {
         doc.transact_mut()
             .apply_update(Update::decode_v1(bytes).unwrap())
             .unwrap();
+    }
+
+    fn sv_of(client: u64, clock: u32) -> StateVector {
+        let mut sv = StateVector::default();
+        sv.set_max(yrs::block::ClientID::new(client), clock);
+        sv
+    }
+
+    #[test]
+    fn a_step1_waits_only_for_its_own_connections_updates() {
+        let mut acks = Acks::default();
+        // Nothing sent yet: answered at once.
+        assert_eq!(acks.step1(1, sv_of(1, 1), 0), Some(sv_of(1, 1)));
+        // Connection 1 sends updates 1 and 2, connection 2 update 3.
+        let (one, two, three) = (acks.applied(), acks.applied(), acks.applied());
+        assert_eq!((one, two, three), (1, 2, 3));
+        assert_eq!(acks.step1(1, sv_of(1, 2), two), None);
+        assert_eq!(acks.step1(2, sv_of(2, 3), three), None);
+        // A third connection that sent nothing is not held up by the others.
+        assert_eq!(acks.step1(3, sv_of(3, 4), 0), Some(sv_of(3, 4)));
+        // Update 1 stored: nobody's updates are all stored yet.
+        assert!(acks.stored(1).is_empty());
+        // Through 3 (one batch holding 2 and 3): both, in arrival order.
+        assert_eq!(acks.stored(3), vec![(1, sv_of(1, 2)), (2, sv_of(2, 3))]);
+        // Then a step 1 after stored updates is answered at once.
+        assert_eq!(acks.step1(1, sv_of(1, 5), two), Some(sv_of(1, 5)));
+    }
+
+    #[test]
+    fn a_leaving_connection_is_never_answered_and_stored_never_moves_back() {
+        let mut acks = Acks::default();
+        let first = acks.applied();
+        let second = acks.applied();
+        assert_eq!(acks.step1(7, sv_of(7, 1), first), None);
+        assert_eq!(acks.step1(8, sv_of(8, 1), second), None);
+        acks.forget(7);
+        assert_eq!(acks.stored(second), vec![(8, sv_of(8, 1))]);
+        // An older answer arriving late does not move the barrier back.
+        assert!(acks.stored(first).is_empty());
+        assert_eq!(acks.step1(9, sv_of(9, 1), second), Some(sv_of(9, 1)));
     }
 
     #[test]

@@ -2,9 +2,17 @@
 //! room that asked since its last commit in one transaction, so that many documents
 //! edited at once cost one commit (one fsync on SQLite), not one each.
 //!
+//! Rooms forward updates to their own connections before they are stored (see
+//! `room.rs`); what waits for the writer is the acknowledgement (a step 1's answer) and
+//! the other instances, which learn of updates only from the commit.
+//!
 //! Invariants:
 //! - A room is answered only after the transaction holding its updates committed (or
-//!   failed); it broadcasts nothing before.
+//!   failed); the "stored" notice to other instances is queued in that transaction, so
+//!   it is sent only if it commits.
+//! - A room's requests are answered in the order it made them, with increasing ranges:
+//!   requests of one document in one transaction are numbered in arrival order, in one
+//!   statement.
 //! - Within a transaction documents are written in id order, so writers on different
 //!   instances take the document rows' locks in the same order (no deadlock).
 //! - A room whose document is gone is answered `None`; the others are unaffected.
@@ -41,7 +49,15 @@ struct Request {
 }
 
 /// Requests stored in one transaction at most.
-const MAX_REQUESTS: usize = 256;
+const MAX_REQUESTS: usize = 1024;
+/// Transactions start at least this far apart while requests keep coming (a lone
+/// request after a pause is committed at once). Every commit costs a handful of round
+/// trips to the database and an fsync whatever it holds, and nobody watches it happen:
+/// rooms forward updates before they are stored, so only acknowledgements and other
+/// instances wait, by at most this much more. Measured with `benches/docs.rs` (200
+/// typists at 5 keystrokes/s over 20 documents, SQLite): server CPU per delivery 27 µs
+/// with a commit per batch as soon as possible, 20 µs with this pacing.
+const COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 /// After shutdown, how long the writer waits for rooms' last flushes.
 const LAST_FLUSHES: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -59,18 +75,34 @@ impl Writer {
         Writer { tx }
     }
 
-    /// Stores a room's updates; returns once they are committed.
-    pub async fn store(&self, doc_id: &str, updates: Vec<Vec<u8>>) -> Stored {
+    /// Hands a room's updates to the writer (waiting only while the writer's queue is
+    /// full); the answer arrives once they are committed.
+    pub async fn submit(&self, doc_id: &str, updates: Vec<Vec<u8>>) -> Pending {
         let (reply, answer) = oneshot::channel();
         let request = Request {
             doc_id: doc_id.to_owned(),
             updates,
             reply,
         };
-        if self.tx.send(request).await.is_err() {
-            return Err(StoreError::ShuttingDown);
-        }
-        answer.await.unwrap_or(Err(StoreError::ShuttingDown))
+        // A refused request drops its `reply`: the answer reads as "shutting down".
+        let _ = self.tx.send(request).await;
+        Pending(answer)
+    }
+}
+
+/// The answer to a submitted batch, once its transaction has ended.
+pub struct Pending(oneshot::Receiver<Stored>);
+
+impl std::future::Future for Pending {
+    type Output = Stored;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Stored> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|answer| answer.unwrap_or(Err(StoreError::ShuttingDown)))
     }
 }
 
@@ -81,6 +113,8 @@ async fn run(state: AppState, mut rx: mpsc::Receiver<Request>) {
     // The writer keeps its own connection: a pooled one is pinged on every acquire, one
     // more round trip per commit. After an error it takes a fresh one.
     let mut conn: Option<PoolConnection<Any>> = None;
+    let mut last_commit: Option<tokio::time::Instant> = None;
+    let mut last_was_full = false;
     loop {
         let first = if state.shutdown.is_cancelled() {
             match tokio::time::timeout(LAST_FLUSHES, rx.recv()).await {
@@ -97,12 +131,24 @@ async fn run(state: AppState, mut rx: mpsc::Receiver<Request>) {
             }
         };
         batch.push(first);
+        // Under a steady stream of requests, gather what arrives until the next commit
+        // is due (a backlog of a full batch is committed at once).
+        if let Some(due) = last_commit.map(|at| at + COMMIT_EVERY) {
+            if !last_was_full && !state.shutdown.is_cancelled() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => {}
+                    _ = state.shutdown.cancelled() => {}
+                }
+            }
+        }
+        last_commit = Some(tokio::time::Instant::now());
         while batch.len() < MAX_REQUESTS {
             match rx.try_recv() {
                 Ok(request) => batch.push(request),
                 Err(_) => break,
             }
         }
+        last_was_full = batch.len() >= MAX_REQUESTS;
         let mut by_doc: BTreeMap<String, Vec<Request>> = BTreeMap::new();
         for request in batch.drain(..) {
             by_doc
@@ -147,39 +193,66 @@ async fn commit(
     conn: &mut AnyConnection,
     by_doc: &BTreeMap<String, Vec<Request>>,
 ) -> Result<Vec<Vec<Option<(i64, i64)>>>, sqlx::Error> {
-    // A document asked more than once (rare: a room waits for its answer) is stored in
-    // several rounds, since one statement numbers each document once.
-    let rounds = by_doc.values().map(Vec::len).max().unwrap_or(0);
+    // A document asked more than once (a room submits again while its previous batch is
+    // being committed) is stored in one statement, its requests numbered in order.
+    let docs: Vec<(&str, Vec<&[u8]>)> = by_doc
+        .iter()
+        .map(|(doc_id, requests)| {
+            let updates = requests
+                .iter()
+                .flat_map(|request| request.updates.iter().map(Vec::as_slice))
+                .collect();
+            (doc_id.as_str(), updates)
+        })
+        .collect();
     let now = state.clock.now_ms();
     let _turn = state.db.write_turn().await;
     let mut tx = conn.begin().await?;
-    let mut results: Vec<Vec<Option<(i64, i64)>>> = vec![Vec::new(); by_doc.len()];
-    for round in 0..rounds {
-        let mut docs = Vec::new();
-        let mut slots = Vec::new();
-        for (slot, (doc_id, requests)) in by_doc.iter().enumerate() {
-            if let Some(request) = requests.get(round) {
-                let updates: Vec<&[u8]> = request.updates.iter().map(Vec::as_slice).collect();
-                docs.push((doc_id.as_str(), updates));
-                slots.push(slot);
-            }
-        }
-        let ranges = store::append_updates(&mut tx, &docs, now).await?;
-        for (slot, range) in slots.into_iter().zip(ranges) {
-            results[slot].push(range);
-        }
-    }
-    let heads: Vec<(&str, i64)> = by_doc
-        .keys()
-        .zip(&results)
-        .filter_map(|(doc_id, ranges)| {
-            let last = ranges.iter().flatten().map(|(_, last)| *last).max()?;
-            Some((doc_id.as_str(), last))
-        })
+    let ranges = store::append_updates(&mut tx, &docs, now).await?;
+    let heads: Vec<(&str, i64)> = docs
+        .iter()
+        .zip(&ranges)
+        .filter_map(|((doc_id, _), range)| Some((*doc_id, range.as_ref()?.1)))
         .collect();
     let mut events = Events::new(&state.hub);
     cluster::notify_stored(&mut events, &mut tx, &heads).await?;
     tx.commit().await?;
     events.deliver();
-    Ok(results)
+    Ok(by_doc
+        .values()
+        .zip(ranges)
+        .map(|(requests, range)| split_range(range, requests.iter().map(|r| r.updates.len())))
+        .collect())
+}
+
+/// Splits a document's range among its requests (`None`, the document gone, for all).
+/// A request without updates gets an empty range just before the next (`first = last +
+/// 1`).
+fn split_range(
+    range: Option<(i64, i64)>,
+    counts: impl Iterator<Item = usize>,
+) -> Vec<Option<(i64, i64)>> {
+    let mut next = range.map(|(first, _)| first);
+    counts
+        .map(|count| {
+            let first = next?;
+            let last = first + count as i64 - 1;
+            next = Some(last + 1);
+            Some((first, last))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_range;
+
+    #[test]
+    fn a_documents_range_is_split_in_request_order() {
+        assert_eq!(
+            split_range(Some((5, 10)), [1, 3, 2].into_iter()),
+            vec![Some((5, 5)), Some((6, 8)), Some((9, 10))]
+        );
+        assert_eq!(split_range(None, [1, 2].into_iter()), vec![None, None]);
+    }
 }
