@@ -432,6 +432,17 @@ impl Drop for Socket {
     }
 }
 
+/// A sentence about a closed connection: what happened, and the server's reason when it
+/// gave one (`"The document was deleted. (by alice)"`).
+pub fn close_sentence(what: String, reason: &str) -> String {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        what
+    } else {
+        format!("{what} ({reason})")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

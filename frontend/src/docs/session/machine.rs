@@ -194,12 +194,7 @@ pub fn describe_close(code: u16, reason: &str) -> String {
         1006 => "Could not reach the server.".to_owned(),
         _ => format!("The connection closed (code {code})."),
     };
-    let reason = reason.trim();
-    if reason.is_empty() {
-        what
-    } else {
-        format!("{what} ({reason})")
-    }
+    crate::net::socket::close_sentence(what, reason)
 }
 
 impl SyncMachine {

@@ -423,12 +423,7 @@ pub fn describe_close(code: u16, reason: &str, was_welcomed: bool) -> String {
         _ if !was_welcomed => "Could not connect to the server.".to_owned(),
         _ => format!("The connection closed (code {code})."),
     };
-    let reason = reason.trim();
-    if reason.is_empty() {
-        what
-    } else {
-        format!("{what} ({reason})")
-    }
+    crate::net::socket::close_sentence(what, reason)
 }
 
 impl Realtime {
