@@ -92,6 +92,8 @@ mod compiled;
 mod context;
 mod evaluation;
 mod ofrep;
+#[cfg(test)]
+mod reference;
 mod semver;
 #[cfg(test)]
 mod test_support;
