@@ -14,10 +14,10 @@ use super::{
     murmur3_x86_32, Clause, Evaluation, EvaluationContext, FlagConfig, Operator, Reason, Rollout,
     Segment, Segments, Semver, Serve, TARGETING_KEY,
 };
-use super::{CompiledFlag, ErrorCode};
+use super::{CompiledFlag, ErrorCode, PreparedContext};
 
-/// The answer for `context`, or `None` where the compiled evaluator answers an error;
-/// errors carry the code (their details are the evaluator's wording, not compared).
+/// The answer for `context`; where the compiled evaluator answers an error, so does this,
+/// with the same code (the details are the evaluator's wording, not compared).
 pub(super) fn interpret(
     flag: &FlagConfig,
     segments: &Segments,
@@ -247,9 +247,17 @@ fn holds(clause: &Clause, value: &Value) -> bool {
     }
 }
 
-/// The compiled evaluator's answer in the interpreter's terms (error details dropped).
+/// The compiled evaluator's answer in the interpreter's terms (error details dropped),
+/// after checking that it answers the same for the context prepared.
 pub(super) fn compiled_answer(flag: &CompiledFlag, context: &EvaluationContext) -> Evaluation {
-    let mut answer = flag.evaluate(context).into_owned();
+    let answer = flag.evaluate(context);
+    let prepared = PreparedContext::new(context);
+    assert_eq!(
+        flag.evaluate_prepared(&prepared),
+        answer,
+        "prepared {context:?}"
+    );
+    let mut answer = answer.into_owned();
     if answer.error_details.is_some() {
         answer.error_details = Some("(the interpreter's)".to_owned());
     }

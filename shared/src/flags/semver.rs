@@ -81,6 +81,29 @@ impl<'a> SemverRef<'a> {
         let minor = version_number(bytes, &mut at)?;
         expect_byte(bytes, &mut at, b'.')?;
         let patch = version_number(bytes, &mut at)?;
+        if at == bytes.len() {
+            // A release: the usual attribute.
+            let version = SemverRef {
+                major,
+                minor,
+                patch,
+                pre_release: "",
+            };
+            return Some((version, ""));
+        }
+        Self::parse_labels(text, at, major, minor, patch)
+    }
+
+    /// The pre-release and build labels after `MAJOR.MINOR.PATCH` (ending at `at`).
+    #[inline(never)]
+    fn parse_labels(
+        text: &'a str,
+        mut at: usize,
+        major: u64,
+        minor: u64,
+        patch: u64,
+    ) -> Option<(SemverRef<'a>, &'a str)> {
+        let bytes = text.as_bytes();
         let mut pre_release = "";
         if bytes.get(at) == Some(&b'-') {
             let start = at + 1;
@@ -122,22 +145,31 @@ impl<'a> SemverRef<'a> {
 }
 
 /// A MAJOR, MINOR or PATCH number at `at`: digits, no leading zero, at most `u64::MAX`.
+#[inline(always)]
 fn version_number(bytes: &[u8], at: &mut usize) -> Option<u64> {
     let start = *at;
     let mut value: u64 = 0;
-    while let Some(&digit) = bytes.get(*at).filter(|b| b.is_ascii_digit()) {
-        value = value
-            .checked_mul(10)?
-            .checked_add(u64::from(digit - b'0'))?;
+    while let Some(digit) = bytes.get(*at).and_then(|b| b.checked_sub(b'0')) {
+        if digit > 9 {
+            break;
+        }
+        // Up to 19 digits cannot overflow; past that, check.
+        value = if *at - start < 19 {
+            value * 10 + u64::from(digit)
+        } else {
+            value.checked_mul(10)?.checked_add(u64::from(digit))?
+        };
         *at += 1;
     }
-    let len = *at - start;
-    if len == 0 || (len > 1 && bytes[start] == b'0') {
-        return None;
+    match *at - start {
+        0 => None,
+        1 => Some(value),
+        _ if bytes.get(start) == Some(&b'0') => None,
+        _ => Some(value),
     }
-    Some(value)
 }
 
+#[inline(always)]
 fn expect_byte(bytes: &[u8], at: &mut usize, expected: u8) -> Option<()> {
     if bytes.get(*at) == Some(&expected) {
         *at += 1;
