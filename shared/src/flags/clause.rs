@@ -262,8 +262,16 @@ fn ascii_lowercase_eq(text: &[u8], lower: &[u8]) -> bool {
             return false;
         }
     }
-    let (a, b) = (text_words.remainder(), lower_words.remainder());
-    a.iter().zip(b).all(|(x, y)| x.to_ascii_lowercase() == *y)
+    match (text.last_chunk::<8>(), lower.last_chunk::<8>()) {
+        // The last 8 bytes, overlapping the words compared above.
+        (Some(a), Some(b)) => {
+            ascii_lowercase_word(u64::from_le_bytes(*a)) == u64::from_le_bytes(*b)
+        }
+        _ => text
+            .iter()
+            .zip(lower)
+            .all(|(x, y)| x.to_ascii_lowercase() == *y),
+    }
 }
 
 /// Eight bytes, little-endian (a chunk of exactly 8).

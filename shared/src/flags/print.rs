@@ -210,7 +210,7 @@ impl NameIndex {
             index.heads[slot] = print.head;
             index.tails[slot] = print.tail;
             index.lens[slot] = print.len;
-            let mut bucket = Self::bucket(print, string.as_bytes());
+            let mut bucket = Self::bucket(print.head, print.len);
             while index.buckets[bucket] != 0 {
                 bucket = (bucket + 1) % Self::BUCKETS;
             }
@@ -231,32 +231,38 @@ impl NameIndex {
             .map(|(string, &(print, hash))| (&**string, print, hash))
     }
 
-    /// The index of `key`, if it is one of the strings.
+    /// The index of `key`, if it is one of the strings. Buckets go by length and first
+    /// 8 bytes only, so that a key up to 8 bytes long is found without reading more.
     #[inline(always)]
     pub(super) fn get(&self, key: &str) -> Option<usize> {
-        let print = KeyPrint::of(key.as_bytes());
-        let mut bucket = Self::bucket(print, key.as_bytes());
+        let bytes = key.as_bytes();
+        let (head, len) = (word(bytes), bytes.len());
+        let mut bucket = Self::bucket(head, len);
         loop {
             let entry = usize::from(self.buckets[bucket % Self::BUCKETS]);
             let slot = entry.checked_sub(1)? % Self::CAPACITY;
-            if self.heads[slot] == print.head
-                && self.lens[slot] == print.len
-                && self.tails[slot] == print.tail
-                && (print.exact()
-                    || self
-                        .strings
-                        .get(slot)
-                        .is_some_and(|string| **string == *key))
-            {
-                return Some(slot);
+            if self.heads[slot] == head && self.lens[slot] == len {
+                let tail = match bytes.last_chunk::<8>() {
+                    Some(last) if len > 8 => u64::from_le_bytes(*last),
+                    _ => 0,
+                };
+                if self.tails[slot] == tail
+                    && (len <= 16
+                        || self
+                            .strings
+                            .get(slot)
+                            .is_some_and(|string| **string == *key))
+                {
+                    return Some(slot);
+                }
             }
             bucket += 1;
         }
     }
 
     #[inline(always)]
-    fn bucket(print: KeyPrint, bytes: &[u8]) -> usize {
-        (print.hash(bytes) >> (64 - Self::BUCKETS.trailing_zeros())) as usize
+    fn bucket(head: u64, len: usize) -> usize {
+        ((head ^ len as u64).wrapping_mul(K0) >> (64 - Self::BUCKETS.trailing_zeros())) as usize
     }
 }
 

@@ -75,6 +75,15 @@ impl<'a> SemverRef<'a> {
     /// One pass over the bytes (evaluation parses attributes on the hot path).
     pub(super) fn parse(text: &'a str) -> Option<(SemverRef<'a>, &'a str)> {
         let bytes = text.as_bytes();
+        if let Some([major, minor, patch]) = release(bytes) {
+            let version = SemverRef {
+                major,
+                minor,
+                patch,
+                pre_release: "",
+            };
+            return Some((version, ""));
+        }
         let mut at = 0;
         let major = version_number(bytes, &mut at)?;
         expect_byte(bytes, &mut at, b'.')?;
@@ -142,6 +151,35 @@ impl<'a> SemverRef<'a> {
             .cmp(&(other.major, other.minor, other.patch))
             .then_with(|| pre_release_precedence(self.pre_release, other.pre_release))
     }
+}
+
+/// The numbers of a release, `MAJOR.MINOR.PATCH` of up to 18 digits each without
+/// leading zeros (the usual attribute, in one loop); `None` for anything else, which
+/// [`SemverRef::parse`] then parses in full.
+#[inline(always)]
+fn release(bytes: &[u8]) -> Option<[u64; 3]> {
+    let mut numbers = [0u64; 3];
+    let mut part = 0;
+    let mut digits = 0;
+    for &byte in bytes {
+        if byte == b'.' {
+            if digits == 0 || part == 2 {
+                return None;
+            }
+            part += 1;
+            digits = 0;
+            continue;
+        }
+        let digit = byte.wrapping_sub(b'0');
+        let number = numbers.get_mut(part)?;
+        // No leading zero; 18 digits cannot overflow.
+        if digit > 9 || (digits == 1 && *number == 0) || digits == 18 {
+            return None;
+        }
+        *number = *number * 10 + u64::from(digit);
+        digits += 1;
+    }
+    (part == 2 && digits != 0).then_some(numbers)
 }
 
 /// A MAJOR, MINOR or PATCH number at `at`: digits, no leading zero, at most `u64::MAX`.
@@ -325,6 +363,20 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_release_fast_path_agrees_with_the_full_parse(text in "[0-9.]{0,12}|(0|[1-9][0-9]{0,19})\\.[0-9]{1,3}\\.[0-9]{1,20}") {
+            if let Some([major, minor, patch]) = release(text.as_bytes()) {
+                let full = Semver::parse(&text);
+                prop_assert!(full.is_some(), "{}", text);
+                let full = full.unwrap();
+                prop_assert_eq!((major, minor, patch), (full.major, full.minor, full.patch));
+                prop_assert!(full.pre_release.is_empty() && full.build.is_empty());
+            } else if let Some(full) = Semver::parse(&text) {
+                // Only versions with more than 18 digits in a number take the long way.
+                prop_assert!(text.split('.').any(|n| n.len() > 18), "{} {:?}", text, full);
+            }
+        }
+
         #[test]
         fn semver_precedence_is_a_total_order(a in "[0-2]\\.[0-2]\\.[0-2](-(alpha|beta|[0-9]|1[0-9])(\\.(rc|[0-9])){0,2})?", b in "[0-2]\\.[0-2]\\.[0-2](-(alpha|beta|[0-9]|1[0-9])(\\.(rc|[0-9])){0,2})?") {
             let (x, y) = (Semver::parse(&a).unwrap(), Semver::parse(&b).unwrap());
