@@ -38,12 +38,15 @@ impl Murmur3 {
 
     #[inline]
     fn block(&mut self, k1: u32) {
-        self.h1 ^= Self::scramble(k1);
-        self.h1 = self
-            .h1
+        self.h1 = Self::mix(self.h1, k1);
+    }
+
+    #[inline(always)]
+    fn mix(h1: u32, k1: u32) -> u32 {
+        (h1 ^ Self::scramble(k1))
             .rotate_left(13)
             .wrapping_mul(5)
-            .wrapping_add(0xe654_6b64);
+            .wrapping_add(0xe654_6b64)
     }
 
     #[inline]
@@ -75,17 +78,72 @@ impl Murmur3 {
 
     #[inline]
     pub fn finish(&self) -> u32 {
-        let mut h1 = self.h1;
-        if self.tail_len != 0 {
-            h1 ^= Self::scramble(self.tail);
+        Self::finalize(self.h1, self.tail, self.tail_len, self.len)
+    }
+
+    #[inline(always)]
+    fn finalize(mut h1: u32, tail: u32, tail_len: u32, len: u64) -> u32 {
+        if tail_len != 0 {
+            h1 ^= Self::scramble(tail);
         }
         // The reference takes the length as a 32-bit int.
-        h1 ^= self.len as u32;
+        h1 ^= len as u32;
         h1 ^= h1 >> 16;
         h1 = h1.wrapping_mul(0x85eb_ca6b);
         h1 ^= h1 >> 13;
         h1 = h1.wrapping_mul(0xc2b2_ae35);
         h1 ^ (h1 >> 16)
+    }
+
+    /// `write(bytes)` then `finish()`, without changing `self`: what a rollout does with
+    /// the state after its group, once per evaluation. Specialised on the number of
+    /// bytes waiting for a block, so that the blocks of `bytes` are read whole.
+    #[inline]
+    pub(super) fn finish_with(&self, bytes: &[u8]) -> u32 {
+        match self.tail_len {
+            0 => self.finish_after::<0>(bytes),
+            1 => self.finish_after::<1>(bytes),
+            2 => self.finish_after::<2>(bytes),
+            _ => self.finish_after::<3>(bytes),
+        }
+    }
+
+    /// [`finish_with`](Self::finish_with) when `PENDING` (`self.tail_len`) bytes wait.
+    #[inline(always)]
+    fn finish_after<const PENDING: u32>(&self, bytes: &[u8]) -> u32 {
+        let len = self.len + bytes.len() as u64;
+        let mut h1 = self.h1;
+        let mut rest = bytes;
+        if PENDING != 0 {
+            let missing = (4 - PENDING) as usize;
+            let Some((first, after)) = bytes.split_at_checked(missing) else {
+                // Too few bytes to complete the pending block.
+                let mut tail = self.tail;
+                for (i, &byte) in bytes.iter().enumerate() {
+                    tail |= u32::from(byte) << (8 * (PENDING as usize + i));
+                }
+                return Self::finalize(h1, tail, PENDING + bytes.len() as u32, len);
+            };
+            let mut block = self.tail;
+            for (i, &byte) in first.iter().enumerate() {
+                block |= u32::from(byte) << (8 * (PENDING as usize + i));
+            }
+            h1 = Self::mix(h1, block);
+            rest = after;
+        }
+        let mut blocks = rest.chunks_exact(4);
+        for block in &mut blocks {
+            h1 = Self::mix(
+                h1,
+                u32::from_le_bytes([block[0], block[1], block[2], block[3]]),
+            );
+        }
+        let mut tail = 0;
+        let remainder = blocks.remainder();
+        for (i, &byte) in remainder.iter().enumerate() {
+            tail |= u32::from(byte) << (8 * i);
+        }
+        Self::finalize(h1, tail, remainder.len() as u32, len)
     }
 }
 
@@ -206,6 +264,17 @@ mod tests {
                 from = cut;
             }
             prop_assert_eq!(hasher.finish(), murmur3_x86_32(&data, seed));
+        }
+
+        #[test]
+        fn finish_with_equals_write_then_finish(prefix in proptest::collection::vec(any::<u8>(), 0..12), data in proptest::collection::vec(any::<u8>(), 0..24), seed: u32) {
+            let mut hasher = Murmur3::new(seed);
+            hasher.write(&prefix);
+            let before = hasher;
+            hasher.write(&data);
+            prop_assert_eq!(before.finish_with(&data), hasher.finish());
+            let joined: Vec<u8> = prefix.iter().chain(&data).copied().collect();
+            prop_assert_eq!(before.finish_with(&data), murmur3_x86_32(&joined, seed));
         }
 
         #[test]

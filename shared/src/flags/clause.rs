@@ -5,11 +5,10 @@
 //! [`crate::flags`] gives.
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use super::compiled::CompiledSegment;
-use super::context::{word, Attribute, ContextView};
+use super::context::{Attribute, ContextView};
+use super::print::PrintMap;
 use super::semver::SemverRef;
 use super::{Semver, SMALL_SET};
 use serde_json::Value;
@@ -86,66 +85,26 @@ pub(super) struct ValueSet {
 #[derive(Debug, Clone)]
 pub(super) enum StringSet {
     Small(Box<[Box<str>]>),
-    Hashed(HashSet<Box<str>, BuildHasherDefault<FxHasher>>),
+    Hashed(PrintMap),
 }
 
 impl StringSet {
-    pub(super) fn new(strings: Vec<Box<str>>) -> StringSet {
+    pub(super) fn new(mut strings: Vec<Box<str>>) -> StringSet {
         if strings.len() <= SMALL_SET {
             StringSet::Small(strings.into_boxed_slice())
         } else {
-            StringSet::Hashed(strings.into_iter().collect())
+            strings.sort_unstable();
+            strings.dedup();
+            StringSet::Hashed(PrintMap::new(strings))
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn contains(&self, text: &str) -> bool {
         match self {
             StringSet::Small(strings) => strings.iter().any(|s| **s == *text),
             StringSet::Hashed(strings) => strings.contains(text),
         }
-    }
-}
-
-/// Firefox's and rustc's multiply-rotate hash: a fixed, fast hasher for the string sets.
-/// The sets are built from configuration, which a context cannot change, so a keyed
-/// (DoS-resistant) hasher buys nothing here.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct FxHasher {
-    hash: u64,
-}
-
-impl FxHasher {
-    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for chunk in &mut words {
-            self.add(word(chunk));
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            // `word` is unique per length only: mix the length in.
-            self.add(word(rest) ^ (rest.len() as u64) << 59);
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, byte: u8) {
-        self.add(u64::from(byte));
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.hash
     }
 }
 
@@ -274,18 +233,66 @@ impl TextOp {
             TextOp::StartsWith if text.is_ascii() => needles.iter().any(|needle| {
                 bytes
                     .get(..needle.len())
-                    .is_some_and(|head| head.eq_ignore_ascii_case(needle.as_bytes()))
+                    .is_some_and(|head| ascii_lowercase_eq(head, needle.as_bytes()))
             }),
             TextOp::EndsWith if text.is_ascii() => needles.iter().any(|needle| {
                 bytes
                     .len()
                     .checked_sub(needle.len())
                     .and_then(|start| bytes.get(start..))
-                    .is_some_and(|tail| tail.eq_ignore_ascii_case(needle.as_bytes()))
+                    .is_some_and(|tail| ascii_lowercase_eq(tail, needle.as_bytes()))
             }),
             _ => with_lowercase(text, |text| self.any(text, needles)),
         }
     }
+}
+
+/// Whether the ASCII bytes `text`, lowercased, equal `lower` (lowercase already; a
+/// non-ASCII byte in it equals nothing): `text.eq_ignore_ascii_case(lower)`, 8 bytes at
+/// a time.
+#[inline]
+fn ascii_lowercase_eq(text: &[u8], lower: &[u8]) -> bool {
+    if text.len() != lower.len() {
+        return false;
+    }
+    let mut text_words = text.chunks_exact(8);
+    let mut lower_words = lower.chunks_exact(8);
+    for (a, b) in (&mut text_words).zip(&mut lower_words) {
+        if ascii_lowercase_word(word_of(a)) != word_of(b) {
+            return false;
+        }
+    }
+    match (text.last_chunk::<8>(), lower.last_chunk::<8>()) {
+        // The last 8 bytes, overlapping the words compared above.
+        (Some(a), Some(b)) => {
+            ascii_lowercase_word(u64::from_le_bytes(*a)) == u64::from_le_bytes(*b)
+        }
+        _ => text
+            .iter()
+            .zip(lower)
+            .all(|(x, y)| x.to_ascii_lowercase() == *y),
+    }
+}
+
+/// Eight bytes, little-endian (a chunk of exactly 8).
+#[inline(always)]
+fn word_of(chunk: &[u8]) -> u64 {
+    chunk
+        .first_chunk::<8>()
+        .map_or(0, |bytes| u64::from_le_bytes(*bytes))
+}
+
+/// Eight ASCII bytes with `A`..=`Z` lowercased: a byte is upper case when adding
+/// 0x80 - b'A' sets its top bit and adding 0x80 - b'Z' - 1 does not (ASCII bytes are below
+/// 0x80, so no addition carries into the next byte); its 0x20 bit is then set.
+#[inline(always)]
+fn ascii_lowercase_word(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const TOP: u64 = 0x8080_8080_8080_8080;
+    let at_least_a = word + ONES * u64::from(0x80 - b'A');
+    let above_z = word + ONES * u64::from(0x80 - b'Z' - 1);
+    let upper = at_least_a & !above_z & TOP;
+    word | upper >> 2
 }
 
 /// Calls `f` with `text` lowercased: on the stack for ASCII up to 128 bytes, else in a
@@ -467,6 +474,41 @@ mod tests {
                 *expected,
                 "{clause} with a = {attribute}"
             );
+        }
+    }
+
+    #[test]
+    fn ascii_lowercase_comparison_equals_the_byte_by_byte_one() {
+        for byte in 0..0x80u8 {
+            let word = u64::from_le_bytes([byte, b'Q', byte, b'a', byte, b'@', byte, b'Z']);
+            let expected = u64::from_le_bytes(
+                [byte, b'Q', byte, b'a', byte, b'@', byte, b'Z'].map(|b| b.to_ascii_lowercase()),
+            );
+            assert_eq!(ascii_lowercase_word(word), expected, "byte {byte:#x}");
+        }
+        let texts = [
+            "",
+            "A",
+            "x@Meridian.DEV",
+            "X@MERIDIAN.DEV-and-more",
+            "[`@{~",
+        ];
+        let lowers = [
+            "",
+            "a",
+            "x@meridian.dev",
+            "x@meridian.dev-and-more",
+            "[`@{~",
+            "é",
+        ];
+        for text in texts {
+            for lower in lowers {
+                assert_eq!(
+                    ascii_lowercase_eq(text.as_bytes(), lower.as_bytes()),
+                    text.as_bytes().eq_ignore_ascii_case(lower.as_bytes()),
+                    "{text:?} {lower:?}"
+                );
+            }
         }
     }
 

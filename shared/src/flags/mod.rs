@@ -76,15 +76,20 @@
 //! # Speed
 //!
 //! A [`CompiledFlag`] holds everything pre-parsed: variation indices, numbers, semantic
-//! versions, lowercased string lists (in hash sets past [`SMALL_SET`] entries), the
-//! segments it names, and the distinct attribute names its clauses read. An evaluation
-//! finds those attributes in one pass over the context (comparing each key's length and
-//! first and last 8 bytes, not its bytes one by one, and stopping once all are found),
-//! borrows its answer from the compiled flag ([`EvaluationRef`]), and allocates nothing,
-//! with one exception: a case-insensitive `equals`/`in`/`contains` on a non-ASCII
-//! attribute, or one longer than 128 bytes, lowercases it into a `String`. The bench
-//! (`benches/flags.rs`) has the figures. Recompile a flag when it, or a segment it names,
-//! changes.
+//! versions, lowercased string lists (past [`SMALL_SET`] entries, in a hash table of the
+//! strings' prints: length and first and last 8 bytes), the segments it names, the hash
+//! state after each rollout's group, and the distinct attribute names its clauses read,
+//! indexed by their prints. An evaluation finds those attributes in one pass over the
+//! context (each key looked up in that index by its print, not compared with each name;
+//! the pass stops once all are found), borrows its answer from the compiled flag
+//! ([`EvaluationRef`]), and allocates nothing, with one exception: a case-insensitive
+//! `equals`/`in`/`contains` on a non-ASCII attribute, or one longer than 128 bytes,
+//! lowercases it into a `String`. A context evaluated against many flags can be
+//! prepared once ([`PreparedContext`]: its attributes hashed by name, one allocation);
+//! [`CompiledFlag::evaluate_prepared`] then looks each of the flag's names up in it by the
+//! print and hash computed at compilation, instead of passing over the context. The
+//! bench (`benches/flags.rs`) has the figures, against Unleash's engine. Recompile a flag
+//! when it, or a segment it names, changes.
 
 mod bucketing;
 mod clause;
@@ -92,6 +97,9 @@ mod compiled;
 mod context;
 mod evaluation;
 mod ofrep;
+mod print;
+#[cfg(test)]
+mod reference;
 mod semver;
 #[cfg(test)]
 mod test_support;
@@ -103,6 +111,7 @@ pub mod vectors;
 
 pub use bucketing::{bucket, bucket_hash, murmur3_x86_32, Murmur3};
 pub use compiled::CompiledFlag;
+pub use context::PreparedContext;
 pub use evaluation::{evaluate, Evaluation, EvaluationRef};
 pub use ofrep::{
     ErrorCode, EvaluationContext, FlagMetadataValue, OfrepBulkEvaluationFailure,

@@ -75,12 +75,44 @@ impl<'a> SemverRef<'a> {
     /// One pass over the bytes (evaluation parses attributes on the hot path).
     pub(super) fn parse(text: &'a str) -> Option<(SemverRef<'a>, &'a str)> {
         let bytes = text.as_bytes();
+        if let Some([major, minor, patch]) = release(bytes) {
+            let version = SemverRef {
+                major,
+                minor,
+                patch,
+                pre_release: "",
+            };
+            return Some((version, ""));
+        }
         let mut at = 0;
         let major = version_number(bytes, &mut at)?;
         expect_byte(bytes, &mut at, b'.')?;
         let minor = version_number(bytes, &mut at)?;
         expect_byte(bytes, &mut at, b'.')?;
         let patch = version_number(bytes, &mut at)?;
+        if at == bytes.len() {
+            // A release: the usual attribute.
+            let version = SemverRef {
+                major,
+                minor,
+                patch,
+                pre_release: "",
+            };
+            return Some((version, ""));
+        }
+        Self::parse_labels(text, at, major, minor, patch)
+    }
+
+    /// The pre-release and build labels after `MAJOR.MINOR.PATCH` (ending at `at`).
+    #[inline(never)]
+    fn parse_labels(
+        text: &'a str,
+        mut at: usize,
+        major: u64,
+        minor: u64,
+        patch: u64,
+    ) -> Option<(SemverRef<'a>, &'a str)> {
+        let bytes = text.as_bytes();
         let mut pre_release = "";
         if bytes.get(at) == Some(&b'-') {
             let start = at + 1;
@@ -121,23 +153,61 @@ impl<'a> SemverRef<'a> {
     }
 }
 
+/// The numbers of a release, `MAJOR.MINOR.PATCH` of up to 18 digits each without
+/// leading zeros (the usual attribute, in one loop); `None` for anything else, which
+/// [`SemverRef::parse`] then parses in full.
+#[inline(always)]
+fn release(bytes: &[u8]) -> Option<[u64; 3]> {
+    let mut numbers = [0u64; 3];
+    let mut part = 0;
+    let mut digits = 0;
+    for &byte in bytes {
+        if byte == b'.' {
+            if digits == 0 || part == 2 {
+                return None;
+            }
+            part += 1;
+            digits = 0;
+            continue;
+        }
+        let digit = byte.wrapping_sub(b'0');
+        let number = numbers.get_mut(part)?;
+        // No leading zero; 18 digits cannot overflow.
+        if digit > 9 || (digits == 1 && *number == 0) || digits == 18 {
+            return None;
+        }
+        *number = *number * 10 + u64::from(digit);
+        digits += 1;
+    }
+    (part == 2 && digits != 0).then_some(numbers)
+}
+
 /// A MAJOR, MINOR or PATCH number at `at`: digits, no leading zero, at most `u64::MAX`.
+#[inline(always)]
 fn version_number(bytes: &[u8], at: &mut usize) -> Option<u64> {
     let start = *at;
     let mut value: u64 = 0;
-    while let Some(&digit) = bytes.get(*at).filter(|b| b.is_ascii_digit()) {
-        value = value
-            .checked_mul(10)?
-            .checked_add(u64::from(digit - b'0'))?;
+    while let Some(digit) = bytes.get(*at).and_then(|b| b.checked_sub(b'0')) {
+        if digit > 9 {
+            break;
+        }
+        // Up to 19 digits cannot overflow; past that, check.
+        value = if *at - start < 19 {
+            value * 10 + u64::from(digit)
+        } else {
+            value.checked_mul(10)?.checked_add(u64::from(digit))?
+        };
         *at += 1;
     }
-    let len = *at - start;
-    if len == 0 || (len > 1 && bytes[start] == b'0') {
-        return None;
+    match *at - start {
+        0 => None,
+        1 => Some(value),
+        _ if bytes.get(start) == Some(&b'0') => None,
+        _ => Some(value),
     }
-    Some(value)
 }
 
+#[inline(always)]
 fn expect_byte(bytes: &[u8], at: &mut usize, expected: u8) -> Option<()> {
     if bytes.get(*at) == Some(&expected) {
         *at += 1;
@@ -293,6 +363,20 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_release_fast_path_agrees_with_the_full_parse(text in "[0-9.]{0,12}|(0|[1-9][0-9]{0,19})\\.[0-9]{1,3}\\.[0-9]{1,20}") {
+            if let Some([major, minor, patch]) = release(text.as_bytes()) {
+                let full = Semver::parse(&text);
+                prop_assert!(full.is_some(), "{}", text);
+                let full = full.unwrap();
+                prop_assert_eq!((major, minor, patch), (full.major, full.minor, full.patch));
+                prop_assert!(full.pre_release.is_empty() && full.build.is_empty());
+            } else if let Some(full) = Semver::parse(&text) {
+                // Only versions with more than 18 digits in a number take the long way.
+                prop_assert!(text.split('.').any(|n| n.len() > 18), "{} {:?}", text, full);
+            }
+        }
+
         #[test]
         fn semver_precedence_is_a_total_order(a in "[0-2]\\.[0-2]\\.[0-2](-(alpha|beta|[0-9]|1[0-9])(\\.(rc|[0-9])){0,2})?", b in "[0-2]\\.[0-2]\\.[0-2](-(alpha|beta|[0-9]|1[0-9])(\\.(rc|[0-9])){0,2})?") {
             let (x, y) = (Semver::parse(&a).unwrap(), Semver::parse(&b).unwrap());
