@@ -28,7 +28,7 @@ use meridian_shared::cart::CartOp;
 use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::store::{self, Stored, WriteError};
+use super::store::{self, StoredCart, WriteError};
 use super::CartRef;
 use crate::realtime::Events;
 use crate::AppState;
@@ -41,7 +41,7 @@ pub const QUEUE_PER_SHARD: usize = 2048;
 pub const PG_SHARDS: usize = 4;
 
 /// The outcome of one change: the stored cart and whether it changed.
-pub type Outcome = Result<(Stored, bool), WriteError>;
+pub type Outcome = Result<(StoredCart, bool), WriteError>;
 
 /// One request's change, waiting for its batch.
 struct Job {

@@ -40,7 +40,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use self::catalog::Catalog;
-use self::store::{Stored, WriteError};
+use self::store::{StoredCart, WriteError};
 use crate::auth::Session;
 use crate::error::{ApiError, ApiResult, Json, Query};
 use crate::openapi::with_platform_errors;
@@ -104,7 +104,12 @@ impl Carts {
     }
 
     /// The cart as clients see it: lines in catalog order, priced from the catalog.
-    pub fn view(&self, cart: &CartRef, stored: &Stored, merge: Option<MergeSummary>) -> CartView {
+    pub fn view(
+        &self,
+        cart: &CartRef,
+        stored: &StoredCart,
+        merge: Option<MergeSummary>,
+    ) -> CartView {
         let quantities = stored.live.lines();
         let lines: Vec<CartLine> = self
             .catalog

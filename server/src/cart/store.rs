@@ -38,7 +38,7 @@ pub enum WriteError {
 
 /// A cart as stored.
 #[derive(Debug, Clone)]
-pub struct Stored {
+pub struct StoredCart {
     pub version: u64,
     pub live: Cart,
 }
@@ -54,17 +54,17 @@ fn encode_ops(cart: &Cart) -> String {
 }
 
 /// Reads a cart (an absent cart is empty at version 0).
-pub async fn load(pool: &AnyPool, cart_id: &str) -> Result<Stored, sqlx::Error> {
+pub async fn load(pool: &AnyPool, cart_id: &str) -> Result<StoredCart, sqlx::Error> {
     let row = sqlx::query("SELECT version, ops FROM carts WHERE id = $1")
         .bind(cart_id)
         .fetch_optional(pool)
         .await?;
     match row {
-        Some(row) => Ok(Stored {
+        Some(row) => Ok(StoredCart {
             version: row.try_get::<i64, _>(0)? as u64,
             live: decode_ops(&row.try_get::<String, _>(1)?)?,
         }),
-        None => Ok(Stored {
+        None => Ok(StoredCart {
             version: 0,
             live: Cart::new(),
         }),
@@ -148,7 +148,11 @@ pub async fn history(
 /// A cart row locked for this transaction: created if absent, else touched, in one
 /// statement that takes its write lock (SQLite: the database's; PostgreSQL: the row's)
 /// before anything is read.
-async fn lock(conn: &mut AnyConnection, cart: &CartRef, now: i64) -> Result<Stored, sqlx::Error> {
+async fn lock(
+    conn: &mut AnyConnection,
+    cart: &CartRef,
+    now: i64,
+) -> Result<StoredCart, sqlx::Error> {
     let row = sqlx::query(
         "INSERT INTO carts (id, owner_kind, owner_id, version, ops, created_at_ms, updated_at_ms)
          VALUES ($1, $2, $3, 0, '[]', $4, $4)
@@ -164,7 +168,7 @@ async fn lock(conn: &mut AnyConnection, cart: &CartRef, now: i64) -> Result<Stor
     .bind(now)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(Stored {
+    Ok(StoredCart {
         version: row.try_get::<i64, _>(0)? as u64,
         live: decode_ops(&row.try_get::<String, _>(1)?)?,
     })
@@ -227,7 +231,7 @@ struct Entry {
 }
 
 impl Change {
-    fn new(stored: Stored) -> Change {
+    fn new(stored: StoredCart) -> Change {
         Change {
             version: stored.version + 1,
             live: stored.live,
@@ -292,7 +296,7 @@ impl Change {
         cart: &CartRef,
         session_id: Option<&str>,
         now: i64,
-    ) -> Result<Stored, sqlx::Error> {
+    ) -> Result<StoredCart, sqlx::Error> {
         sqlx::query("UPDATE carts SET version = $2, ops = $3 WHERE id = $1")
             .bind(&cart.id)
             .bind(self.version as i64)
@@ -317,7 +321,7 @@ impl Change {
             .execute(&mut *conn)
             .await?;
         }
-        let stored = Stored {
+        let stored = StoredCart {
             version: self.version,
             live: self.live,
         };
@@ -339,7 +343,7 @@ pub async fn apply(
     cart: &CartRef,
     ops: Vec<(CartOp, bool)>,
     session_id: Option<&str>,
-) -> Result<(Stored, bool), WriteError> {
+) -> Result<(StoredCart, bool), WriteError> {
     state
         .carts
         .committer(state)
@@ -363,7 +367,7 @@ pub(super) async fn apply_in(
     ops: Vec<(CartOp, bool)>,
     session_id: Option<&str>,
     now: i64,
-) -> Result<(Stored, bool), WriteError> {
+) -> Result<(StoredCart, bool), WriteError> {
     let mut change = Change::new(lock(conn, cart, now).await?);
     for (index, (op, fill_observed)) in ops.into_iter().enumerate() {
         match change
@@ -376,7 +380,7 @@ pub(super) async fn apply_in(
         }
     }
     if change.entries.is_empty() {
-        let stored = Stored {
+        let stored = StoredCart {
             version: change.version - 1,
             live: change.live,
         };

@@ -859,7 +859,7 @@ impl Room {
     }
 
     /// The writer's answer for the oldest batch in flight.
-    async fn on_stored(&mut self, stored: writer::Stored) {
+    async fn on_stored(&mut self, stored: writer::WriteOutcome) {
         let Some(done) = self.in_flight.pop_front() else {
             return;
         };
@@ -1103,7 +1103,7 @@ pub fn changes_something(doc: &Doc, update: &Update) -> bool {
 }
 
 /// The answer for the oldest batch in flight; never ready when none is.
-async fn next_answer(in_flight: &mut VecDeque<InFlight>) -> writer::Stored {
+async fn next_answer(in_flight: &mut VecDeque<InFlight>) -> writer::WriteOutcome {
     match in_flight.front_mut() {
         Some(oldest) => (&mut oldest.answer).await,
         None => std::future::pending().await,

@@ -40,12 +40,12 @@ pub enum StoreError {
 
 /// The first and last sequence numbers given to a room's updates, or `None` when the
 /// document no longer exists.
-pub type Stored = Result<Option<(i64, i64)>, StoreError>;
+pub type WriteOutcome = Result<Option<(i64, i64)>, StoreError>;
 
 struct Request {
     doc_id: String,
     updates: Vec<Vec<u8>>,
-    reply: oneshot::Sender<Stored>,
+    reply: oneshot::Sender<WriteOutcome>,
 }
 
 /// Requests stored in one transaction at most.
@@ -91,15 +91,15 @@ impl Writer {
 }
 
 /// The answer to a submitted batch, once its transaction has ended.
-pub struct Pending(oneshot::Receiver<Stored>);
+pub struct Pending(oneshot::Receiver<WriteOutcome>);
 
 impl std::future::Future for Pending {
-    type Output = Stored;
+    type Output = WriteOutcome;
 
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Stored> {
+    ) -> std::task::Poll<WriteOutcome> {
         std::pin::Pin::new(&mut self.0)
             .poll(cx)
             .map(|answer| answer.unwrap_or(Err(StoreError::ShuttingDown)))

@@ -150,9 +150,12 @@ impl Default for SessionView {
 enum Source {
     /// This tab: the editor, the undo manager, anything but the three below.
     Local,
+    /// The server.
     Remote,
+    /// Another tab of this browser (BroadcastChannel).
     Tab,
-    Stored,
+    /// This browser's copy in IndexedDB.
+    Persisted,
 }
 
 fn source_of(txn: &TransactionMut) -> Source {
@@ -164,7 +167,7 @@ fn source_of(txn: &TransactionMut) -> Source {
     } else if *origin == Origin::from(TAB_ORIGIN) {
         Source::Tab
     } else if *origin == Origin::from(STORED_ORIGIN) {
-        Source::Stored
+        Source::Persisted
     } else {
         Source::Local
     }

@@ -56,7 +56,7 @@ impl DocSession {
                     to_store.push(update);
                 }
                 Source::Remote | Source::Tab => to_store.push(update),
-                Source::Stored => {}
+                Source::Persisted => {}
             }
         }
         if let Some(update) = merge_updates(local) {
