@@ -198,11 +198,6 @@ pub struct RoomInfo {
 /// [`crate::realtime::close_code`]; the reason names the problem.
 pub mod close_code {
     pub use crate::realtime::close_code::*;
-
-    /// The former name of [`HEARTBEAT_TIMEOUT`], kept only until the browser's document
-    /// session (`frontend/src/docs/session.rs`) uses that one. Do not use.
-    #[doc(hidden)]
-    pub const TIMEOUT: u16 = HEARTBEAT_TIMEOUT;
 }
 
 pub mod schema {

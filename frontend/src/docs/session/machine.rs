@@ -187,7 +187,7 @@ pub fn describe_close(code: u16, reason: &str) -> String {
         close_code::READ_ONLY => "You can no longer edit this document.".to_owned(),
         close_code::DELETED => "The document was deleted.".to_owned(),
         close_code::SLOW_CONSUMER => "This page fell behind on the document's updates.".to_owned(),
-        close_code::TIMEOUT => "The server stopped hearing from this page.".to_owned(),
+        close_code::HEARTBEAT_TIMEOUT => "The server stopped hearing from this page.".to_owned(),
         close_code::STORAGE_FAILED => "The server could not store an edit.".to_owned(),
         close_code::TOO_BIG => "An edit was larger than the server accepts.".to_owned(),
         1001 => "The server is restarting.".to_owned(),
