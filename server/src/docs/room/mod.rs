@@ -52,6 +52,13 @@ use crate::ids::IdError;
 use crate::realtime::socket::{Close, QueueSender};
 use crate::{AppState, Config};
 
+mod acks;
+mod registry;
+mod storage;
+
+use self::acks::{Acks, InFlight};
+pub use self::registry::{conn_queue_len, RoomHandle, Rooms};
+
 pub type ConnId = u64;
 
 /// The room's end of a connection's queue (closing it gives the connection its reason).
@@ -161,214 +168,12 @@ const COMPACT_ANYWAY_FACTOR: i64 = 10;
 /// Characters of a version's preview.
 const PREVIEW_CHARS: usize = 120;
 
-/// The length of a connection's queue.
-pub fn conn_queue_len() -> usize {
-    CONN_QUEUE
-}
-
-#[derive(Clone)]
-pub struct RoomHandle {
-    pub tx: mpsc::Sender<RoomMsg>,
-    generation: u64,
-}
-
-/// The loaded rooms of this instance.
-pub struct Rooms {
-    app: OnceLock<AppState>,
-    writer: OnceLock<Writer>,
-    map: Mutex<HashMap<String, RoomHandle>>,
-    next_conn: AtomicU64,
-    next_generation: AtomicU64,
-}
-
-impl Default for Rooms {
-    fn default() -> Self {
-        Rooms {
-            app: OnceLock::new(),
-            writer: OnceLock::new(),
-            map: Mutex::default(),
-            next_conn: AtomicU64::new(1),
-            next_generation: AtomicU64::new(1),
-        }
-    }
-}
-
-impl Rooms {
-    /// Gives the registry the state its rooms use (once, when the app is built), and
-    /// starts following the other instances' document notices.
-    pub fn attach(&self, state: AppState) {
-        let _ = self.writer.set(Writer::start(&state));
-        let notices = state.hub.notices(cluster::SYSTEM);
-        state.tasks.spawn(cluster::relay(
-            notices,
-            state.docs.clone(),
-            state.shutdown.clone(),
-        ));
-        let _ = self.app.set(state);
-    }
-
-    fn writer(&self) -> &Writer {
-        self.writer.get().expect("rooms attached to the app")
-    }
-
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, RoomHandle>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn next_conn_id(&self) -> ConnId {
-        self.next_conn.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// The room of a document, loading it if needed.
-    pub fn get_or_load(self: &Arc<Self>, doc_id: &str) -> RoomHandle {
-        let mut map = self.map();
-        if let Some(handle) = map.get(doc_id) {
-            if !handle.tx.is_closed() {
-                return handle.clone();
-            }
-        }
-        let (tx, rx) = mpsc::channel(ROOM_QUEUE);
-        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        let handle = RoomHandle { tx, generation };
-        map.insert(doc_id.to_owned(), handle.clone());
-        drop(map);
-        let state = self.app.get().expect("rooms attached to the app").clone();
-        let room = Room::new(state.clone(), self.clone(), doc_id, generation);
-        state.tasks.spawn(room.run(rx));
-        handle
-    }
-
-    /// The room of a document if it is loaded here.
-    pub fn loaded(&self, doc_id: &str) -> Option<RoomHandle> {
-        self.map()
-            .get(doc_id)
-            .filter(|h| !h.tx.is_closed())
-            .cloned()
-    }
-
-    fn remove_if(&self, doc_id: &str, generation: u64) {
-        let mut map = self.map();
-        if map.get(doc_id).is_some_and(|h| h.generation == generation) {
-            map.remove(doc_id);
-        }
-    }
-
-    /// Sends a request to the document's room (loading it), retrying when it raced with
-    /// an unload.
-    pub async fn ask<T>(
-        self: &Arc<Self>,
-        doc_id: &str,
-        make: impl Fn(oneshot::Sender<Result<T, RoomError>>) -> RoomMsg,
-    ) -> Result<T, RoomError> {
-        for _ in 0..5 {
-            let room = self.get_or_load(doc_id);
-            let (reply, answer) = oneshot::channel();
-            if room.tx.send(make(reply)).await.is_err() {
-                continue;
-            }
-            match answer.await {
-                Ok(Err(RoomError::Retry)) | Err(_) => continue,
-                Ok(result) => return result,
-            }
-        }
-        Err(RoomError::Retry)
-    }
-
-    /// Tells a loaded room something (nothing if it is not loaded here).
-    pub async fn tell(&self, doc_id: &str, msg: RoomMsg) {
-        if let Some(room) = self.loaded(doc_id) {
-            let _ = room.tx.send(msg).await;
-        }
-    }
-
-    pub async fn stats(&self) -> RoomStats {
-        let rooms: Vec<(String, RoomHandle)> = self
-            .map()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let mut infos = Vec::new();
-        for (doc_id, room) in rooms {
-            let (reply, answer) = oneshot::channel();
-            if room.tx.send(RoomMsg::Stats { reply }).await.is_ok() {
-                if let Ok(info) = answer.await {
-                    infos.push(info);
-                    continue;
-                }
-            }
-            tracing::debug!(%doc_id, "room went away while asked for stats");
-        }
-        infos.sort_by(|a, b| a.doc_id.cmp(&b.doc_id));
-        RoomStats {
-            loaded_rooms: infos.len(),
-            connections: infos.iter().map(|r| r.connections).sum(),
-            rooms: infos,
-        }
-    }
-}
-
 struct Conn {
     user_id: String,
     role: Role,
     link: ConnLink,
     /// The number of this connection's latest update (0: none yet; see [`Acks`]).
     last_update: u64,
-}
-
-/// The acknowledgement barrier's bookkeeping: updates are numbered in the order the
-/// room applies them (from 1), and a step 1 is answered only once every update its
-/// connection sent before it is stored.
-#[derive(Default)]
-struct Acks {
-    /// The number of the latest applied update.
-    applied: u64,
-    /// Every update up to this number is stored.
-    stored_through: u64,
-    /// Step 1 messages held back: (connection, state vector, the update to wait for),
-    /// in arrival order.
-    waiting: Vec<(ConnId, StateVector, u64)>,
-}
-
-impl Acks {
-    /// Numbers a newly applied update.
-    fn applied(&mut self) -> u64 {
-        self.applied += 1;
-        self.applied
-    }
-
-    /// A step 1 from a connection whose latest update is `last_update`: given back when
-    /// it may be answered now, otherwise held.
-    fn step1(&mut self, conn: ConnId, sv: StateVector, last_update: u64) -> Option<StateVector> {
-        if last_update <= self.stored_through {
-            return Some(sv);
-        }
-        self.waiting.push((conn, sv, last_update));
-        None
-    }
-
-    /// Every update through `through` is stored: the step 1 messages that may be answered
-    /// now, in arrival order.
-    fn stored(&mut self, through: u64) -> Vec<(ConnId, StateVector)> {
-        self.stored_through = self.stored_through.max(through);
-        let stored = self.stored_through;
-        let (ready, waiting) = std::mem::take(&mut self.waiting)
-            .into_iter()
-            .partition::<Vec<_>, _>(|(_, _, update)| *update <= stored);
-        self.waiting = waiting;
-        ready.into_iter().map(|(conn, sv, _)| (conn, sv)).collect()
-    }
-
-    /// A connection left: its held step 1 messages are dropped.
-    fn forget(&mut self, conn: ConnId) {
-        self.waiting.retain(|(waiting, _, _)| *waiting != conn);
-    }
-}
-
-/// A batch of updates at the writer.
-struct InFlight {
-    /// The number of its last update.
-    through: u64,
-    answer: writer::Pending,
 }
 
 /// The room's replica.
@@ -992,97 +797,6 @@ impl Room {
         tracing::debug!(doc = %self.doc_id, seq = self.seq, "room unloaded");
         true
     }
-
-    fn encoded_state(&self) -> Vec<u8> {
-        self.doc
-            .transact()
-            .encode_state_as_update_v1(&StateVector::default())
-    }
-
-    /// Writes a snapshot through `seq` (and an automatic version when one is due).
-    async fn compact(&mut self) {
-        self.settle().await;
-        if self.seq <= self.snapshot_seq || self.ending {
-            return;
-        }
-        let state = self.encoded_state();
-        let now = self.now_ms();
-        let compacted = {
-            let _turn = self.state.db.write_turn().await;
-            store::compact(&self.state.db.pool, &self.doc_id, self.seq, &state, now).await
-        };
-        match compacted {
-            Ok(()) => self.snapshot_seq = self.seq,
-            Err(err) => {
-                tracing::warn!(doc = %self.doc_id, %err, "compaction failed; updates kept");
-                return;
-            }
-        }
-        let every = self.config().doc_auto_version_every.as_millis() as i64;
-        let due = match self.last_auto_version {
-            None => true,
-            Some((at, seq)) => now - at >= every && self.seq > seq,
-        };
-        if due {
-            if let Err(err) = self.save_version(VersionKind::Auto, None, None).await {
-                tracing::warn!(doc = %self.doc_id, %err, "automatic version failed");
-            }
-        }
-    }
-
-    async fn save_version(
-        &mut self,
-        kind: VersionKind,
-        name: Option<String>,
-        by: Option<String>,
-    ) -> Result<Version, RoomError> {
-        let state = self.encoded_state();
-        let text = self.doc.get_or_insert_text(schema::TEXT);
-        let preview = rich::preview(&self.doc.transact(), &text, PREVIEW_CHARS);
-        let version = Version {
-            id: self.state.ids.next_snowflake()?.to_string(),
-            doc_id: self.doc_id.clone(),
-            kind,
-            name,
-            created_ms: self.now_ms(),
-            created_by: by,
-            seq: self.seq,
-            preview,
-        };
-        store::insert_version(&self.state.db.pool, &version, &state).await?;
-        if kind == VersionKind::Auto {
-            self.last_auto_version = Some((version.created_ms, version.seq));
-        }
-        Ok(version)
-    }
-
-    /// Replaces the content by `blocks` as one ordinary edit.
-    async fn restore(
-        &mut self,
-        blocks: &[Block],
-        final_line_end: bool,
-        by: String,
-    ) -> Result<Restored, RoomError> {
-        let before = self
-            .save_version(VersionKind::BeforeRestore, None, Some(by))
-            .await?;
-        let text = self.doc.get_or_insert_text(schema::TEXT);
-        let update = {
-            let mut txn = self.doc.transact_mut();
-            rich::replace_all(&mut txn, &text, blocks, final_line_end);
-            txn.encode_update_v1()
-        };
-        self.broadcast(Bytes::from(protocol::update(&update)), None);
-        self.push_pending(update);
-        self.settle().await;
-        if self.ending {
-            return Err(RoomError::Retry);
-        }
-        Ok(Restored {
-            before,
-            seq: self.seq,
-        })
-    }
 }
 
 /// Whether applying `update` would change `doc`: new content, or deletions of content
@@ -1141,46 +855,6 @@ mod tests {
         doc.transact_mut()
             .apply_update(Update::decode_v1(bytes).unwrap())
             .unwrap();
-    }
-
-    fn sv_of(client: u64, clock: u32) -> StateVector {
-        let mut sv = StateVector::default();
-        sv.set_max(yrs::block::ClientID::new(client), clock);
-        sv
-    }
-
-    #[test]
-    fn a_step1_waits_only_for_its_own_connections_updates() {
-        let mut acks = Acks::default();
-        // Nothing sent yet: answered at once.
-        assert_eq!(acks.step1(1, sv_of(1, 1), 0), Some(sv_of(1, 1)));
-        // Connection 1 sends updates 1 and 2, connection 2 update 3.
-        let (one, two, three) = (acks.applied(), acks.applied(), acks.applied());
-        assert_eq!((one, two, three), (1, 2, 3));
-        assert_eq!(acks.step1(1, sv_of(1, 2), two), None);
-        assert_eq!(acks.step1(2, sv_of(2, 3), three), None);
-        // A third connection that sent nothing is not held up by the others.
-        assert_eq!(acks.step1(3, sv_of(3, 4), 0), Some(sv_of(3, 4)));
-        // Update 1 stored: nobody's updates are all stored yet.
-        assert!(acks.stored(1).is_empty());
-        // Through 3 (one batch holding 2 and 3): both, in arrival order.
-        assert_eq!(acks.stored(3), vec![(1, sv_of(1, 2)), (2, sv_of(2, 3))]);
-        // Then a step 1 after stored updates is answered at once.
-        assert_eq!(acks.step1(1, sv_of(1, 5), two), Some(sv_of(1, 5)));
-    }
-
-    #[test]
-    fn a_leaving_connection_is_never_answered_and_stored_never_moves_back() {
-        let mut acks = Acks::default();
-        let first = acks.applied();
-        let second = acks.applied();
-        assert_eq!(acks.step1(7, sv_of(7, 1), first), None);
-        assert_eq!(acks.step1(8, sv_of(8, 1), second), None);
-        acks.forget(7);
-        assert_eq!(acks.stored(second), vec![(8, sv_of(8, 1))]);
-        // An older answer arriving late does not move the barrier back.
-        assert!(acks.stored(first).is_empty());
-        assert_eq!(acks.step1(9, sv_of(9, 1), second), Some(sv_of(9, 1)));
     }
 
     #[test]
