@@ -427,3 +427,44 @@ impl Browser {
             .map(str::to_owned)
     }
 }
+
+/// A server on a fresh database of `db` serving the built web UI.
+pub async fn start_web_server(db: &crate::db::TestDatabase) -> crate::server::TestServer {
+    let static_dir = built_static_dir();
+    crate::server::TestServer::start_with(db, move |config| config.static_dir = static_dir).await
+}
+
+/// The CSS selector of an element by its `data-testid`.
+pub fn testid(id: &str) -> String {
+    format!("[data-testid='{id}']")
+}
+
+impl Browser {
+    /// Signs up through the form; the browser's session is then the account's.
+    pub async fn sign_up(
+        &self,
+        server: &crate::server::TestServer,
+        username: &str,
+        password: &str,
+    ) {
+        self.goto(&server.url("/signup")).await;
+        self.wait_for_text("[data-testid=whoami]", "Guest").await;
+        self.fill("input[name=username]", username).await;
+        self.fill("input[name=password]", password).await;
+        self.click("form button[type=submit]").await;
+        self.wait_for_text("[data-testid=whoami]", username).await;
+    }
+
+    /// An HTTP client holding this browser's session cookie.
+    pub async fn session_client(
+        &self,
+        server: &crate::server::TestServer,
+    ) -> crate::client::Client {
+        let cookie = self
+            .client
+            .get_named_cookie(crate::client::SESSION_COOKIE)
+            .await
+            .expect("the browser holds a session cookie");
+        crate::client::Client::with_session_token(server, cookie.value())
+    }
+}

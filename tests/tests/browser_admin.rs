@@ -15,53 +15,20 @@
 //! `frontend/src/flags/mod.rs`. Every wait polls the page with a bound; nothing sleeps.
 
 use meridian_shared::api::{AdminUserList, Role};
-use meridian_tests::browser::{built_static_dir, Browser};
-use meridian_tests::client::{Client, SESSION_COOKIE};
+use meridian_tests::browser::{start_web_server, testid, Browser};
 use meridian_tests::db::{Backend, TestDatabase};
-use meridian_tests::server::TestServer;
 
 const PASSWORD: &str = "green-lantern-2024";
-
-async fn start_server(db: &TestDatabase) -> TestServer {
-    let static_dir = built_static_dir();
-    TestServer::start_with(db, move |config| config.static_dir = static_dir).await
-}
-
-fn testid(id: &str) -> String {
-    format!("[data-testid='{id}']")
-}
-
-/// Signs up through the form; the browser's session is then the account's.
-async fn sign_up(browser: &Browser, server: &TestServer, username: &str) {
-    browser.goto(&server.url("/signup")).await;
-    browser.wait_for_text("[data-testid=whoami]", "Guest").await;
-    browser.fill("input[name=username]", username).await;
-    browser.fill("input[name=password]", PASSWORD).await;
-    browser.click("form button[type=submit]").await;
-    browser
-        .wait_for_text("[data-testid=whoami]", username)
-        .await;
-}
-
-/// An HTTP client holding the browser's session cookie.
-async fn same_session(browser: &Browser, server: &TestServer) -> Client {
-    let cookie = browser
-        .client
-        .get_named_cookie(SESSION_COOKIE)
-        .await
-        .expect("the browser holds a session cookie");
-    Client::with_session_token(server, cookie.value())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_granted_role_shows_its_controls_without_a_reload() {
     let db = TestDatabase::create(Backend::Sqlite).await;
-    let server = start_server(&db).await;
+    let server = start_web_server(&db).await;
     let key = "checkout-v2";
 
     // The first account of a fresh installation is its admin.
     let admin = Browser::start().await;
-    sign_up(&admin, &server, "ada").await;
+    admin.sign_up(&server, "ada", PASSWORD).await;
     admin
         .wait_for_attr("[data-testid=role]", "data-role", "admin")
         .await;
@@ -120,7 +87,7 @@ async fn a_granted_role_shows_its_controls_without_a_reload() {
     // A second account is a viewer: the admin page refuses it, the flags page is
     // read-only.
     let viewer = Browser::start().await;
-    sign_up(&viewer, &server, "vic").await;
+    viewer.sign_up(&server, "vic", PASSWORD).await;
     viewer
         .wait_for_attr("[data-testid=role]", "data-role", "viewer")
         .await;
@@ -204,7 +171,7 @@ async fn a_granted_role_shows_its_controls_without_a_reload() {
     );
 
     // The admin API agrees with the page: both accounts, vic an editor.
-    let api = same_session(&admin, &server).await;
+    let api = admin.session_client(&server).await;
     let list: AdminUserList = api.get("/api/admin/users").await.expect(200);
     let roles: Vec<(&str, Role)> = list
         .users

@@ -11,18 +11,13 @@
 //! wait polls the page with a bound; nothing sleeps.
 
 use meridian_shared::cart::{CartHistory, CartOwner, CartView, HistoryKind, Product, ProductList};
-use meridian_tests::browser::{built_static_dir, Browser};
-use meridian_tests::client::{Client, SESSION_COOKIE};
+use meridian_tests::browser::{start_web_server, testid, Browser};
+use meridian_tests::client::Client;
 use meridian_tests::db::{Backend, TestDatabase};
 use meridian_tests::server::TestServer;
 
 const USERNAME: &str = "shopper";
 const PASSWORD: &str = "basket-case-2024";
-
-async fn start_server(db: &TestDatabase) -> TestServer {
-    let static_dir = built_static_dir();
-    TestServer::start_with(db, move |config| config.static_dir = static_dir).await
-}
 
 /// Two products that are in stock.
 async fn two_products(server: &TestServer) -> (Product, Product) {
@@ -31,10 +26,6 @@ async fn two_products(server: &TestServer) -> (Product, Product) {
     let first = in_stock.next().expect("a product in stock");
     let second = in_stock.next().expect("a second product in stock");
     (first, second)
-}
-
-fn testid(id: &str) -> String {
-    format!("[data-testid='{id}']")
 }
 
 /// Waits until the line of `product` shows `quantity`.
@@ -59,17 +50,6 @@ async fn open_cart(browser: &Browser, server: &TestServer) {
     wait_for_sync(browser, "synced").await;
 }
 
-/// An HTTP client holding the browser's session cookie: it sees what the page's session
-/// sees on the server.
-async fn same_session(browser: &Browser, server: &TestServer) -> Client {
-    let cookie = browser
-        .client
-        .get_named_cookie(SESSION_COOKIE)
-        .await
-        .expect("the browser holds a session cookie");
-    Client::with_session_token(server, cookie.value())
-}
-
 fn quantity_of(view: &CartView, product: &str) -> u32 {
     view.lines
         .iter()
@@ -80,7 +60,7 @@ fn quantity_of(view: &CartView, product: &str) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tabs_of_one_guest_see_each_others_changes() {
     let db = TestDatabase::create(Backend::Sqlite).await;
-    let server = start_server(&db).await;
+    let server = start_web_server(&db).await;
     let (product, _) = two_products(&server).await;
     let p = product.id.as_str();
     let browser = Browser::start().await;
@@ -120,7 +100,8 @@ async fn two_tabs_of_one_guest_see_each_others_changes() {
     browser.switch_to(&tab_b).await;
     wait_for_quantity(&browser, p, 1).await;
 
-    let server_cart: CartView = same_session(&browser, &server)
+    let server_cart: CartView = browser
+        .session_client(&server)
         .await
         .get("/api/cart")
         .await
@@ -140,13 +121,13 @@ async fn two_tabs_of_one_guest_see_each_others_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_add_made_offline_waits_and_reaches_the_server_once() {
     let db = TestDatabase::create(Backend::Sqlite).await;
-    let server = start_server(&db).await;
+    let server = start_web_server(&db).await;
     let (product, _) = two_products(&server).await;
     let p = product.id.as_str();
     let browser = Browser::start().await;
 
     open_cart(&browser, &server).await;
-    let api = same_session(&browser, &server).await;
+    let api = browser.session_client(&server).await;
 
     browser.set_offline(true).await;
     browser.click(&testid(&format!("add-{p}"))).await;
@@ -207,7 +188,7 @@ async fn an_add_made_offline_waits_and_reaches_the_server_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_up_merges_the_guest_cart_in_the_page() {
     let db = TestDatabase::create(Backend::Sqlite).await;
-    let server = start_server(&db).await;
+    let server = start_web_server(&db).await;
     let (first, second) = two_products(&server).await;
     let (p, q) = (first.id.as_str(), second.id.as_str());
     let browser = Browser::start().await;
@@ -248,7 +229,8 @@ async fn signing_up_merges_the_guest_cart_in_the_page() {
     browser
         .wait_for("[data-testid=cart-history] [data-testid=history-entry][data-kind=merge]")
         .await;
-    let account: CartView = same_session(&browser, &server)
+    let account: CartView = browser
+        .session_client(&server)
         .await
         .get("/api/cart")
         .await

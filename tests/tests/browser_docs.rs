@@ -21,8 +21,8 @@ use fantoccini::key::Key;
 use fantoccini::wd::WindowHandle;
 use meridian_shared::docs::rich::{blocks, Block, Run};
 use meridian_shared::docs::{schema, Version};
-use meridian_tests::browser::{built_static_dir, Browser, WAIT_TIMEOUT};
-use meridian_tests::client::{Client, SESSION_COOKIE};
+use meridian_tests::browser::{start_web_server, Browser, WAIT_TIMEOUT};
+use meridian_tests::client::Client;
 use meridian_tests::db::{Backend, TestDatabase};
 use meridian_tests::server::TestServer;
 use serde_json::{json, Value};
@@ -47,23 +47,6 @@ const EDITOR_TEXT_FN: &str = "
             .replace(/[\\u200b\\ufeff]/g, '');
     };
 ";
-
-async fn start_server(db: &TestDatabase) -> TestServer {
-    let static_dir = built_static_dir();
-    TestServer::start_with(db, move |config| config.static_dir = static_dir).await
-}
-
-/// Signs up through the form; the browser's session is then the account's.
-async fn sign_up(browser: &Browser, server: &TestServer, username: &str) {
-    browser.goto(&server.url("/signup")).await;
-    browser.wait_for_text("[data-testid=whoami]", "Guest").await;
-    browser.fill("input[name=username]", username).await;
-    browser.fill("input[name=password]", PASSWORD).await;
-    browser.click("form button[type=submit]").await;
-    browser
-        .wait_for_text("[data-testid=whoami]", username)
-        .await;
-}
 
 /// Creates a document from the list page and returns its id (the page opens it).
 async fn create_doc(browser: &Browser, server: &TestServer, title: &str) -> String {
@@ -169,9 +152,9 @@ async fn wait_for_remote_cursor(browser: &Browser, client_id: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tabs_typing_at_once_end_identical_and_see_each_others_cursor() {
     let db = TestDatabase::create(Backend::Sqlite).await;
-    let server = start_server(&db).await;
+    let server = start_web_server(&db).await;
     let browser = Browser::start().await;
-    sign_up(&browser, &server, "penwright").await;
+    browser.sign_up(&server, "penwright", PASSWORD).await;
     let id = create_doc(&browser, &server, "Typing together").await;
     let tab_a = browser.current_tab().await;
     let client_a = own_client_id(&browser).await;
@@ -246,12 +229,12 @@ async fn two_tabs_typing_at_once_end_identical_and_see_each_others_cursor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_made_offline_reach_the_others_when_back_online() {
     let db = TestDatabase::create(Backend::Sqlite).await;
-    let server = start_server(&db).await;
+    let server = start_web_server(&db).await;
 
     let owner = Browser::start().await;
-    sign_up(&owner, &server, "offliner").await;
+    owner.sign_up(&server, "offliner", PASSWORD).await;
     let friend = Browser::start().await;
-    sign_up(&friend, &server, "stayer").await;
+    friend.sign_up(&server, "stayer", PASSWORD).await;
 
     let id = create_doc(&owner, &server, "Written on a train").await;
     type_into_editor(&owner, "before ").await;
@@ -303,16 +286,6 @@ async fn edits_made_offline_reach_the_others_when_back_online() {
 
     owner.close().await;
     friend.close().await;
-}
-
-/// An HTTP client holding the browser's session cookie.
-async fn same_session(browser: &Browser, server: &TestServer) -> Client {
-    let cookie = browser
-        .client
-        .get_named_cookie(SESSION_COOKIE)
-        .await
-        .expect("the browser holds a session cookie");
-    Client::with_session_token(server, cookie.value())
 }
 
 /// The document as the server holds it: a named version saved now, read back as
@@ -367,9 +340,9 @@ async fn wait_for_formatting(browser: &Browser, title: &str, bold: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bold_and_a_heading_from_the_toolbar_survive_a_reload_and_a_rename_shows() {
     let db = TestDatabase::create(Backend::Sqlite).await;
-    let server = start_server(&db).await;
+    let server = start_web_server(&db).await;
     let browser = Browser::start().await;
-    sign_up(&browser, &server, "typesetter").await;
+    browser.sign_up(&server, "typesetter", PASSWORD).await;
     let id = create_doc(&browser, &server, "Formatted").await;
 
     type_into_editor(&browser, "Big title").await;
@@ -391,7 +364,7 @@ async fn bold_and_a_heading_from_the_toolbar_survive_a_reload_and_a_rename_shows
     wait_for_formatting(&browser, "Big title", "strong words").await;
 
     // And the server holds exactly that.
-    let api = same_session(&browser, &server).await;
+    let api = browser.session_client(&server).await;
     let stored = server_blocks(&api, &id).await;
     assert_eq!(
         stored.iter().take(2).cloned().collect::<Vec<_>>(),
@@ -444,9 +417,9 @@ async fn bold_and_a_heading_from_the_toolbar_survive_a_reload_and_a_rename_shows
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_version_reaches_every_tab_and_a_deletion_ends_the_session() {
     let db = TestDatabase::create(Backend::Sqlite).await;
-    let server = start_server(&db).await;
+    let server = start_web_server(&db).await;
     let browser = Browser::start().await;
-    sign_up(&browser, &server, "archivist").await;
+    browser.sign_up(&server, "archivist", PASSWORD).await;
     let id = create_doc(&browser, &server, "Drafts").await;
     let tab_a = browser.current_tab().await;
 

@@ -15,44 +15,13 @@
 //! wait polls the page with a bound; nothing sleeps.
 
 use meridian_shared::flags::{Flag, Serve};
-use meridian_tests::browser::{built_static_dir, Browser};
-use meridian_tests::client::{Client, SESSION_COOKIE};
+use meridian_tests::browser::{start_web_server, testid, Browser};
+use meridian_tests::client::Client;
 use meridian_tests::db::{Backend, TestDatabase};
 use meridian_tests::server::TestServer;
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "green-lantern-2024";
-
-async fn start_server(db: &TestDatabase) -> TestServer {
-    let static_dir = built_static_dir();
-    TestServer::start_with(db, move |config| config.static_dir = static_dir).await
-}
-
-fn testid(id: &str) -> String {
-    format!("[data-testid='{id}']")
-}
-
-/// Signs up through the form; the browser's session is then the account's.
-async fn sign_up(browser: &Browser, server: &TestServer, username: &str) {
-    browser.goto(&server.url("/signup")).await;
-    browser.wait_for_text("[data-testid=whoami]", "Guest").await;
-    browser.fill("input[name=username]", username).await;
-    browser.fill("input[name=password]", PASSWORD).await;
-    browser.click("form button[type=submit]").await;
-    browser
-        .wait_for_text("[data-testid=whoami]", username)
-        .await;
-}
-
-/// An HTTP client holding the browser's session cookie.
-async fn same_session(browser: &Browser, server: &TestServer) -> Client {
-    let cookie = browser
-        .client
-        .get_named_cookie(SESSION_COOKIE)
-        .await
-        .expect("the browser holds a session cookie");
-    Client::with_session_token(server, cookie.value())
-}
 
 /// Creates a boolean flag (off everywhere) and turns it on in production.
 async fn boolean_flag_on_in_production(api: &Client, key: &str) -> Flag {
@@ -102,10 +71,10 @@ async fn open_flags(browser: &Browser, server: &TestServer, key: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kill_switch_reaches_another_tab_without_a_reload() {
     let db = TestDatabase::create(Backend::Sqlite).await;
-    let server = start_server(&db).await;
+    let server = start_web_server(&db).await;
     let browser = Browser::start().await;
-    sign_up(&browser, &server, "flipper").await;
-    let api = same_session(&browser, &server).await;
+    browser.sign_up(&server, "flipper", PASSWORD).await;
+    let api = browser.session_client(&server).await;
     let key = "new-checkout";
     boolean_flag_on_in_production(&api, key).await;
 
@@ -173,7 +142,7 @@ async fn every_evaluator_vector_matches_in_wasm() {
         .map(|part| vectors[part].as_array().expect("a list of vectors").len())
         .sum();
     let db = TestDatabase::create(Backend::Sqlite).await;
-    let server = start_server(&db).await;
+    let server = start_web_server(&db).await;
     let browser = Browser::start().await;
 
     // A guest: the page runs the vectors, asks to sign in, and does not follow the
@@ -203,7 +172,7 @@ async fn every_evaluator_vector_matches_in_wasm() {
         .await;
 
     // Signed in, the page follows the stream, and the vectors still all match.
-    sign_up(&browser, &server, "reader").await;
+    browser.sign_up(&server, "reader", PASSWORD).await;
     browser.goto(&server.url("/flags")).await;
     browser
         .wait_for_attr("[data-testid=stream-state]", "data-state", "live")
@@ -218,7 +187,7 @@ async fn every_evaluator_vector_matches_in_wasm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_the_page_keeps_the_last_known_configuration() {
     let db = TestDatabase::create(Backend::Sqlite).await;
-    let server = start_server(&db).await;
+    let server = start_web_server(&db).await;
     let admin = Client::new(&server);
     admin.signup("admin", PASSWORD).await.expect::<Value>(201);
     let key = "search-v2";
@@ -226,7 +195,7 @@ async fn offline_the_page_keeps_the_last_known_configuration() {
     let browser = Browser::start().await;
 
     // A second account, a viewer, follows the stream: reading is enough to evaluate.
-    sign_up(&browser, &server, "reader").await;
+    browser.sign_up(&server, "reader", PASSWORD).await;
     open_flags(&browser, &server, key).await;
     browser
         .wait_for_text("[data-testid=flag-demo-value]", "on")
@@ -282,10 +251,10 @@ async fn offline_the_page_keeps_the_last_known_configuration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_editor_saves_a_rollout_and_shows_the_servers_refusal() {
     let db = TestDatabase::create(Backend::Sqlite).await;
-    let server = start_server(&db).await;
+    let server = start_web_server(&db).await;
     let browser = Browser::start().await;
-    sign_up(&browser, &server, "editor").await;
-    let api = same_session(&browser, &server).await;
+    browser.sign_up(&server, "editor", PASSWORD).await;
+    let api = browser.session_client(&server).await;
     let key = "gradual";
     boolean_flag_on_in_production(&api, key).await;
     open_flags(&browser, &server, key).await;

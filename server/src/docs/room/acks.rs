@@ -25,7 +25,12 @@ impl Acks {
 
     /// A step 1 from a connection whose latest update is `last_update`: given back when
     /// it may be answered now, otherwise held.
-    pub(super) fn step1(&mut self, conn: ConnId, sv: StateVector, last_update: u64) -> Option<StateVector> {
+    pub(super) fn step1(
+        &mut self,
+        conn: ConnId,
+        sv: StateVector,
+        last_update: u64,
+    ) -> Option<StateVector> {
         if last_update <= self.stored_through {
             return Some(sv);
         }
