@@ -11,6 +11,8 @@
 
 pub mod api;
 pub mod client;
+#[cfg(test)]
+mod fixtures;
 pub mod history;
 pub mod model;
 pub mod page;
