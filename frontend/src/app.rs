@@ -79,6 +79,17 @@ fn switch(route: Route) -> Html {
 }
 
 /// The root component.
+/// The performance mark set when the app's first page is on screen and answers input,
+/// for the first-load measurement (and anyone's real-user monitoring).
+pub const INTERACTIVE_MARK: &str = "meridian:interactive";
+
+fn mark_interactive() {
+    if let Some(performance) = web_sys::window().and_then(|window| window.performance()) {
+        // A browser without User Timing only loses the measurement.
+        let _ = performance.mark(INTERACTIVE_MARK);
+    }
+}
+
 #[component]
 pub fn App() -> Html {
     let session = use_reducer_eq(SessionState::default);
@@ -97,7 +108,10 @@ pub fn App() -> Html {
     };
     {
         let realtime = realtime.clone();
-        use_effect_with((), move |_| realtime.start());
+        use_effect_with((), move |_| {
+            mark_interactive();
+            realtime.start()
+        });
     }
 
     html! {

@@ -330,7 +330,11 @@ pub fn app(state: AppState) -> Router {
         .route("/api", any(error::api_not_found))
         .route("/api/{*rest}", any(error::api_not_found))
         .method_not_allowed_fallback(error::method_not_allowed);
+    // The web build writes `.br` and `.gz` beside each bundle file; a client that
+    // accepts them gets those bytes, compressed once at the highest settings.
     let static_files = ServeDir::new(&state.config.static_dir)
+        .precompressed_br()
+        .precompressed_gzip()
         .append_index_html_on_directories(false)
         .fallback(get(web::spa_fallback).with_state(state.clone()));
     Router::new()

@@ -7,14 +7,15 @@
 //!
 //! Caching invariants: files under `/pkg/` whose name carries a content hash are
 //! `immutable` for a year; `index.html` (and every SPA route) is `no-store`; other static
-//! files are revalidated (`no-cache`).
+//! files are revalidated (`no-cache`). The build precompresses the bundle (brotli and
+//! gzip at their highest settings); a precompressed answer says `Vary: Accept-Encoding`.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::header::CACHE_CONTROL;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::header::{CACHE_CONTROL, CONTENT_ENCODING, VARY};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
@@ -117,6 +118,14 @@ pub async fn spa_fallback(web: State<Arc<WebAssets>>, request: Request) -> Respo
     index(web).await
 }
 
+fn varies_with_accept_encoding(headers: &HeaderMap) -> bool {
+    headers.get_all(VARY).iter().any(|value| {
+        value
+            .to_str()
+            .is_ok_and(|v| v.to_ascii_lowercase().contains("accept-encoding"))
+    })
+}
+
 /// Whether a bundle file name carries a content hash: `name-<16+ hex>.ext`.
 pub fn is_hashed_name(name: &str) -> bool {
     let stem = name.split('.').next().unwrap_or("");
@@ -140,9 +149,13 @@ pub async fn cache_control_middleware(request: Request, next: Next) -> Response 
     } else {
         "no-cache"
     };
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static(value));
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static(value));
+    // A precompressed file varies with Accept-Encoding, so caches keep each encoding
+    // apart (the compression layer says so itself only for what it compresses).
+    if headers.contains_key(CONTENT_ENCODING) && !varies_with_accept_encoding(headers) {
+        headers.append(VARY, HeaderValue::from_static("accept-encoding"));
+    }
     response
 }
 

@@ -352,10 +352,14 @@ pub fn built_static_dir() -> std::path::PathBuf {
 }
 
 /// ChromeDriver's network emulation (`POST /session/{id}/chromium/network_conditions`):
-/// offline makes the page see `navigator.onLine == false` and refuses its connections.
+/// offline makes the page see `navigator.onLine == false` and refuses its connections;
+/// otherwise every request waits `latency_ms` and transfers at most `bytes_per_s` each
+/// way (`None`: unlimited).
 #[derive(Debug)]
 struct NetworkConditions {
     offline: bool,
+    latency_ms: u64,
+    bytes_per_s: Option<u64>,
 }
 
 impl fantoccini::wd::WebDriverCompatibleCommand for NetworkConditions {
@@ -374,9 +378,9 @@ impl fantoccini::wd::WebDriverCompatibleCommand for NetworkConditions {
         let body = serde_json::json!({
             "network_conditions": {
                 "offline": self.offline,
-                "latency": 0,
-                "download_throughput": -1,
-                "upload_throughput": -1,
+                "latency": self.latency_ms,
+                "download_throughput": self.bytes_per_s.map_or(-1, |b| b as i64),
+                "upload_throughput": self.bytes_per_s.map_or(-1, |b| b as i64),
             }
         });
         (http::Method::POST, Some(body.to_string()))
@@ -387,9 +391,26 @@ impl Browser {
     /// Takes the browser off the network (`true`) or back on it (`false`).
     pub async fn set_offline(&self, offline: bool) {
         self.client
-            .issue_cmd(NetworkConditions { offline })
+            .issue_cmd(NetworkConditions {
+                offline,
+                latency_ms: 0,
+                bytes_per_s: None,
+            })
             .await
             .unwrap_or_else(|e| panic!("set network conditions offline={offline}: {e}"));
+    }
+
+    /// Emulates a slower network: `latency_ms` added to every request and at most
+    /// `bits_per_s` each way.
+    pub async fn emulate_network(&self, latency_ms: u64, bits_per_s: u64) {
+        self.client
+            .issue_cmd(NetworkConditions {
+                offline: false,
+                latency_ms,
+                bytes_per_s: Some(bits_per_s / 8),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("emulate {latency_ms} ms, {bits_per_s} bit/s: {e}"));
     }
 }
 

@@ -155,6 +155,10 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// The fake bundle's brotli-precompressed wasm (`<wasm>.br` beside it, as the web build
+/// writes it; its content is only compared, never decoded).
+pub const BUNDLE_WASM_BROTLI: &[u8] = b"precompressed with brotli";
+
 /// The content of the fake bundle's script (large enough to be compressed).
 pub fn bundle_script() -> String {
     "export default async function init(options) { return options; }\n".repeat(64)
@@ -169,11 +173,15 @@ pub fn write_fake_web_ui(dir: &Path) {
         "wasm": BUNDLE_WASM,
         "style": BUNDLE_STYLE,
     });
-    let files: [(PathBuf, Vec<u8>); 5] = [
+    let files: [(PathBuf, Vec<u8>); 6] = [
         (dir.join("index.html"), INDEX_TEMPLATE.into()),
         (pkg.join("manifest.json"), manifest.to_string().into()),
         (pkg.join(BUNDLE_SCRIPT), bundle_script().into()),
         (pkg.join(BUNDLE_WASM), b"\0asm\x01\0\0\0".to_vec()),
+        (
+            pkg.join(format!("{BUNDLE_WASM}.br")),
+            BUNDLE_WASM_BROTLI.to_vec(),
+        ),
         (pkg.join(BUNDLE_STYLE), b"body { margin: 0; }\n".to_vec()),
     ];
     for (path, content) in files {

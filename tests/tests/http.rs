@@ -10,8 +10,10 @@ use meridian_shared::traceparent::TraceParent;
 use meridian_tests::both_backends;
 use meridian_tests::client::{assert_error_body, Client, Realtime};
 use meridian_tests::db::{Backend, TestDatabase};
-use meridian_tests::server::{bundle_script, TestServer, BUNDLE_SCRIPT, BUNDLE_STYLE, BUNDLE_WASM};
-use reqwest::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
+use meridian_tests::server::{
+    bundle_script, TestServer, BUNDLE_SCRIPT, BUNDLE_STYLE, BUNDLE_WASM, BUNDLE_WASM_BROTLI,
+};
+use reqwest::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, VARY};
 use serde_json::{json, Value};
 
 const TRACEPARENT: &str = "traceparent";
@@ -424,6 +426,46 @@ both_backends!(
                 plain.len()
             );
         }
+    }
+);
+
+both_backends!(
+    precompressed_bundle_files_go_to_clients_that_accept_them,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let client = Client::new(&server);
+        let path = format!("/pkg/{BUNDLE_WASM}");
+        let get = |accept: &'static str| {
+            let request = client
+                .http()
+                .get(client.url(&path))
+                .header(ACCEPT_ENCODING, accept);
+            async move { request.send().await.unwrap() }
+        };
+
+        // A browser that takes brotli gets the file the build compressed, still typed
+        // as wasm (streaming compilation needs it) and still immutable.
+        let brotli = get("gzip, deflate, br").await;
+        assert_eq!(brotli.status(), 200);
+        assert_eq!(brotli.headers()[CONTENT_ENCODING], "br");
+        assert_eq!(brotli.headers()[CONTENT_TYPE], "application/wasm");
+        assert_eq!(
+            brotli.headers()[CACHE_CONTROL],
+            "public, max-age=31536000, immutable"
+        );
+        let vary = brotli.headers()[VARY]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(vary.contains("accept-encoding"), "Vary: {vary}");
+        assert_eq!(brotli.bytes().await.unwrap(), BUNDLE_WASM_BROTLI);
+
+        // One that does not gets the plain file.
+        let plain = get("identity").await;
+        assert_eq!(plain.status(), 200);
+        assert!(plain.headers().get(CONTENT_ENCODING).is_none());
+        assert_eq!(plain.headers()[CONTENT_TYPE], "application/wasm");
+        assert_eq!(plain.bytes().await.unwrap().as_ref(), b"\0asm\x01\0\0\0");
     }
 );
 
