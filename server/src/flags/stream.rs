@@ -16,6 +16,7 @@
 //! - A stream opened with a key ends when the snapshot of the key's revocation arrives.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use meridian_shared::api::ApiErrorBody;
 use meridian_shared::flags::EvaluationContext;
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -39,7 +40,7 @@ use crate::auth::Session;
 use crate::error::{ApiError, ApiResult, Query};
 use crate::AppState;
 
-/// A comment line goes to idle stream subscribers this often (proxies drop silent
+/// A comment line goes to stream subscribers this often (proxies drop silent
 /// connections).
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -55,6 +56,33 @@ struct StreamQuery {
     /// The key's environment when absent (signed in: `production`). A key reads only its
     /// own.
     environment: Option<String>,
+}
+
+/// What a waiting stream listens to besides the configuration: the server's shutdown
+/// and its keep-alive ticks. Both are registered once per connection, so a change wakes
+/// each of thousands of subscribers without a timer or a cancellation waiter to
+/// register again (a fresh `sleep` and `cancelled()` per wake-up cost more than the
+/// write itself).
+struct Quiet {
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    keep_alive: tokio::time::Interval,
+}
+
+impl Quiet {
+    fn new(shutdown: &CancellationToken) -> Quiet {
+        let mut keep_alive =
+            tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+        keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Quiet {
+            shutdown: Box::pin(shutdown.clone().cancelled_owned()),
+            keep_alive,
+        }
+    }
+
+    /// The comment line sent every [`KEEP_ALIVE`].
+    fn comment() -> Bytes {
+        Bytes::from_static(b":\n\n")
+    }
 }
 
 /// Who may follow the stream, and which environment: 401/403 otherwise, 404 for an
@@ -142,7 +170,7 @@ async fn stream(
         key_id: Option<String>,
         sent: Option<u64>,
         handed_over: Option<u64>,
-        shutdown: CancellationToken,
+        quiet: Quiet,
     }
     let start = Follow {
         watch: state.flags.watch(),
@@ -151,7 +179,7 @@ async fn stream(
         key_id,
         sent: last_seen,
         handed_over: None,
-        shutdown: state.shutdown.clone(),
+        quiet: Quiet::new(&state.shutdown),
     };
     let frames = futures_util::stream::unfold(start, |mut f| async move {
         // The previous frame was taken by the connection: count it as delivered.
@@ -171,11 +199,9 @@ async fn stream(
                 return Some((Ok::<_, Infallible>(env.frame.clone()), f));
             }
             tokio::select! {
-                _ = f.shutdown.cancelled() => return None,
+                _ = &mut f.quiet.shutdown => return None,
                 changed = f.watch.changed() => if changed.is_err() { return None },
-                _ = tokio::time::sleep(KEEP_ALIVE) => {
-                    return Some((Ok(axum::body::Bytes::from_static(b":\n\n")), f));
-                }
+                _ = f.quiet.keep_alive.tick() => return Some((Ok(Quiet::comment()), f)),
             }
         }
     });
@@ -249,7 +275,7 @@ async fn evaluated_stream(
         seen: Option<u64>,
         sent: Option<String>,
         handed_over: Option<u64>,
-        shutdown: CancellationToken,
+        quiet: Quiet,
     }
     let start = Follow {
         watch: state.flags.watch(),
@@ -260,7 +286,7 @@ async fn evaluated_stream(
         seen: None,
         sent: None,
         handed_over: None,
-        shutdown: state.shutdown.clone(),
+        quiet: Quiet::new(&state.shutdown),
     };
     let frames = futures_util::stream::unfold(start, |mut f| async move {
         if let Some(v) = f.handed_over.take() {
@@ -287,11 +313,9 @@ async fn evaluated_stream(
                 f.guard.sent.fetch_max(snapshot.version, Ordering::AcqRel);
             }
             tokio::select! {
-                _ = f.shutdown.cancelled() => return None,
+                _ = &mut f.quiet.shutdown => return None,
                 changed = f.watch.changed() => if changed.is_err() { return None },
-                _ = tokio::time::sleep(KEEP_ALIVE) => {
-                    return Some((Ok(Bytes::from_static(b":\n\n")), f));
-                }
+                _ = f.quiet.keep_alive.tick() => return Some((Ok(Quiet::comment()), f)),
             }
         }
     });
