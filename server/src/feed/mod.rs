@@ -67,7 +67,7 @@ pub struct FeedConfig {
 impl FeedConfig {
     pub fn from_config(config: &Config) -> FeedConfig {
         FeedConfig {
-            pull_threshold: config.feed_pull_threshold as i64,
+            pull_threshold: i64::try_from(config.feed_pull_threshold).unwrap_or(i64::MAX),
             inactive_after: config.feed_inactive_after,
             fanout_chunk: config.feed_fanout_chunk.max(1),
             fanout_poll: Duration::from_millis(500),
