@@ -340,7 +340,8 @@ impl Cursor {
     }
 }
 
-/// Whether a post's text is acceptable: 1 to [`MAX_POST_CHARS`] characters, not blank.
+/// Whether a post's text is acceptable: 1 to [`MAX_POST_CHARS`] characters, not blank,
+/// no NUL (PostgreSQL's text cannot hold it).
 pub fn check_post_text(text: &str) -> Result<(), &'static str> {
     if text.trim().is_empty() {
         return Err("a post needs some text");
@@ -348,7 +349,16 @@ pub fn check_post_text(text: &str) -> Result<(), &'static str> {
     if text.chars().count() > MAX_POST_CHARS {
         return Err("a post has at most 500 characters");
     }
+    if text.contains('\0') {
+        return Err("a post cannot contain NUL characters");
+    }
     Ok(())
+}
+
+/// Whether `text` can be a user id (a snowflake in decimal): anything else names no
+/// account.
+pub fn is_user_id(text: &str) -> bool {
+    (1..=20).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Whether a text shares a link (the `link` content type).
@@ -456,6 +466,7 @@ mod tests {
         assert!(check_post_text("  ").is_err());
         assert!(check_post_text(&"x".repeat(501)).is_err());
         assert!(check_post_text(&"é".repeat(500)).is_ok());
+        assert!(check_post_text("a\0b").is_err());
         assert!(has_link("see https://example.com"));
     }
 

@@ -33,7 +33,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use meridian_shared::api::ApiErrorBody;
 use meridian_shared::feed::{
-    check_post_text, Cursor, FeedPage, FollowState, LikeState, NewPost, Post, Profile,
+    check_post_text, is_user_id, Cursor, FeedPage, FollowState, LikeState, NewPost, Post, Profile,
     DEFAULT_PAGE, MAX_PAGE, PROFILE_POSTS,
 };
 use serde::Deserialize;
@@ -315,7 +315,7 @@ async fn set_follow(
         return Err(FeedError::SelfFollow.into());
     }
     let feeds = &state.feed;
-    if store::username(&feeds.db.pool, user_id).await?.is_none() {
+    if !is_user_id(user_id) || store::username(&feeds.db.pool, user_id).await?.is_none() {
         return Err(FeedError::UserNotFound(user_id.chars().take(40).collect()).into());
     }
     let now_ms = feeds.clock.now_ms();
@@ -472,9 +472,11 @@ async fn profile(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Profile>> {
     let pool = &state.feed.db.pool;
-    let username = store::username(pool, &id)
-        .await?
-        .ok_or_else(|| FeedError::UserNotFound(id.chars().take(40).collect()))?;
+    let not_found = || FeedError::UserNotFound(id.chars().take(40).collect());
+    if !is_user_id(&id) {
+        return Err(not_found().into());
+    }
+    let username = store::username(pool, &id).await?.ok_or_else(not_found)?;
     let reader = session.user.as_ref().map(|u| u.id.as_str()).unwrap_or("");
     let (followers, following, posts_count) = store::counts(pool, &id).await?;
     let followed = !reader.is_empty() && store::follows(pool, reader, &id).await?;
