@@ -23,7 +23,7 @@
 //!
 //! Settings: `FEED_BENCH_ACCOUNTS` (default 1,000,000; e.g. 20000 for a quick run),
 //! `FEED_BENCH_SECS` (10), `FEED_BENCH_READERS` (16), `FEED_BENCH_SEED` (1),
-//! `FEED_BENCH_PEERS` (`hybrid,write-only,read-only`), `FEED_BENCH_FANOUT_WAIT` (600).
+//! `FEED_BENCH_PEERS` (`hybrid,write-only,read-only`), `FEED_BENCH_FANOUT_WAIT` (120).
 //! SQLite only: the figures are for the embedded default on this machine's cores.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -398,7 +398,7 @@ async fn main() {
         readers: env_or("FEED_BENCH_READERS", 16usize).max(1),
         seed: env_or("FEED_BENCH_SEED", 1u64),
         threshold: env_or("FEED_BENCH_THRESHOLD", 10_000u64),
-        fanout_wait: env_or("FEED_BENCH_FANOUT_WAIT", 600u64),
+        fanout_wait: env_or("FEED_BENCH_FANOUT_WAIT", 120u64),
     };
     let peers: String = env_or("FEED_BENCH_PEERS", "hybrid,write-only,read-only".to_owned());
     println!(

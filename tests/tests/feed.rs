@@ -702,3 +702,56 @@ both_backends!(
         pool.close().await;
     }
 );
+
+/// Two instances on one PostgreSQL: both run fanout workers on the one queue; a post
+/// made on A reaches a reader on B once, announced on B's realtime channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_fanout_queue() {
+    let db = TestDatabase::create(meridian_tests::db::Backend::Postgres).await;
+    let a = TestServer::start_with(&db, |c| c.feed_fanout_chunk = 1).await;
+    let b = TestServer::start_with(&db, |c| c.feed_fanout_chunk = 1).await;
+    let (author, author_id) = account(&a.base_url(), "cluster_author").await;
+    let mut readers = Vec::new();
+    for n in 0..6 {
+        let (reader, id) = account(&b.base_url(), &format!("cluster_reader{n}")).await;
+        feed(&reader, "").await;
+        follow(&reader, &author_id).await;
+        readers.push((reader, id));
+    }
+    let (mut socket, _) = Realtime::connect(&readers[0].0).await;
+    socket
+        .subscribe(&format!("user:{}", readers[0].1), None)
+        .await;
+    let p = post(&author, "across instances").await;
+    // Both workers race over the chunks.
+    let (x, y) = tokio::join!(fanout::drain(&a.state.feed), fanout::drain(&b.state.feed));
+    x.unwrap();
+    y.unwrap();
+    let announced = socket
+        .recv_until(
+            "the notice on the other instance",
+            |message| match message {
+                ServerMessage::Event(event) => {
+                    serde_json::from_value::<FeedEvent>(event.payload.clone()).ok()
+                }
+                _ => None,
+            },
+        )
+        .await;
+    assert_eq!(
+        announced,
+        FeedEvent::NewPost {
+            post_id: p.id.clone(),
+            author_id
+        }
+    );
+    for (reader, _) in &readers {
+        assert_eq!(count_of(&all_feed_ids(reader).await, &p.id), 1);
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM feed_inbox WHERE post_id = $1")
+        .bind(p.id.parse::<i64>().unwrap())
+        .fetch_one(&a.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 7, "six readers and the author, once each");
+}
