@@ -138,7 +138,11 @@ pub async fn add_affinity(
     Ok(())
 }
 
-/// Follows; false if it already did. Both accounts' rows must exist.
+/// Posts of an author copied into a new follower's inbox.
+pub const FOLLOW_BACKFILL: usize = 20;
+
+/// Follows (and backfills the author's newest pushed posts); false if it already did.
+/// Both accounts' rows must exist.
 pub async fn follow(
     conn: &mut AnyConnection,
     follower: &str,
@@ -158,6 +162,19 @@ pub async fn follow(
         > 0;
     if inserted {
         adjust_follow_counts(conn, follower, followee, 1).await?;
+        // Backfill: the author's newest pushed posts, as a rebuild would find them.
+        sqlx::query(
+            "INSERT INTO feed_inbox (user_id, post_id, author_id) \
+             SELECT $1, p.id, p.author_id FROM feed_posts p \
+             WHERE p.author_id = $2 AND p.pulled = 0 \
+             ORDER BY p.id DESC LIMIT $3 \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(follower)
+        .bind(followee)
+        .bind(FOLLOW_BACKFILL as i64)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(inserted)
 }
