@@ -229,7 +229,8 @@ async fn run_peer(name: &str, threshold: u64, db: &TestDatabase, pool: &AnyPool,
     let cpu_before = cpu_time(pid);
     let deadline = Instant::now() + Duration::from_secs(s.secs);
     let mut tasks = Vec::new();
-    for client in readers.iter().cloned() {
+    for client in &readers {
+        let client = client.clone();
         let base = base.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
