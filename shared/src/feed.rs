@@ -70,7 +70,7 @@ pub struct NewPost {
 /// A post as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Post {
+pub struct FeedPost {
     pub id: String,
     /// The author's user id (as `/api/auth/me` gives it).
     pub author_id: String,
@@ -88,7 +88,7 @@ pub struct Post {
 /// Why an item is in the feed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Reason {
+pub struct FeedReason {
     /// `followed` (pushed from a followed account), `followed_large` (pulled from a
     /// followed large account), `popular` (outside the network), `affinity`, `engaging`,
     /// `recent`, `reply`, `link`, `diversity` (lowered for a repeated author).
@@ -100,8 +100,8 @@ pub struct Reason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FeedItem {
-    pub post: Post,
-    pub reasons: Vec<Reason>,
+    pub post: FeedPost,
+    pub reasons: Vec<FeedReason>,
 }
 
 /// `GET /api/feed`.
@@ -116,7 +116,7 @@ pub struct FeedPage {
 /// `GET /api/feed/users/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Profile {
+pub struct FeedProfile {
     pub user_id: String,
     pub username: String,
     pub followers: u64,
@@ -125,7 +125,7 @@ pub struct Profile {
     /// Whether the reader follows this account (false for a guest).
     pub followed: bool,
     /// The newest posts, newest first.
-    pub posts: Vec<Post>,
+    pub posts: Vec<FeedPost>,
 }
 
 /// The answer to a follow or unfollow.
@@ -184,18 +184,18 @@ pub struct Candidate {
 pub struct Ranked {
     pub post_id: u64,
     pub score: f64,
-    pub reasons: Vec<Reason>,
+    pub reasons: Vec<FeedReason>,
 }
 
-fn reason(code: &str, detail: String) -> Reason {
-    Reason {
+fn reason(code: &str, detail: String) -> FeedReason {
+    FeedReason {
         code: code.to_owned(),
         detail,
     }
 }
 
 /// The score of one candidate before diversity, with its reasons.
-pub fn score(candidate: &Candidate, now_ms: i64) -> (f64, Vec<Reason>) {
+pub fn score(candidate: &Candidate, now_ms: i64) -> (f64, Vec<FeedReason>) {
     let mut reasons = Vec::new();
     let source = match candidate.source {
         Source::Network => {
@@ -260,7 +260,7 @@ pub fn score(candidate: &Candidate, now_ms: i64) -> (f64, Vec<Reason>) {
 /// items.
 pub fn rank(candidates: &[Candidate], now_ms: i64, max: usize) -> Vec<Ranked> {
     let mut seen = std::collections::HashSet::new();
-    let mut pending: Vec<(f64, &Candidate, Vec<Reason>)> = candidates
+    let mut pending: Vec<(f64, &Candidate, Vec<FeedReason>)> = candidates
         .iter()
         .filter(|c| seen.insert(c.post_id))
         .map(|c| {
@@ -269,7 +269,7 @@ pub fn rank(candidates: &[Candidate], now_ms: i64, max: usize) -> Vec<Ranked> {
         })
         .collect();
     // Best first; equal scores: the newer post first.
-    let order = |a: &(f64, &Candidate, Vec<Reason>), b: &(f64, &Candidate, Vec<Reason>)| {
+    let order = |a: &(f64, &Candidate, Vec<FeedReason>), b: &(f64, &Candidate, Vec<FeedReason>)| {
         b.0.total_cmp(&a.0).then(b.1.post_id.cmp(&a.1.post_id))
     };
     pending.sort_by(order);

@@ -30,7 +30,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use meridian_shared::feed::{FeedPage, Post};
+use meridian_shared::feed::{FeedPage, FeedPost};
 use meridian_tests::bench::{env_or, ms, percentile};
 use meridian_tests::db::{Backend, TestDatabase};
 use meridian_tests::ybench::cpu_time;
@@ -108,7 +108,7 @@ async fn read_feed(client: &reqwest::Client, base: &str) -> FeedPage {
     reply.json().await.unwrap()
 }
 
-async fn post(client: &reqwest::Client, base: &str, text: &str) -> Post {
+async fn post(client: &reqwest::Client, base: &str, text: &str) -> FeedPost {
     let reply = client
         .post(format!("{base}/api/feed/posts"))
         .json(&serde_json::json!({"text": text}))

@@ -14,7 +14,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use meridian_server::feed::fanout;
-use meridian_shared::feed::{FeedEvent, FeedPage, FollowState, LikeState, NewPost, Post, Profile};
+use meridian_shared::feed::{
+    FeedEvent, FeedPage, FeedPost, FeedProfile, FollowState, LikeState, NewPost,
+};
 use meridian_shared::realtime::ServerMessage;
 use meridian_tests::both_backends;
 use meridian_tests::client::{Client, Realtime};
@@ -56,7 +58,7 @@ async fn all_feed_ids(client: &Client) -> Vec<String> {
     }
 }
 
-async fn post(client: &Client, text: &str) -> Post {
+async fn post(client: &Client, text: &str) -> FeedPost {
     client
         .post_json(
             "/api/feed/posts",
@@ -134,7 +136,7 @@ both_backends!(
         // Like (twice: counted once), reply; the author's counts and affinity follow.
         assert_eq!(like(&bob, &hello.id).await.likes, 1);
         assert_eq!(like(&bob, &hello.id).await.likes, 1);
-        let reply: Post = bob
+        let reply: FeedPost = bob
             .post_json(
                 "/api/feed/posts",
                 &json!({"text": "hi alice", "reply_to": hello.id}),
@@ -142,7 +144,7 @@ both_backends!(
             .await
             .expect(201);
         assert_eq!(reply.reply_to.as_deref(), Some(hello.id.as_str()));
-        let profile: Profile = bob
+        let profile: FeedProfile = bob
             .get(&format!("/api/feed/users/{alice_id}"))
             .await
             .expect(200);
@@ -170,7 +172,7 @@ both_backends!(
         );
         // A guest sees profiles too.
         let guest = Client::at(&base);
-        let seen: Profile = guest
+        let seen: FeedProfile = guest
             .get(&format!("/api/feed/users/{alice_id}"))
             .await
             .expect(200);
@@ -190,7 +192,7 @@ both_backends!(
         assert_eq!((state.followed, state.followers), (false, 0));
         let ids = all_feed_ids(&bob).await;
         assert_eq!(ids, vec![reply.id.clone()]);
-        let me: Profile = alice
+        let me: FeedProfile = alice
             .get(&format!("/api/feed/users/{bob_id}"))
             .await
             .expect(200);

@@ -2,7 +2,7 @@
 //! as the helpers of [`crate::net::http`] do.
 
 use gloo_net::http::Request;
-use meridian_shared::feed::{FeedPage, FollowState, LikeState, NewPost, Post, Profile};
+use meridian_shared::feed::{FeedPage, FeedPost, FeedProfile, FollowState, LikeState, NewPost};
 
 use crate::net::http::{path_segment, send, HttpError};
 
@@ -20,7 +20,7 @@ pub async fn feed(cursor: Option<&str>, limit: usize) -> Result<FeedPage, HttpEr
 }
 
 /// `POST /api/feed/posts`.
-pub async fn create_post(post: &NewPost) -> Result<Post, HttpError> {
+pub async fn create_post(post: &NewPost) -> Result<FeedPost, HttpError> {
     send(Request::post("/api/feed/posts"), Some(post)).await
 }
 
@@ -47,7 +47,7 @@ pub async fn set_like(post_id: &str, like: bool) -> Result<LikeState, HttpError>
 }
 
 /// `GET /api/feed/users/{id}`.
-pub async fn profile(user_id: &str) -> Result<Profile, HttpError> {
+pub async fn profile(user_id: &str) -> Result<FeedProfile, HttpError> {
     send(
         Request::get(&format!("/api/feed/users/{}", path_segment(user_id))),
         None::<&()>,

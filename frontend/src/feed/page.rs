@@ -9,7 +9,7 @@
 //! (`meridian feed-seed`, password `feed-demo-password`).
 
 use meridian_shared::api::Credentials;
-use meridian_shared::feed::{FeedEvent, FeedItem, NewPost, Post, Profile, DEFAULT_PAGE};
+use meridian_shared::feed::{FeedEvent, FeedItem, FeedPost, FeedProfile, NewPost, DEFAULT_PAGE};
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
@@ -127,11 +127,11 @@ fn open_profile(model: UseReducerDispatcher<FeedModel>, user_id: String) {
 
 #[derive(Properties, PartialEq)]
 struct PostViewProps {
-    post: Post,
+    post: FeedPost,
     #[prop_or_default]
-    reasons: Option<Vec<meridian_shared::feed::Reason>>,
+    reasons: Option<Vec<meridian_shared::feed::FeedReason>>,
     on_like: Callback<(String, bool)>,
-    on_reply: Callback<Post>,
+    on_reply: Callback<FeedPost>,
     on_author: Callback<String>,
 }
 
@@ -192,7 +192,7 @@ pub fn FeedPage() -> Html {
     let realtime = use_context::<Realtime>();
     let status = use_context::<RealtimeStatus>();
     let model = use_reducer_eq(FeedModel::default);
-    let replying = use_state(|| None::<Post>);
+    let replying = use_state(|| None::<FeedPost>);
     let compose_ref = use_node_ref();
     let demo_ref = use_node_ref();
     let user_id = session.user_id().map(str::to_owned);
@@ -312,7 +312,7 @@ pub fn FeedPage() -> Html {
     let on_reply = {
         let replying = replying.clone();
         let compose_ref = compose_ref.clone();
-        Callback::from(move |post: Post| {
+        Callback::from(move |post: FeedPost| {
             replying.set(Some(post));
             if let Some(element) = compose_ref.cast::<web_sys::HtmlElement>() {
                 let _ = element.focus();
@@ -404,7 +404,7 @@ pub fn FeedPage() -> Html {
 }
 
 fn profile_panel(
-    profile: &Profile,
+    profile: &FeedProfile,
     me: &str,
     dispatcher: UseReducerDispatcher<FeedModel>,
     post_view: &dyn Fn(&FeedItem) -> Html,

@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::rc::Rc;
 
-use meridian_shared::feed::{FeedItem, FeedPage, Post, Profile, Reason};
+use meridian_shared::feed::{FeedItem, FeedPage, FeedPost, FeedProfile, FeedReason};
 use yew::Reducible;
 
 /// A post composed while the server could not be reached.
@@ -37,7 +37,7 @@ pub struct FeedModel {
     /// The highest event sequence number seen on the account's topic.
     pub known_seq: Option<u64>,
     pub pending: Vec<PendingPost>,
-    pub profile: Option<Profile>,
+    pub profile: Option<FeedProfile>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -60,14 +60,14 @@ pub enum FeedAction {
     /// The server took a post (composed now or sent from the pending ones).
     Posted {
         local_id: Option<String>,
-        post: Post,
+        post: FeedPost,
     },
     Liked {
         post_id: String,
         liked: bool,
         likes: u64,
     },
-    ProfileLoaded(Profile),
+    ProfileLoaded(FeedProfile),
     ProfileClosed,
     Followed {
         user_id: String,
@@ -85,10 +85,10 @@ pub fn banner(new_posts: usize) -> Option<String> {
     }
 }
 
-fn own_item(post: Post) -> FeedItem {
+fn own_item(post: FeedPost) -> FeedItem {
     FeedItem {
         post,
-        reasons: vec![Reason {
+        reasons: vec![FeedReason {
             code: "yours".to_owned(),
             detail: "your post".to_owned(),
         }],
@@ -217,8 +217,8 @@ impl Reducible for FeedModel {
 mod tests {
     use super::*;
 
-    fn post(id: &str) -> Post {
-        Post {
+    fn post(id: &str) -> FeedPost {
+        FeedPost {
             id: id.into(),
             author_id: "a".into(),
             author_name: "alice".into(),

@@ -33,8 +33,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use meridian_shared::api::ApiErrorBody;
 use meridian_shared::feed::{
-    check_post_text, is_user_id, Cursor, FeedPage, FollowState, LikeState, NewPost, Post, Profile,
-    DEFAULT_PAGE, MAX_PAGE, PROFILE_POSTS,
+    check_post_text, is_user_id, Cursor, FeedPage, FeedPost, FeedProfile, FollowState, LikeState,
+    NewPost, DEFAULT_PAGE, MAX_PAGE, PROFILE_POSTS,
 };
 use serde::Deserialize;
 use tokio::sync::Notify;
@@ -241,7 +241,7 @@ async fn get_feed(
     tag = "feed",
     request_body = NewPost,
     responses(
-        (status = 201, description = "The new post", body = Post),
+        (status = 201, description = "The new post", body = FeedPost),
         (status = 400, description = "`invalid_post_id`: `reply_to` is not a post id", body = ApiErrorBody),
         SignInRequired,
         (status = 404, description = "`post_not_found`: `reply_to` names no post", body = ApiErrorBody),
@@ -253,7 +253,7 @@ async fn create_post(
     State(state): State<AppState>,
     session: Session,
     Json(body): Json<NewPost>,
-) -> ApiResult<(StatusCode, Json<Post>)> {
+) -> ApiResult<(StatusCode, Json<FeedPost>)> {
     let user = session.signed_in()?;
     check_post_text(&body.text).map_err(FeedError::InvalidText)?;
     let reply_to = body.reply_to.as_deref().map(parse_post_id).transpose()?;
@@ -290,7 +290,7 @@ async fn create_post(
     feeds.wake.notify_one();
     Ok((
         StatusCode::CREATED,
-        Json(Post {
+        Json(FeedPost {
             id: id.to_string(),
             author_id: user.id.clone(),
             author_name: user.username.clone(),
@@ -462,7 +462,7 @@ async fn unlike(
     tag = "feed",
     params(("id" = String, Path, description = "The account's user id")),
     responses(
-        (status = 200, description = "The profile", body = Profile),
+        (status = 200, description = "The profile", body = FeedProfile),
         (status = 404, description = "`user_not_found`", body = ApiErrorBody),
     )
 )]
@@ -470,7 +470,7 @@ async fn profile(
     State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-) -> ApiResult<Json<Profile>> {
+) -> ApiResult<Json<FeedProfile>> {
     let pool = &state.feed.db.pool;
     let not_found = || FeedError::UserNotFound(id.chars().take(40).collect());
     if !is_user_id(&id) {
@@ -481,7 +481,7 @@ async fn profile(
     let (followers, following, posts_count) = store::counts(pool, &id).await?;
     let followed = !reader.is_empty() && store::follows(pool, reader, &id).await?;
     let posts = store::posts_of(pool, &id, reader, PROFILE_POSTS).await?;
-    Ok(Json(Profile {
+    Ok(Json(FeedProfile {
         user_id: id,
         username,
         followers: followers.max(0) as u64,

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 
 use meridian_shared::feed::{
-    has_link, rank, Candidate, Cursor, FeedItem, FeedPage, Reason, Source, SNAPSHOT_ITEMS,
+    has_link, rank, Candidate, Cursor, FeedItem, FeedPage, FeedReason, Source, SNAPSHOT_ITEMS,
 };
 use serde::{Deserialize, Serialize};
 
@@ -44,7 +44,7 @@ struct SnapshotItem {
     id: i64,
     /// 0 pushed, 1 pulled, 2 popular.
     source: u8,
-    reasons: Vec<Reason>,
+    reasons: Vec<FeedReason>,
 }
 
 fn source_code(source: Source) -> u8 {

@@ -10,7 +10,7 @@
 //!   old value made first in the chunk's transaction: two workers never both commit
 //!   one chunk.
 
-use meridian_shared::feed::Post;
+use meridian_shared::feed::FeedPost;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 
@@ -311,7 +311,7 @@ const POST_COLUMNS: &str = "p.id, p.author_id, u.username AS author_name, p.text
 /// A post with what ranking needs about it.
 #[derive(Debug, Clone)]
 pub struct PostRow {
-    pub post: Post,
+    pub post: FeedPost,
     pub id: i64,
     pub pulled: bool,
 }
@@ -324,7 +324,7 @@ fn post_row(row: &AnyRow) -> Result<PostRow, sqlx::Error> {
     Ok(PostRow {
         id,
         pulled: pulled != 0,
-        post: Post {
+        post: FeedPost {
             id: id.to_string(),
             author_id: row.try_get("author_id")?,
             author_name: row.try_get("author_name")?,
@@ -369,7 +369,7 @@ pub async fn posts_of(
     author_id: &str,
     reader: &str,
     limit: usize,
-) -> Result<Vec<Post>, sqlx::Error> {
+) -> Result<Vec<FeedPost>, sqlx::Error> {
     let rows = sqlx::query(&format!(
         "SELECT {POST_COLUMNS} FROM feed_posts p JOIN users u ON u.id = p.author_id \
          LEFT JOIN feed_likes l ON l.post_id = p.id AND l.user_id = $2 \
