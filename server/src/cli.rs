@@ -129,7 +129,7 @@ struct ServeArgs {
     #[arg(long, env = "MERIDIAN_FEED_INACTIVE_DAYS", default_value_t = 30)]
     feed_inactive_days: u64,
     /// Followers per fanout chunk (one transaction).
-    #[arg(long, env = "MERIDIAN_FEED_FANOUT_CHUNK", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(long, env = "MERIDIAN_FEED_FANOUT_CHUNK", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     feed_fanout_chunk: u64,
 }
 

@@ -85,7 +85,7 @@ impl Config {
             doc_auto_version_every: Duration::from_secs(10 * 60),
             feed_pull_threshold: 10_000,
             feed_inactive_after: Duration::from_secs(30 * 24 * 3600),
-            feed_fanout_chunk: 1000,
+            feed_fanout_chunk: 250,
         }
     }
 

@@ -12,10 +12,11 @@
 //! 3. Per peer: `FEED_BENCH_READERS` sampled accounts (seeded RNG) sign in (each from its
 //!    own 127.0.0.x, so the sign-in limiter does not count them together), read once
 //!    (the rebuild; timed apart), then read first pages (limit 20: candidates, ranking,
-//!    a snapshot row) in a closed loop for `FEED_BENCH_SECS`: p50/p99, reads/s, server
-//!    CPU per 1,000 reads (`/proc/PID/stat` of the child).
-//! 4. Fanout: every account is marked active; the 20 largest authors under the
-//!    threshold post (deliveries/s until their jobs are done); then `demo0` (followed by
+//!    a snapshot row): one at a time for half of `FEED_BENCH_SECS` (latency without
+//!    queueing), then all at once in a closed loop for `FEED_BENCH_SECS` (p50/p99,
+//!    reads/s, server CPU per 1,000 reads from `/proc/PID/stat` of the child).
+//! 4. Fanout: every account is marked active; the 20 largest authors under the hybrid
+//!    threshold (the same in every peer) post (deliveries/s until their jobs are done); then `demo0` (followed by
 //!    every account) posts, and an ordinary author right after it: the time until the
 //!    big post is readable by every follower (pulled: at commit; pushed: when its job is
 //!    done, at most `FEED_BENCH_FANOUT_WAIT` s, else the rate so far extrapolated), and
@@ -106,6 +107,25 @@ async fn read_feed(client: &reqwest::Client, base: &str) -> FeedPage {
         .unwrap();
     assert!(reply.status().is_success(), "feed: {}", reply.status());
     reply.json().await.unwrap()
+}
+
+/// Whether `post_id` is anywhere in the reader's ranked feed (every page).
+async fn feed_contains(client: &reqwest::Client, base: &str, post_id: &str) -> bool {
+    let mut page = read_feed(client, base).await;
+    loop {
+        if page.items.iter().any(|i| i.post.id == post_id) {
+            return true;
+        }
+        let Some(cursor) = page.next_cursor else {
+            return false;
+        };
+        let reply = client
+            .get(format!("{base}/api/feed?limit=100&cursor={cursor}"))
+            .send()
+            .await
+            .unwrap();
+        page = reply.json().await.unwrap();
+    }
 }
 
 async fn post(client: &reqwest::Client, base: &str, text: &str) -> FeedPost {
@@ -225,7 +245,25 @@ async fn run_peer(name: &str, threshold: u64, db: &TestDatabase, pool: &AnyPool,
         ms(percentile(&rebuilds, 99.0))
     );
 
-    // Closed-loop reads.
+    // One read at a time (round robin over the readers): latency without queueing.
+    let mut alone = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(s.secs.div_ceil(2));
+    let mut k = 0;
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        read_feed(&readers[k % readers.len()], &base).await;
+        alone.push(started.elapsed());
+        k += 1;
+    }
+    alone.sort();
+    println!(
+        "feed reads one at a time: {} reads: p50 {} p99 {}",
+        alone.len(),
+        ms(percentile(&alone, 50.0)),
+        ms(percentile(&alone, 99.0))
+    );
+
+    // Closed-loop reads, every reader at once.
     let cpu_before = cpu_time(pid);
     let deadline = Instant::now() + Duration::from_secs(s.secs);
     let mut tasks = Vec::new();
@@ -266,7 +304,8 @@ async fn run_peer(name: &str, threshold: u64, db: &TestDatabase, pool: &AnyPool,
         .execute(pool)
         .await
         .unwrap();
-    let cap = i64::try_from(threshold).unwrap_or(i64::MAX);
+    // The same ordinary authors in every peer: the largest under the hybrid threshold.
+    let cap = i64::try_from(s.threshold).unwrap_or(i64::MAX);
     let authors: Vec<String> = sqlx::query_scalar(
         "SELECT user_id FROM feed_accounts WHERE followers < $1 ORDER BY followers DESC LIMIT 20",
     )
@@ -328,8 +367,7 @@ async fn run_peer(name: &str, threshold: u64, db: &TestDatabase, pool: &AnyPool,
     match job_done(pool, &big.id).await {
         None => {
             // Pulled: readable by every follower once committed; check a reader.
-            let page = read_feed(&readers[0], &base).await;
-            let seen = page.items.iter().any(|i| i.post.id == big.id);
+            let seen = feed_contains(&readers[0], &base, &big.id).await;
             println!(
                 "post by demo0 ({followers} followers): pulled, readable by every follower at commit: {} (seen by a sampled reader on the next read: {seen})",
                 ms(committed)
@@ -356,6 +394,8 @@ async fn run_peer(name: &str, threshold: u64, db: &TestDatabase, pool: &AnyPool,
                     .await
                     .unwrap();
             if job_done(pool, &big.id).await == Some(true) {
+                let seen = feed_contains(&readers[0], &base, &big.id).await;
+                println!("a sampled follower finds it in their feed: {seen}");
                 println!(
                     "post by demo0 ({followers} followers): pushed, readable by every follower after {:.2} s ({:.0} deliveries/s)",
                     done_in.as_secs_f64(),

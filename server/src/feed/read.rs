@@ -27,8 +27,10 @@ use super::{FeedError, Feeds};
 
 /// The inbox keeps a reader's newest this many entries.
 pub const INBOX_CAP: usize = 800;
+/// The newest inbox entries ranked per read.
+pub const INBOX_CANDIDATES: usize = 400;
 /// Posts pulled from followed large accounts per read.
-pub const PULL_LIMIT: usize = 200;
+pub const PULL_LIMIT: usize = 100;
 /// Popular posts from outside the network considered per read.
 pub const POPULAR_LIMIT: usize = 30;
 /// How old a popular post may be.
@@ -79,7 +81,7 @@ pub async fn first_page(feeds: &Feeds, user_id: &str, limit: usize) -> Result<Fe
     let high_water = store::high_water(pool).await?;
     let mut inbox = store::inbox(pool, user_id, high_water, INBOX_CAP + 1).await?;
     let trim_below = (inbox.len() > INBOX_CAP).then(|| inbox[INBOX_CAP - 1]);
-    inbox.truncate(INBOX_CAP);
+    inbox.truncate(INBOX_CANDIDATES);
     let pulled = store::pulled(pool, user_id, high_water, PULL_LIMIT).await?;
     let popular =
         store::popular(pool, now_ms - POPULAR_WINDOW_MS, high_water, POPULAR_LIMIT).await?;
