@@ -24,6 +24,7 @@ use crate::cart::CartPage;
 use crate::components::StatePill;
 use crate::docs::pages::document::DocPage;
 use crate::docs::pages::DocsPage;
+use crate::feed::FeedPage;
 use crate::flags::FlagsPage;
 use crate::ids::IdsPage;
 use crate::net::http::{self, HttpError};
@@ -57,6 +58,8 @@ pub enum Route {
     Status,
     #[at("/admin")]
     Admin,
+    #[at("/feed")]
+    Feed,
     #[not_found]
     #[at("/404")]
     NotFound,
@@ -74,6 +77,7 @@ fn switch(route: Route) -> Html {
         Route::Doc { id } => html! { <DocPage {id} /> },
         Route::Status => html! { <StatusPage /> },
         Route::Admin => html! { <AdminPage /> },
+        Route::Feed => html! { <FeedPage /> },
         Route::NotFound => html! { <NotFoundPage /> },
     }
 }
@@ -285,6 +289,7 @@ fn Header() -> Html {
                     { nav_link(Route::Cart, "Shop") }
                     { nav_link(Route::Flags, "Flags") }
                     { nav_link(Route::Docs, "Docs") }
+                    { nav_link(Route::Feed, "Feed") }
                     { nav_link(Route::Status, "Status") }
                     if session.allows(ROLES_PERMISSION) {
                         <span data-testid="nav-admin">{ nav_link(Route::Admin, "Admin") }</span>

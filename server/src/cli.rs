@@ -34,6 +34,31 @@ enum Command {
     /// Administer the installation from the command line (works while no server runs).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Load a power-law social graph into the news feed: accounts `demo0..` (password
+    /// `feed-demo-password`), follows, posts and likes, from a seeded RNG.
+    FeedSeed(FeedSeedArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct FeedSeedArgs {
+    /// How many accounts.
+    #[arg(long, default_value_t = 10_000)]
+    accounts: usize,
+    /// The RNG seed (the same seed makes the same graph).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Usernames are `<prefix><index>`.
+    #[arg(long, default_value = "demo")]
+    prefix: String,
+    /// Posts of accounts with at least this many followers are pulled at read time.
+    #[arg(long, env = "MERIDIAN_FEED_PULL_THRESHOLD", default_value_t = 10_000)]
+    pull_threshold: u64,
+    /// Directory of the embedded database.
+    #[arg(long, env = "MERIDIAN_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// `postgres://...` for PostgreSQL instead of the embedded SQLite.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,6 +121,16 @@ struct ServeArgs {
     /// Stored updates after which a document is compacted into a snapshot.
     #[arg(long, env = "MERIDIAN_DOC_COMPACT_EVERY", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
     doc_compact_every: u64,
+    /// Feed authors with at least this many followers are pulled at read time, not
+    /// fanned out.
+    #[arg(long, env = "MERIDIAN_FEED_PULL_THRESHOLD", default_value_t = 10_000)]
+    feed_pull_threshold: u64,
+    /// Days without a feed read after which fanout skips a reader.
+    #[arg(long, env = "MERIDIAN_FEED_INACTIVE_DAYS", default_value_t = 30)]
+    feed_inactive_days: u64,
+    /// Followers per fanout chunk (one transaction).
+    #[arg(long, env = "MERIDIAN_FEED_FANOUT_CHUNK", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    feed_fanout_chunk: u64,
 }
 
 fn parse_merge_mode(text: &str) -> Result<MergeMode, String> {
@@ -130,6 +165,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(run_serve(args)),
         Command::Admin(AdminCommand::Grant(args)) => runtime.block_on(run_grant(args)),
+        Command::FeedSeed(args) => runtime.block_on(run_feed_seed(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -151,6 +187,9 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.cart_merge_mode = args.cart_merge;
     config.doc_idle_unload = Duration::from_millis(args.doc_idle_unload_ms);
     config.doc_compact_every = args.doc_compact_every;
+    config.feed_pull_threshold = args.feed_pull_threshold;
+    config.feed_inactive_after = Duration::from_secs(args.feed_inactive_days * 24 * 3600);
+    config.feed_fanout_chunk = args.feed_fanout_chunk as usize;
     let listen = config.listen;
     let state = AppState::start(config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -193,6 +232,43 @@ async fn run_grant(args: GrantArgs) -> anyhow::Result<()> {
     } else {
         println!("{} is now {} (was {before})", args.username, args.role);
     }
+    Ok(())
+}
+
+async fn run_feed_seed(args: FeedSeedArgs) -> anyhow::Result<()> {
+    let mut config = Config::new(args.data_dir);
+    config.database_url = args.database_url.filter(|url| !url.is_empty());
+    let db = crate::Db::open(&config.database_url()).await?;
+    let ids = crate::ids::Ids::new("meridian feed-seed");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let tasks = tokio_util::task::TaskTracker::new();
+    ids.start_keeper(db.pool.clone(), stop.clone(), &tasks)
+        .await;
+    let options = crate::feed::seed::SeedOptions {
+        accounts: args.accounts,
+        seed: args.seed,
+        prefix: args.prefix,
+        now_ms: crate::Clock::now_ms(&SystemClock),
+        pull_threshold: args.pull_threshold,
+    };
+    let result = crate::feed::seed::seed(&db, &ids, &options).await;
+    stop.cancel();
+    tasks.close();
+    tasks.wait().await;
+    db.pool.close().await;
+    let report = result?;
+    println!(
+        "seeded {} accounts, {} follows, {} posts, {} likes in {:.1} s; sign in as {}0..{}{} with the password {}",
+        report.accounts,
+        report.follows,
+        report.posts,
+        report.likes,
+        report.seconds,
+        options.prefix,
+        options.prefix,
+        report.accounts.saturating_sub(1),
+        crate::feed::seed::DEMO_PASSWORD,
+    );
     Ok(())
 }
 

@@ -50,6 +50,14 @@ pub struct Config {
     pub doc_awareness_timeout: Duration,
     /// How often an edited document gets an automatic version, at most.
     pub doc_auto_version_every: Duration,
+    /// Feed authors with at least this many followers are pulled at read time instead of
+    /// fanned out on write.
+    pub feed_pull_threshold: u64,
+    /// A feed reader who has not read for this long is skipped by fanout (and their inbox
+    /// rebuilt when they return).
+    pub feed_inactive_after: Duration,
+    /// Followers per fanout chunk (one transaction each).
+    pub feed_fanout_chunk: usize,
 }
 
 impl Config {
@@ -75,6 +83,9 @@ impl Config {
             doc_compact_every: 500,
             doc_awareness_timeout: Duration::from_secs(30),
             doc_auto_version_every: Duration::from_secs(10 * 60),
+            feed_pull_threshold: 10_000,
+            feed_inactive_after: Duration::from_secs(30 * 24 * 3600),
+            feed_fanout_chunk: 250,
         }
     }
 

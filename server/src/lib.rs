@@ -12,6 +12,7 @@
 //! health     GET /api/health
 //! flags/     feature flags: admin API, SSE stream, OFREP
 //! docs/      collaborative documents: /api/docs and the y-websocket endpoint /yjs/{id}
+//! feed/      the news feed: posts, follows, likes, hybrid fanout, ranking, feed-seed
 //! ids/       the unique ID generator: node id leases, snowflakes, UUIDv7
 //! openapi    the error answers the platform gives for every route, declared once
 //! web        static files, SPA fallback, the rendered index.html, caching
@@ -29,6 +30,7 @@ pub mod config;
 pub mod db;
 pub mod docs;
 pub mod error;
+pub mod feed;
 pub mod flags;
 pub mod health;
 pub mod ids;
@@ -90,6 +92,8 @@ pub struct AppState {
     pub flags: Arc<flags::Live>,
     /// The documents loaded on this instance.
     pub docs: Arc<docs::Rooms>,
+    /// The news feed: its store, fanout worker and settings.
+    pub feed: Arc<feed::Feeds>,
     /// What the systems declare: permissions, hooks.
     pub platform: Arc<platform::Platform>,
 }
@@ -181,10 +185,19 @@ impl AppState {
         let catalog = cart::Catalog::load(&db.pool)
             .await
             .map_err(StartError::Catalog)?;
+        let hub = realtime::hub::Hub::new(config.outbound_queue, clock.clone());
+        let ids = ids::Ids::new(&instance_id);
         let state = AppState {
-            hub: realtime::hub::Hub::new(config.outbound_queue, clock.clone()),
+            feed: Arc::new(feed::Feeds::new(
+                db.clone(),
+                hub.clone(),
+                clock.clone(),
+                ids.clone(),
+                feed::FeedConfig::from_config(&config),
+            )),
+            hub,
             auth_limits: Arc::new(auth::AuthLimits::new(&config)),
-            ids: ids::Ids::new(&instance_id),
+            ids,
             carts: Arc::new(cart::Carts::new(catalog, &instance_id)),
             flags: Arc::default(),
             docs: Arc::default(),
@@ -223,6 +236,7 @@ impl AppState {
             ));
         }
         state.docs.attach(state.clone());
+        feed::start(&state);
         state.tasks.spawn(maintenance_loop(state.clone()));
         flags::start(&state).await.map_err(StartError::Flags)?;
         state
@@ -295,6 +309,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     .merge(cart::routes())
     .merge(flags::routes())
     .merge(docs::routes())
+    .merge(feed::routes())
 }
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {

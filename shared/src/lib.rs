@@ -14,6 +14,7 @@ pub mod api;
 pub mod cart;
 pub mod docs;
 pub mod eta;
+pub mod feed;
 pub mod flags;
 pub mod ids;
 pub mod realtime;

@@ -34,4 +34,9 @@ pub const SYSTEMS: &[SystemInfo] = &[
         name: "Collaborative documents",
         summary: "Rich text on the Yjs CRDT: type together and see each other's cursors, keep editing offline, share as editor or viewer, restore any version; the stock y-websocket client works against it.",
     },
+    SystemInfo {
+        path: "/feed",
+        name: "News feed",
+        summary: "A ranked feed that says why each post is there: hybrid fanout (pushed to followers' inboxes from a durable queue, pulled for million-follower accounts), stable cursors, live \"new posts\", a seeded power-law graph.",
+    },
 ];
