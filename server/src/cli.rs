@@ -96,6 +96,19 @@ struct ServeArgs {
     /// Stored updates after which a document is compacted into a snapshot.
     #[arg(long, env = "MERIDIAN_DOC_COMPACT_EVERY", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
     doc_compact_every: u64,
+    /// The probability (0 to 1) that a flash sale's simulated payment fails.
+    #[arg(long, env = "MERIDIAN_SALE_PAYMENT_FAILURE", default_value_t = 0.05)]
+    sale_payment_failure: f64,
+    /// Checkouts one buyer may try per 10 s.
+    #[arg(long, env = "MERIDIAN_SALE_CHECKOUTS_PER_BUYER", default_value_t = 20)]
+    sale_checkouts_per_buyer: usize,
+    /// Checkouts one client address may try per 10 s.
+    #[arg(
+        long,
+        env = "MERIDIAN_SALE_CHECKOUTS_PER_ADDRESS",
+        default_value_t = 2_000
+    )]
+    sale_checkouts_per_address: usize,
 }
 
 fn parse_merge_mode(text: &str) -> Result<MergeMode, String> {
@@ -151,6 +164,9 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.cart_merge_mode = args.cart_merge;
     config.doc_idle_unload = Duration::from_millis(args.doc_idle_unload_ms);
     config.doc_compact_every = args.doc_compact_every;
+    config.sale_payment_failure = args.sale_payment_failure;
+    config.sale_checkouts_per_buyer = args.sale_checkouts_per_buyer;
+    config.sale_checkouts_per_address = args.sale_checkouts_per_address;
     let listen = config.listen;
     let state = AppState::start(config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(listen)

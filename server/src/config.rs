@@ -50,6 +50,13 @@ pub struct Config {
     pub doc_awareness_timeout: Duration,
     /// How often an edited document gets an automatic version, at most.
     pub doc_auto_version_every: Duration,
+    /// The probability (0 to 1) that a flash sale's simulated payment fails.
+    pub sale_payment_failure: f64,
+    /// Checkouts one buyer (account or guest session) may try within `sale_rate_window`.
+    pub sale_checkouts_per_buyer: usize,
+    /// Checkouts one client address may try within `sale_rate_window`.
+    pub sale_checkouts_per_address: usize,
+    pub sale_rate_window: Duration,
 }
 
 impl Config {
@@ -75,6 +82,10 @@ impl Config {
             doc_compact_every: 500,
             doc_awareness_timeout: Duration::from_secs(30),
             doc_auto_version_every: Duration::from_secs(10 * 60),
+            sale_payment_failure: 0.05,
+            sale_checkouts_per_buyer: 20,
+            sale_checkouts_per_address: 2_000,
+            sale_rate_window: Duration::from_secs(10),
         }
     }
 

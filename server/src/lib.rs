@@ -13,6 +13,7 @@
 //! flags/     feature flags: admin API, SSE stream, OFREP
 //! docs/      collaborative documents: /api/docs and the y-websocket endpoint /yjs/{id}
 //! ids/       the unique ID generator: node id leases, snowflakes, UUIDv7
+//! sales/     the flash sale: a batched single-writer ledger, queue, orders, outbox
 //! openapi    the error answers the platform gives for every route, declared once
 //! web        static files, SPA fallback, the rendered index.html, caching
 //! trace_context  W3C traceparent on every request
@@ -35,6 +36,7 @@ pub mod ids;
 pub mod openapi;
 pub mod platform;
 pub mod realtime;
+pub mod sales;
 pub mod trace_context;
 pub mod web;
 
@@ -90,6 +92,8 @@ pub struct AppState {
     pub flags: Arc<flags::Live>,
     /// The documents loaded on this instance.
     pub docs: Arc<docs::Rooms>,
+    /// The flash sales' writers on this instance, rate limits, payment simulator.
+    pub sales: Arc<sales::Sales>,
     /// What the systems declare: permissions, hooks.
     pub platform: Arc<platform::Platform>,
 }
@@ -188,12 +192,14 @@ impl AppState {
             carts: Arc::new(cart::Carts::new(catalog, &instance_id)),
             flags: Arc::default(),
             docs: Arc::default(),
+            sales: Arc::new(sales::Sales::new(&config)),
             platform: Arc::new(
                 platform::Platform::with_platform_permissions()
                     .without_guest_session(realtime::WITHOUT_GUEST_SESSION)
                     .permissions(flags::access::PERMISSIONS)
                     .without_guest_session(flags::access::WITHOUT_GUEST_SESSION)
-                    .without_guest_session(docs::WITHOUT_GUEST_SESSION),
+                    .without_guest_session(docs::WITHOUT_GUEST_SESSION)
+                    .permissions(sales::access::PERMISSIONS),
             ),
             instance_id,
             started_at: Instant::now(),
@@ -225,6 +231,7 @@ impl AppState {
         state.docs.attach(state.clone());
         state.tasks.spawn(maintenance_loop(state.clone()));
         flags::start(&state).await.map_err(StartError::Flags)?;
+        sales::Sales::start(&state);
         state
             .ids
             .start_keeper(state.db.pool.clone(), state.shutdown.clone(), &state.tasks)
@@ -239,6 +246,7 @@ pub struct MaintenanceReport {
     pub guest_sessions_deleted: u64,
     pub events_trimmed: u64,
     pub guest_carts_deleted: u64,
+    pub sale_reservations_expired: u64,
 }
 
 /// Deletes idle guest sessions (older than `guest_session_ttl`) and idle guest carts
@@ -257,6 +265,7 @@ pub async fn run_maintenance(state: &AppState) -> Result<MaintenanceReport, sqlx
             state.clock.now_ms() - state.config.guest_cart_ttl.as_millis() as i64,
         )
         .await?,
+        sale_reservations_expired: sales::expire_due(state).await?,
         events_trimmed: realtime::store::trim(&state.db.pool, realtime::RETAINED_EVENTS_PER_TOPIC)
             .await?,
     })
@@ -295,6 +304,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     .merge(cart::routes())
     .merge(flags::routes())
     .merge(docs::routes())
+    .merge(sales::routes())
 }
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {

@@ -16,5 +16,6 @@ pub mod docs;
 pub mod flags;
 pub mod ids;
 pub mod realtime;
+pub mod sales;
 pub mod systems;
 pub mod traceparent;
