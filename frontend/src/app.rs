@@ -32,6 +32,7 @@ use crate::pages::auth::{AuthMode, AuthPage};
 use crate::pages::home::HomePage;
 use crate::pages::not_found::NotFoundPage;
 use crate::pages::status::{describe_rtt, StatusPage};
+use crate::sales::SalePage;
 use crate::session::{SessionAction, SessionState};
 
 /// Every page of the app.
@@ -57,6 +58,8 @@ pub enum Route {
     Status,
     #[at("/admin")]
     Admin,
+    #[at("/sale")]
+    Sale,
     #[not_found]
     #[at("/404")]
     NotFound,
@@ -74,6 +77,7 @@ fn switch(route: Route) -> Html {
         Route::Doc { id } => html! { <DocPage {id} /> },
         Route::Status => html! { <StatusPage /> },
         Route::Admin => html! { <AdminPage /> },
+        Route::Sale => html! { <SalePage /> },
         Route::NotFound => html! { <NotFoundPage /> },
     }
 }
@@ -271,6 +275,7 @@ fn Header() -> Html {
                     { nav_link(Route::Cart, "Shop") }
                     { nav_link(Route::Flags, "Flags") }
                     { nav_link(Route::Docs, "Docs") }
+                    { nav_link(Route::Sale, "Sale") }
                     { nav_link(Route::Status, "Status") }
                     if session.allows(ROLES_PERMISSION) {
                         <span data-testid="nav-admin">{ nav_link(Route::Admin, "Admin") }</span>

@@ -34,4 +34,9 @@ pub const SYSTEMS: &[SystemInfo] = &[
         name: "Collaborative documents",
         summary: "Rich text on the Yjs CRDT: type together and see each other's cursors, keep editing offline, share as editor or viewer, restore any version; the stock y-websocket client works against it.",
     },
+    SystemInfo {
+        path: "/sale",
+        name: "Flash sale",
+        summary: "Thousands of buyers for a few units: batched reservations that never oversell (across instances and kill -9), an honest queue, sold out said at once, payment, and every order fulfilled exactly once.",
+    },
 ];
