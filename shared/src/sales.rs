@@ -76,8 +76,12 @@ impl SaleInputError {
 impl std::fmt::Display for SaleInputError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            SaleInputError::InvalidName => "a sale's name is 1 to 200 characters",
-            SaleInputError::InvalidProduct => "product_id is 1 to 64 characters",
+            SaleInputError::InvalidName => {
+                "a sale's name is 1 to 200 characters, none a control character"
+            }
+            SaleInputError::InvalidProduct => {
+                "product_id is 1 to 64 letters, digits, `-`, `_` or `.`"
+            }
             SaleInputError::InvalidStock => "stock is 1 to 10,000,000",
             SaleInputError::InvalidStart => {
                 "starts_at is an RFC 3339 time with an offset, e.g. 2026-12-07T04:00:00Z"
@@ -93,11 +97,19 @@ impl std::error::Error for SaleInputError {}
 impl CreateSale {
     pub fn validate(&self) -> Result<ValidSale, SaleInputError> {
         let name = self.name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+        if name.is_empty()
+            || name.chars().count() > MAX_NAME_LEN
+            || name.chars().any(char::is_control)
+        {
             return Err(SaleInputError::InvalidName);
         }
         let product = self.product_id.trim();
-        if product.is_empty() || product.len() > 64 {
+        if product.is_empty()
+            || product.len() > 64
+            || !product
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
             return Err(SaleInputError::InvalidProduct);
         }
         if !(1..=MAX_STOCK).contains(&self.stock) {
@@ -276,6 +288,12 @@ pub fn sale_topic(sale_id: &str) -> String {
     format!("public:sale-{sale_id}")
 }
 
+/// Whether `id` could be a sale's, reservation's or order's id: a snowflake in decimal
+/// (anything else names nothing, and is answered 404 without a query).
+pub fn plausible_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Whether an `Idempotency-Key` is acceptable: 1 to 128 printable ASCII characters.
 pub fn valid_idempotency_key(key: &str) -> bool {
     !key.is_empty()
@@ -427,7 +445,7 @@ mod tests {
         let cases: [(Change, &str); 6] = [
             (|s| s.stock = -1, "invalid_stock"),
             (|s| s.stock = 0, "invalid_stock"),
-            (|s| s.name = " ".into(), "invalid_name"),
+            (|s| s.name = "a\0b".into(), "invalid_name"),
             (|s| s.starts_at = "soon".into(), "invalid_starts_at"),
             (|s| s.per_user_limit = 0, "invalid_per_user_limit"),
             (|s| s.reservation_ttl_s = 0, "invalid_reservation_ttl"),

@@ -19,7 +19,7 @@ use yew::prelude::*;
 
 use super::api;
 use super::state::{countdown, Purchase, PurchaseAction};
-use crate::browser::{input_value, new_op_id, now_ms};
+use crate::browser::{new_op_id, now_ms};
 use crate::net::http::HttpError;
 use crate::net::realtime::{Realtime, TopicView};
 use crate::session::SessionState;
@@ -420,18 +420,31 @@ struct AdminPanelProps {
     on_created: Callback<()>,
 }
 
+/// One field of the creation form: its text, kept in state (so re-renders keep what
+/// was typed), and its input handler.
+#[hook]
+fn use_field(initial: &'static str) -> (UseStateHandle<String>, Callback<InputEvent>) {
+    let field = use_state(|| initial.to_owned());
+    let oninput = {
+        let field = field.clone();
+        Callback::from(move |event: InputEvent| {
+            let input: web_sys::HtmlInputElement = event.target_unchecked_into();
+            field.set(input.value());
+        })
+    };
+    (field, oninput)
+}
+
 #[component]
 fn AdminPanel(props: &AdminPanelProps) -> Html {
-    let (name, stock, starts_in, limit, ttl) = (
-        use_node_ref(),
-        use_node_ref(),
-        use_node_ref(),
-        use_node_ref(),
-        use_node_ref(),
-    );
+    let (name, on_name) = use_field("Lanterns at dawn");
+    let (stock, on_stock) = use_field("100");
+    let (starts_in, on_starts_in) = use_field("10");
+    let (limit, on_limit) = use_field("1");
+    let (ttl, on_ttl) = use_field("120");
     let error = use_state(|| None::<String>);
     let on_submit = {
-        let refs = Rc::new((
+        let fields = Rc::new((
             name.clone(),
             stock.clone(),
             starts_in.clone(),
@@ -441,10 +454,10 @@ fn AdminPanel(props: &AdminPanelProps) -> Html {
         let (error, on_created) = (error.clone(), props.on_created.clone());
         Callback::from(move |event: SubmitEvent| {
             event.prevent_default();
-            let (name, stock, starts_in, limit, ttl) = &*refs;
-            let number = |node: &NodeRef| input_value(node).trim().parse::<i64>().unwrap_or(-1);
+            let (name, stock, starts_in, limit, ttl) = &*fields;
+            let number = |text: &str| text.trim().parse::<i64>().unwrap_or(-1);
             let body = CreateSale {
-                name: input_value(name),
+                name: (**name).clone(),
                 product_id: "flash-lantern".into(),
                 stock: number(stock),
                 starts_at: format_rfc3339_ms(now_ms() + number(starts_in).max(0) * 1000),
@@ -481,11 +494,11 @@ fn AdminPanel(props: &AdminPanelProps) -> Html {
                 </dl>
             }
             <form class="sale-create" onsubmit={on_submit}>
-                <label>{ "Name" }<input name="sale-name" ref={name} value="Lanterns at dawn" /></label>
-                <label>{ "Stock" }<input name="sale-stock" ref={stock} value="100" inputmode="numeric" /></label>
-                <label>{ "Starts in (s)" }<input name="sale-starts-in" ref={starts_in} value="10" inputmode="numeric" /></label>
-                <label>{ "Per buyer" }<input name="sale-limit" ref={limit} value="1" inputmode="numeric" /></label>
-                <label>{ "Hold (s)" }<input name="sale-ttl" ref={ttl} value="120" inputmode="numeric" /></label>
+                <label>{ "Name" }<input name="sale-name" value={(*name).clone()} oninput={on_name} /></label>
+                <label>{ "Stock" }<input name="sale-stock" value={(*stock).clone()} oninput={on_stock} inputmode="numeric" /></label>
+                <label>{ "Starts in (s)" }<input name="sale-starts-in" value={(*starts_in).clone()} oninput={on_starts_in} inputmode="numeric" /></label>
+                <label>{ "Per buyer" }<input name="sale-limit" value={(*limit).clone()} oninput={on_limit} inputmode="numeric" /></label>
+                <label>{ "Hold (s)" }<input name="sale-ttl" value={(*ttl).clone()} oninput={on_ttl} inputmode="numeric" /></label>
                 <button type="submit" class="button button-primary" data-testid="create-sale">{ "Create sale" }</button>
                 if let Some(message) = &*error {
                     <p class="form-error" data-testid="create-sale-error">{ message.clone() }</p>

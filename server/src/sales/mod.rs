@@ -41,8 +41,8 @@ use axum::http::{HeaderMap, StatusCode};
 use meridian_shared::api::ApiErrorBody;
 use meridian_shared::ids::format_rfc3339_ms;
 use meridian_shared::sales::{
-    sale_topic, valid_idempotency_key, CheckoutAnswer, CreateSale, Fulfilment, OrderList,
-    OrderView, PaymentAnswer, SaleDashboard, SaleList, SaleState, SaleView,
+    plausible_id, sale_topic, valid_idempotency_key, CheckoutAnswer, CreateSale, Fulfilment,
+    OrderList, OrderView, PaymentAnswer, SaleDashboard, SaleList, SaleState, SaleView,
 };
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -121,6 +121,9 @@ impl Sales {
         state: &AppState,
         sale_id: &str,
     ) -> Result<Option<Arc<SaleWriter>>, sqlx::Error> {
+        if !plausible_id(sale_id) {
+            return Ok(None);
+        }
         if let Some(writer) = self.lock().get(sale_id) {
             return Ok(Some(writer.clone()));
         }
@@ -293,6 +296,9 @@ async fn get_sale(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SaleView>> {
+    if !plausible_id(&id) {
+        return Err(no_sale(&id));
+    }
     let sale = store::sale(&state.db.pool, &id)
         .await?
         .ok_or_else(|| no_sale(&id))?;
@@ -318,6 +324,9 @@ async fn dashboard(
     Path(id): Path<String>,
 ) -> ApiResult<Json<SaleDashboard>> {
     session.require(&access::ADMIN)?;
+    if !plausible_id(&id) {
+        return Err(no_sale(&id));
+    }
     let sale = store::sale(&state.db.pool, &id)
         .await?
         .ok_or_else(|| no_sale(&id))?;
@@ -468,6 +477,9 @@ async fn pay(
     Path(id): Path<String>,
 ) -> ApiResult<Json<PaymentAnswer>> {
     let buyer = buyer_of(&session);
+    if !plausible_id(&id) {
+        return Err(ApiError::not_found(format!("you hold no reservation {id}")));
+    }
     let reservation = {
         let mut conn = state.db.pool.acquire().await?;
         store::reservation(&mut conn, &id).await?
