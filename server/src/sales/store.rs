@@ -260,22 +260,37 @@ pub async fn reservation(
     }))
 }
 
-/// Marks a reservation paid with `order_id` if it is still reserved and unexpired.
+/// Marks reservations paid, each with its order id, where still reserved, unexpired and
+/// held by the given buyer: one statement per chunk. Answers the reservations it paid.
 pub async fn mark_paid(
     conn: &mut AnyConnection,
-    reservation_id: &str,
-    order_id: &str,
+    payments: &[(&str, &str, &str)],
     now_ms: i64,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE sale_reservations SET state = 'paid', order_id = $2 WHERE id = $1 AND state = 'reserved' AND expires_at_ms > $3",
-    )
-    .bind(reservation_id)
-    .bind(order_id)
-    .bind(now_ms)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut paid = Vec::new();
+    for chunk in payments.chunks(INSERT_CHUNK) {
+        let values = (0..chunk.len())
+            .map(|i| {
+                let b = 2 + i * 3;
+                format!("(${}, ${}, ${})", b, b + 1, b + 2)
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        // VALUES columns are `column1, column2, ...` on both backends.
+        let sql = format!(
+            "UPDATE sale_reservations SET state = 'paid', order_id = v.column2 \
+             FROM (VALUES {values}) AS v \
+             WHERE sale_reservations.id = v.column1 AND sale_reservations.buyer = v.column3 \
+             AND sale_reservations.state = 'reserved' AND sale_reservations.expires_at_ms > $1 \
+             RETURNING sale_reservations.id"
+        );
+        let mut query = sqlx::query_scalar(&sql).bind(now_ms);
+        for (reservation_id, order_id, buyer) in chunk {
+            query = query.bind(*reservation_id).bind(*order_id).bind(*buyer);
+        }
+        paid.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(paid)
 }
 
 /// A confirmed order to insert with its outbox row.

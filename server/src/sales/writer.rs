@@ -446,19 +446,39 @@ impl Writer {
             store::lock_sale(&mut tx, &self.sale.id)
                 .await
                 .map_err(db_error)?;
+            let order_ids: Vec<String> = order_ids.iter().map(u64::to_string).collect();
+            let payments: Vec<(&str, &str, &str)> = jobs
+                .iter()
+                .zip(&order_ids)
+                .map(|((reservation_id, buyer, _), order_id)| {
+                    (reservation_id.as_str(), order_id.as_str(), buyer.as_str())
+                })
+                .collect();
+            // A reservation twice in one batch: only its first payment may pay it.
+            let mut seen = std::collections::HashSet::new();
+            let firsts: Vec<(&str, &str, &str)> = payments
+                .iter()
+                .filter(|p| seen.insert(p.0))
+                .copied()
+                .collect();
+            let paid: std::collections::HashSet<String> = store::mark_paid(&mut tx, &firsts, now)
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .collect();
+            let orders: Vec<(&str, &str, &str)> = firsts
+                .iter()
+                .filter(|p| paid.contains(p.0))
+                .map(|(reservation_id, order_id, buyer)| (*order_id, *reservation_id, *buyer))
+                .collect();
+            let order_of: HashMap<&str, &str> = orders.iter().map(|o| (o.1, o.0)).collect();
             let mut outcomes = Vec::with_capacity(jobs.len());
-            let mut orders: Vec<(String, &str, &str)> = Vec::new();
-            for ((reservation_id, buyer, _), order_id) in jobs.iter().zip(order_ids) {
-                let order_id = order_id.to_string();
-                if store::mark_paid(&mut tx, reservation_id, &order_id, now)
-                    .await
-                    .map_err(db_error)?
-                {
-                    orders.push((order_id.clone(), reservation_id, buyer));
-                    outcomes.push(Payment::Confirmed(order_id));
+            for (reservation_id, _, _) in jobs {
+                if let Some(order_id) = order_of.get(reservation_id.as_str()) {
+                    outcomes.push(Payment::Confirmed((*order_id).to_owned()));
                     continue;
                 }
-                // Paid before (a retry, or twice in this batch), or expired.
+                // Paid before (a retry), or expired.
                 let row = store::reservation(&mut tx, reservation_id)
                     .await
                     .map_err(db_error)?;
@@ -473,7 +493,7 @@ impl Writer {
             } else {
                 let new: Vec<NewOrder> = orders
                     .iter()
-                    .map(|(id, reservation_id, buyer)| NewOrder {
+                    .map(|&(id, reservation_id, buyer)| NewOrder {
                         id,
                         reservation_id,
                         buyer,
