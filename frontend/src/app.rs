@@ -33,6 +33,7 @@ use crate::pages::auth::{AuthMode, AuthPage};
 use crate::pages::home::HomePage;
 use crate::pages::not_found::NotFoundPage;
 use crate::pages::status::{describe_rtt, StatusPage};
+use crate::sales::SalePage;
 use crate::session::{SessionAction, SessionState};
 
 /// Every page of the app.
@@ -60,6 +61,8 @@ pub enum Route {
     Admin,
     #[at("/feed")]
     Feed,
+    #[at("/sale")]
+    Sale,
     #[not_found]
     #[at("/404")]
     NotFound,
@@ -78,6 +81,7 @@ fn switch(route: Route) -> Html {
         Route::Status => html! { <StatusPage /> },
         Route::Admin => html! { <AdminPage /> },
         Route::Feed => html! { <FeedPage /> },
+        Route::Sale => html! { <SalePage /> },
         Route::NotFound => html! { <NotFoundPage /> },
     }
 }
@@ -290,6 +294,7 @@ fn Header() -> Html {
                     { nav_link(Route::Flags, "Flags") }
                     { nav_link(Route::Docs, "Docs") }
                     { nav_link(Route::Feed, "Feed") }
+                    { nav_link(Route::Sale, "Sale") }
                     { nav_link(Route::Status, "Status") }
                     if session.allows(ROLES_PERMISSION) {
                         <span data-testid="nav-admin">{ nav_link(Route::Admin, "Admin") }</span>

@@ -7,7 +7,8 @@
 //!   [`net::realtime::RealtimeStatus`] and the [`session::SessionState`].
 //! - One folder per system, with its pages, components, state, storage and API calls
 //!   together: [`cart`] (the shop), [`flags`] (feature flags), [`ids`] (the ID
-//!   generator), [`docs`] (collaborative documents), [`admin`] (accounts and roles).
+//!   generator), [`docs`] (collaborative documents), [`admin`] (accounts and roles),
+//!   [`sales`] (the flash sale).
 //! - [`pages`]: the plumbing pages that belong to no system (home, sign-in, status,
 //!   not found).
 //! - [`components`]: widgets that several pages share.
@@ -38,6 +39,7 @@ pub mod flags;
 pub mod ids;
 pub mod net;
 pub mod pages;
+pub mod sales;
 pub mod session;
 pub mod store;
 

@@ -131,6 +131,19 @@ struct ServeArgs {
     /// Followers per fanout chunk (one transaction).
     #[arg(long, env = "MERIDIAN_FEED_FANOUT_CHUNK", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     feed_fanout_chunk: u64,
+    /// The probability (0 to 1) that a flash sale's simulated payment fails.
+    #[arg(long, env = "MERIDIAN_SALE_PAYMENT_FAILURE", default_value_t = 0.05)]
+    sale_payment_failure: f64,
+    /// Checkouts one buyer may try per 10 s.
+    #[arg(long, env = "MERIDIAN_SALE_CHECKOUTS_PER_BUYER", default_value_t = 20)]
+    sale_checkouts_per_buyer: usize,
+    /// Checkouts one client address may try per 10 s.
+    #[arg(
+        long,
+        env = "MERIDIAN_SALE_CHECKOUTS_PER_ADDRESS",
+        default_value_t = 2_000
+    )]
+    sale_checkouts_per_address: usize,
 }
 
 fn parse_merge_mode(text: &str) -> Result<MergeMode, String> {
@@ -190,6 +203,9 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.feed_pull_threshold = args.feed_pull_threshold;
     config.feed_inactive_after = Duration::from_secs(args.feed_inactive_days * 24 * 3600);
     config.feed_fanout_chunk = args.feed_fanout_chunk as usize;
+    config.sale_payment_failure = args.sale_payment_failure;
+    config.sale_checkouts_per_buyer = args.sale_checkouts_per_buyer;
+    config.sale_checkouts_per_address = args.sale_checkouts_per_address;
     let listen = config.listen;
     let state = AppState::start(config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(listen)

@@ -58,6 +58,13 @@ pub struct Config {
     pub feed_inactive_after: Duration,
     /// Followers per fanout chunk (one transaction each).
     pub feed_fanout_chunk: usize,
+    /// The probability (0 to 1) that a flash sale's simulated payment fails.
+    pub sale_payment_failure: f64,
+    /// Checkouts one buyer (account or guest session) may try within `sale_rate_window`.
+    pub sale_checkouts_per_buyer: usize,
+    /// Checkouts one client address may try within `sale_rate_window`.
+    pub sale_checkouts_per_address: usize,
+    pub sale_rate_window: Duration,
 }
 
 impl Config {
@@ -86,6 +93,10 @@ impl Config {
             feed_pull_threshold: 10_000,
             feed_inactive_after: Duration::from_secs(30 * 24 * 3600),
             feed_fanout_chunk: 250,
+            sale_payment_failure: 0.05,
+            sale_checkouts_per_buyer: 20,
+            sale_checkouts_per_address: 2_000,
+            sale_rate_window: Duration::from_secs(10),
         }
     }
 

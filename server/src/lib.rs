@@ -14,6 +14,7 @@
 //! docs/      collaborative documents: /api/docs and the y-websocket endpoint /yjs/{id}
 //! feed/      the news feed: posts, follows, likes, hybrid fanout, ranking, feed-seed
 //! ids/       the unique ID generator: node id leases, snowflakes, UUIDv7
+//! sales/     the flash sale: a batched single-writer ledger, queue, orders, outbox
 //! openapi    the error answers the platform gives for every route, declared once
 //! web        static files, SPA fallback, the rendered index.html, caching
 //! trace_context  W3C traceparent on every request
@@ -37,6 +38,7 @@ pub mod ids;
 pub mod openapi;
 pub mod platform;
 pub mod realtime;
+pub mod sales;
 pub mod trace_context;
 pub mod web;
 
@@ -94,6 +96,8 @@ pub struct AppState {
     pub docs: Arc<docs::Rooms>,
     /// The news feed: its store, fanout worker and settings.
     pub feed: Arc<feed::Feeds>,
+    /// The flash sales' writers on this instance, rate limits, payment simulator.
+    pub sales: Arc<sales::Sales>,
     /// What the systems declare: permissions, hooks.
     pub platform: Arc<platform::Platform>,
 }
@@ -201,12 +205,14 @@ impl AppState {
             carts: Arc::new(cart::Carts::new(catalog, &instance_id)),
             flags: Arc::default(),
             docs: Arc::default(),
+            sales: Arc::new(sales::Sales::new(&config)),
             platform: Arc::new(
                 platform::Platform::with_platform_permissions()
                     .without_guest_session(realtime::WITHOUT_GUEST_SESSION)
                     .permissions(flags::access::PERMISSIONS)
                     .without_guest_session(flags::access::WITHOUT_GUEST_SESSION)
-                    .without_guest_session(docs::WITHOUT_GUEST_SESSION),
+                    .without_guest_session(docs::WITHOUT_GUEST_SESSION)
+                    .permissions(sales::access::PERMISSIONS),
             ),
             instance_id,
             started_at: Instant::now(),
@@ -239,6 +245,7 @@ impl AppState {
         feed::start(&state);
         state.tasks.spawn(maintenance_loop(state.clone()));
         flags::start(&state).await.map_err(StartError::Flags)?;
+        sales::Sales::start(&state);
         state
             .ids
             .start_keeper(state.db.pool.clone(), state.shutdown.clone(), &state.tasks)
@@ -253,6 +260,7 @@ pub struct MaintenanceReport {
     pub guest_sessions_deleted: u64,
     pub events_trimmed: u64,
     pub guest_carts_deleted: u64,
+    pub sale_reservations_expired: u64,
 }
 
 /// Deletes idle guest sessions (older than `guest_session_ttl`) and idle guest carts
@@ -271,6 +279,7 @@ pub async fn run_maintenance(state: &AppState) -> Result<MaintenanceReport, sqlx
             state.clock.now_ms() - state.config.guest_cart_ttl.as_millis() as i64,
         )
         .await?,
+        sale_reservations_expired: sales::expire_due(state).await?,
         events_trimmed: realtime::store::trim(&state.db.pool, realtime::RETAINED_EVENTS_PER_TOPIC)
             .await?,
     })
@@ -310,6 +319,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     .merge(flags::routes())
     .merge(docs::routes())
     .merge(feed::routes())
+    .merge(sales::routes())
 }
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {

@@ -18,5 +18,6 @@ pub mod feed;
 pub mod flags;
 pub mod ids;
 pub mod realtime;
+pub mod sales;
 pub mod systems;
 pub mod traceparent;

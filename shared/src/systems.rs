@@ -39,4 +39,9 @@ pub const SYSTEMS: &[SystemInfo] = &[
         name: "News feed",
         summary: "A ranked feed that says why each post is there: hybrid fanout (pushed to followers' inboxes from a durable queue, pulled for million-follower accounts), stable cursors, live \"new posts\", a seeded power-law graph.",
     },
+    SystemInfo {
+        path: "/sale",
+        name: "Flash sale",
+        summary: "Thousands of buyers for a few units: batched reservations that never oversell (across instances and kill -9), an honest queue, sold out said at once, payment, and every order fulfilled exactly once.",
+    },
 ];

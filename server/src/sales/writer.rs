@@ -1,0 +1,598 @@
+//! One single-writer task per sale on each instance: it takes every checkout and payment
+//! that queued meanwhile and writes them in one transaction (reservation rows in one
+//! multi-row INSERT, one update of the ledger row, one realtime event, one commit);
+//! each request is answered only once its batch is durable.
+//!
+//! Invariants:
+//! - The ledger row is locked first in every transaction that changes it (here, on any
+//!   instance), so the engine's plan is made from figures no one else can change before
+//!   the commit: sold + reserved ≤ stock across instances and crashes. A crash loses
+//!   only uncommitted batches, whose requests were never answered.
+//! - The engine's book (queue, figures) changes only after its transaction committed.
+//! - Without units left (by the last figures), a batch of checkouts takes no lock: it is
+//!   queued or told sold out from the figures and the buyers' rows; a grant always goes
+//!   through the locked path.
+//! - Every tick (250 ms) the writer expires due reservations (returning their units),
+//!   admits queue heads when units are left and refreshes its figures, so units freed
+//!   on other instances reach this queue too.
+//! - Bounded: [`QUEUE`] jobs wait at most; a full queue answers 503 at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_shared::sales::{sale_topic, SaleFigures};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::engine::{Attempt, BuyerRows, Existing, Plan, ReservationState, SaleBook, Verdict};
+use super::store::{self, NewOrder, NewReservation, SaleRow};
+use crate::realtime::Events;
+use crate::AppState;
+
+/// The most jobs one transaction carries.
+pub const MAX_BATCH: usize = 512;
+/// The most jobs waiting for one sale's writer.
+pub const QUEUE: usize = 16_384;
+/// How often the writer expires, admits and refreshes.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// Why a request got no answer from the ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("too many requests are waiting for this sale")]
+    Busy,
+    #[error("the server is shutting down")]
+    Stopped,
+    #[error("cannot mint an id: {0}")]
+    Ids(String),
+    #[error(transparent)]
+    Db(Arc<sqlx::Error>),
+}
+
+/// A checkout's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checkout {
+    Reserved(Existing),
+    Queued(u64),
+    SoldOut,
+    LimitReached,
+    /// The key's reservation expired unpaid (a new key may try again).
+    Expired,
+}
+
+/// A payment's outcome (the payment itself was simulated by the route).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payment {
+    Confirmed(String),
+    Expired,
+}
+
+enum Job {
+    Checkout {
+        attempt: Attempt,
+        reply: oneshot::Sender<Result<Checkout, WriteError>>,
+    },
+    Pay {
+        reservation_id: String,
+        buyer: String,
+        reply: oneshot::Sender<Result<Payment, WriteError>>,
+    },
+    Tick {
+        reply: oneshot::Sender<Result<u64, WriteError>>,
+    },
+}
+
+/// A payment waiting in a batch: the reservation, the buyer, where to answer.
+type PayJob = (String, String, oneshot::Sender<Result<Payment, WriteError>>);
+
+/// What the routes read without waiting for the writer.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot {
+    pub figures: SaleFigures,
+    pub queue_length: u64,
+}
+
+/// The handle of one sale's writer.
+pub struct SaleWriter {
+    pub sale: SaleRow,
+    jobs: mpsc::Sender<Job>,
+    snapshot: watch::Receiver<Snapshot>,
+}
+
+impl SaleWriter {
+    /// Starts the writer of `sale` on `state`'s tasks.
+    pub fn start(state: &AppState, sale: SaleRow) -> SaleWriter {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let book = SaleBook::new(sale.figures(), sale.per_user_limit);
+        let (publish, snapshot) = watch::channel(Snapshot {
+            figures: sale.figures(),
+            queue_length: 0,
+        });
+        let writer = Writer {
+            state: state.clone(),
+            sale: sale.clone(),
+            book,
+            publish,
+        };
+        state.tasks.spawn(writer.run(queue));
+        SaleWriter {
+            sale,
+            jobs,
+            snapshot,
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        *self.snapshot.borrow()
+    }
+
+    fn send(&self, job: Job) -> Result<(), WriteError> {
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(WriteError::Busy),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(WriteError::Stopped),
+        }
+    }
+
+    pub async fn checkout(&self, attempt: Attempt) -> Result<Checkout, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Checkout { attempt, reply })?;
+        answer.await.unwrap_or(Err(WriteError::Stopped))
+    }
+
+    pub async fn pay(&self, reservation_id: String, buyer: String) -> Result<Payment, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Pay {
+            reservation_id,
+            buyer,
+            reply,
+        })?;
+        answer.await.unwrap_or(Err(WriteError::Stopped))
+    }
+
+    /// Expires due reservations, admits the queue's heads, refreshes the figures; answers
+    /// how many reservations expired.
+    pub async fn tick(&self) -> Result<u64, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Tick { reply })?;
+        answer.await.unwrap_or(Err(WriteError::Stopped))
+    }
+}
+
+struct Writer {
+    state: AppState,
+    sale: SaleRow,
+    book: SaleBook,
+    publish: watch::Sender<Snapshot>,
+}
+
+static NEXT_EVENT: AtomicU64 = AtomicU64::new(1);
+
+fn db_error(err: sqlx::Error) -> WriteError {
+    WriteError::Db(Arc::new(err))
+}
+
+impl Writer {
+    async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut closing = false;
+        loop {
+            let first = if closing {
+                match queue.recv().await {
+                    Some(job) => job,
+                    None => return,
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    job = queue.recv() => match job {
+                        Some(job) => job,
+                        None => return,
+                    },
+                    _ = self.state.shutdown.cancelled() => {
+                        closing = true;
+                        queue.close();
+                        continue;
+                    }
+                    _ = tick.tick() => {
+                        if let Err(err) = self.tick().await {
+                            tracing::warn!(%err, sale = %self.sale.id, "sale tick failed");
+                        }
+                        continue;
+                    }
+                }
+            };
+            let mut checkouts = Vec::new();
+            let mut pays = Vec::new();
+            let mut ticks = Vec::new();
+            let mut sort = |job: Job| match job {
+                Job::Checkout { attempt, reply } => checkouts.push((attempt, reply)),
+                Job::Pay {
+                    reservation_id,
+                    buyer,
+                    reply,
+                } => pays.push((reservation_id, buyer, reply)),
+                Job::Tick { reply } => ticks.push(reply),
+            };
+            sort(first);
+            for _ in 1..MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => sort(job),
+                    Err(_) => break,
+                }
+            }
+            if !pays.is_empty() {
+                self.pay_batch(pays).await;
+            }
+            if !ticks.is_empty() {
+                let result = self.tick().await;
+                for reply in ticks {
+                    let _ = reply.send(match &result {
+                        Ok(n) => Ok(*n),
+                        Err(err) => Err(clone_error(err)),
+                    });
+                }
+            }
+            if !checkouts.is_empty() {
+                self.checkout_batch(checkouts).await;
+            }
+        }
+    }
+
+    fn published(&self) {
+        self.publish.send_replace(Snapshot {
+            figures: self.book.figures(),
+            queue_length: self.book.queue_len(),
+        });
+    }
+
+    /// Appends the sale's new figures to its topic in `conn`'s transaction.
+    async fn append_figures(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        events: &mut Events,
+        figures: SaleFigures,
+    ) -> Result<(), sqlx::Error> {
+        let op_id = format!(
+            "{}-{}",
+            self.state.instance_id,
+            NEXT_EVENT.fetch_add(1, Ordering::Relaxed)
+        );
+        let payload = serde_json::to_value(figures).unwrap_or_default();
+        events
+            .append(conn, &sale_topic(&self.sale.id), &op_id, payload, None)
+            .await?;
+        Ok(())
+    }
+
+    async fn checkout_batch(
+        &mut self,
+        jobs: Vec<(Attempt, oneshot::Sender<Result<Checkout, WriteError>>)>,
+    ) {
+        let now = self.state.clock.now_ms();
+        // Answers this instance knows (a waiting attempt's position; how a wait ended).
+        let mut rest = Vec::with_capacity(jobs.len());
+        for (attempt, reply) in jobs {
+            match self.book.known(&attempt) {
+                Some(Verdict::Existing(existing)) => {
+                    let _ = reply.send(Ok(answer_existing(existing, now)));
+                }
+                Some(verdict @ (Verdict::Queued { .. } | Verdict::LimitReached)) => {
+                    let _ = reply.send(Ok(answer(&verdict, None, now)));
+                }
+                _ => rest.push((attempt, reply)),
+            }
+        }
+        if rest.is_empty() {
+            return;
+        }
+        let (attempts, replies): (Vec<Attempt>, Vec<_>) = rest.into_iter().unzip();
+        let result = if self.book.may_grant() {
+            self.grant(&attempts, now).await
+        } else {
+            self.wait_or_refuse(&attempts).await
+        };
+        match result {
+            Ok((plan, granted)) => {
+                for ((reply, attempt), verdict) in
+                    replies.into_iter().zip(&attempts).zip(&plan.verdicts)
+                {
+                    let _ = reply.send(Ok(answer(verdict, granted.get(attempt), now)));
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%err, sale = %self.sale.id, "a checkout batch failed");
+                for reply in replies {
+                    let _ = reply.send(Err(clone_error(&err)));
+                }
+            }
+        }
+    }
+
+    /// The locked path: plan against the ledger row and the buyers' rows read under its
+    /// lock, write the grants, commit, then update the book.
+    async fn grant(
+        &mut self,
+        attempts: &[Attempt],
+        now: i64,
+    ) -> Result<(Plan, HashMap<Attempt, Existing>), WriteError> {
+        let state = self.state.clone();
+        let mut events = Events::new(&state.hub);
+        let (plan, granted, after) = {
+            let _turn = state.db.write_turn().await;
+            let mut tx = state.db.pool.begin().await.map_err(db_error)?;
+            let figures = store::lock_sale(&mut tx, &self.sale.id)
+                .await
+                .map_err(db_error)?
+                .ok_or_else(|| db_error(sqlx::Error::RowNotFound))?;
+            let heads = self.book.heads(&figures, MAX_BATCH);
+            let rows = self.buyer_rows(&mut tx, &heads, attempts).await?;
+            let plan = self.book.plan(figures, &heads, attempts, &rows);
+            let mut granted = HashMap::new();
+            let mut after = figures;
+            if !plan.grants.is_empty() {
+                let ids = state
+                    .ids
+                    .next_snowflakes(plan.grants.len())
+                    .map_err(|e| WriteError::Ids(e.to_string()))?;
+                let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+                let expires = now + self.sale.reservation_ttl_ms;
+                let rows: Vec<NewReservation> = plan
+                    .grants
+                    .iter()
+                    .zip(&ids)
+                    .map(|(g, id)| NewReservation {
+                        id,
+                        buyer: &g.buyer,
+                        key: &g.key,
+                    })
+                    .collect();
+                store::insert_reservations(&mut tx, &self.sale.id, &rows, now, expires)
+                    .await
+                    .map_err(db_error)?;
+                after = store::change_figures(&mut tx, &self.sale.id, plan.grants.len() as i64, 0)
+                    .await
+                    .map_err(db_error)?;
+                self.append_figures(&mut tx, &mut events, after)
+                    .await
+                    .map_err(db_error)?;
+                for (g, id) in plan.grants.iter().zip(ids) {
+                    granted.insert(
+                        g.clone(),
+                        Existing {
+                            reservation_id: id,
+                            expires_at_ms: expires,
+                            state: ReservationState::Reserved,
+                        },
+                    );
+                }
+                tx.commit().await.map_err(db_error)?;
+            } else {
+                tx.rollback().await.map_err(db_error)?;
+            }
+            (plan, granted, after)
+        };
+        events.deliver();
+        self.book.commit(&plan, attempts, &granted, after);
+        self.published();
+        Ok((plan, granted))
+    }
+
+    /// No units left by the last figures: queue or refuse without locking the ledger.
+    async fn wait_or_refuse(
+        &mut self,
+        attempts: &[Attempt],
+    ) -> Result<(Plan, HashMap<Attempt, Existing>), WriteError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(db_error)?;
+        let rows = self.buyer_rows(&mut conn, &[], attempts).await?;
+        let figures = self.book.figures();
+        let plan = self.book.plan(figures, &[], attempts, &rows);
+        debug_assert!(plan.grants.is_empty());
+        self.book.commit(&plan, attempts, &HashMap::new(), figures);
+        self.published();
+        Ok((plan, HashMap::new()))
+    }
+
+    async fn buyer_rows(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        heads: &[Attempt],
+        attempts: &[Attempt],
+    ) -> Result<HashMap<String, BuyerRows>, WriteError> {
+        let mut buyers: Vec<&str> = heads
+            .iter()
+            .chain(attempts)
+            .map(|a| a.buyer.as_str())
+            .collect();
+        buyers.sort_unstable();
+        buyers.dedup();
+        store::buyer_rows(conn, &self.sale.id, &buyers)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn pay_batch(&mut self, jobs: Vec<PayJob>) {
+        match self.write_payments(&jobs).await {
+            Ok(outcomes) => {
+                for ((_, _, reply), outcome) in jobs.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+                self.state.sales.wake_fulfilment();
+            }
+            Err(err) => {
+                tracing::warn!(%err, sale = %self.sale.id, "a payment batch failed");
+                for (_, _, reply) in jobs {
+                    let _ = reply.send(Err(clone_error(&err)));
+                }
+            }
+        }
+    }
+
+    /// One transaction: each reservation still reserved and unexpired becomes paid with a
+    /// new order and its outbox row; the ledger moves them from reserved to sold.
+    async fn write_payments(&mut self, jobs: &[PayJob]) -> Result<Vec<Payment>, WriteError> {
+        let state = self.state.clone();
+        let now = state.clock.now_ms();
+        let order_ids = state
+            .ids
+            .next_snowflakes(jobs.len())
+            .map_err(|e| WriteError::Ids(e.to_string()))?;
+        let mut events = Events::new(&state.hub);
+        let (outcomes, after) = {
+            let _turn = state.db.write_turn().await;
+            let mut tx = state.db.pool.begin().await.map_err(db_error)?;
+            store::lock_sale(&mut tx, &self.sale.id)
+                .await
+                .map_err(db_error)?;
+            let order_ids: Vec<String> = order_ids.iter().map(u64::to_string).collect();
+            let payments: Vec<(&str, &str, &str)> = jobs
+                .iter()
+                .zip(&order_ids)
+                .map(|((reservation_id, buyer, _), order_id)| {
+                    (reservation_id.as_str(), order_id.as_str(), buyer.as_str())
+                })
+                .collect();
+            // A reservation twice in one batch: only its first payment may pay it.
+            let mut seen = std::collections::HashSet::new();
+            let firsts: Vec<(&str, &str, &str)> = payments
+                .iter()
+                .filter(|p| seen.insert(p.0))
+                .copied()
+                .collect();
+            let paid: std::collections::HashSet<String> = store::mark_paid(&mut tx, &firsts, now)
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .collect();
+            let orders: Vec<(&str, &str, &str)> = firsts
+                .iter()
+                .filter(|p| paid.contains(p.0))
+                .map(|(reservation_id, order_id, buyer)| (*order_id, *reservation_id, *buyer))
+                .collect();
+            let order_of: HashMap<&str, &str> = orders.iter().map(|o| (o.1, o.0)).collect();
+            let mut outcomes = Vec::with_capacity(jobs.len());
+            for (reservation_id, _, _) in jobs {
+                if let Some(order_id) = order_of.get(reservation_id.as_str()) {
+                    outcomes.push(Payment::Confirmed((*order_id).to_owned()));
+                    continue;
+                }
+                // Paid before (a retry), or expired.
+                let row = store::reservation(&mut tx, reservation_id)
+                    .await
+                    .map_err(db_error)?;
+                outcomes.push(match row.and_then(|r| r.order_id) {
+                    Some(order_id) => Payment::Confirmed(order_id),
+                    None => Payment::Expired,
+                });
+            }
+            let after = if orders.is_empty() {
+                tx.rollback().await.map_err(db_error)?;
+                None
+            } else {
+                let new: Vec<NewOrder> = orders
+                    .iter()
+                    .map(|&(id, reservation_id, buyer)| NewOrder {
+                        id,
+                        reservation_id,
+                        buyer,
+                    })
+                    .collect();
+                store::insert_orders(&mut tx, &self.sale.id, &self.sale.product_id, &new, now)
+                    .await
+                    .map_err(db_error)?;
+                let n = orders.len() as i64;
+                let after = store::change_figures(&mut tx, &self.sale.id, -n, n)
+                    .await
+                    .map_err(db_error)?;
+                self.append_figures(&mut tx, &mut events, after)
+                    .await
+                    .map_err(db_error)?;
+                tx.commit().await.map_err(db_error)?;
+                Some(after)
+            };
+            (outcomes, after)
+        };
+        events.deliver();
+        if let Some(after) = after {
+            self.book.observe(after);
+            self.published();
+        }
+        Ok(outcomes)
+    }
+
+    /// Expires due reservations (returning their units), admits queue heads while units
+    /// are left, and refreshes the figures.
+    async fn tick(&mut self) -> Result<u64, WriteError> {
+        let state = self.state.clone();
+        let now = state.clock.now_ms();
+        let due = store::count_due(&state.db.pool, &self.sale.id, now)
+            .await
+            .map_err(db_error)?;
+        let mut expired = 0;
+        if due > 0 {
+            let mut events = Events::new(&state.hub);
+            let after = {
+                let _turn = state.db.write_turn().await;
+                let mut tx = state.db.pool.begin().await.map_err(db_error)?;
+                store::lock_sale(&mut tx, &self.sale.id)
+                    .await
+                    .map_err(db_error)?;
+                expired = store::expire_due(&mut tx, &self.sale.id, now)
+                    .await
+                    .map_err(db_error)?;
+                let after = store::change_figures(&mut tx, &self.sale.id, -(expired as i64), 0)
+                    .await
+                    .map_err(db_error)?;
+                self.append_figures(&mut tx, &mut events, after)
+                    .await
+                    .map_err(db_error)?;
+                tx.commit().await.map_err(db_error)?;
+                after
+            };
+            events.deliver();
+            self.book.observe(after);
+        } else if let Some(figures) = store::figures(&state.db.pool, &self.sale.id)
+            .await
+            .map_err(db_error)?
+        {
+            self.book.observe(figures);
+        }
+        if self.book.queue_len() > 0 && self.book.may_grant() {
+            self.grant(&[], now).await?;
+        }
+        self.published();
+        Ok(expired)
+    }
+}
+
+fn clone_error(err: &WriteError) -> WriteError {
+    match err {
+        WriteError::Busy => WriteError::Busy,
+        WriteError::Stopped => WriteError::Stopped,
+        WriteError::Ids(m) => WriteError::Ids(m.clone()),
+        WriteError::Db(e) => WriteError::Db(e.clone()),
+    }
+}
+
+fn answer_existing(existing: Existing, now: i64) -> Checkout {
+    match existing.state {
+        ReservationState::Paid => Checkout::Reserved(existing),
+        ReservationState::Reserved if existing.expires_at_ms > now => Checkout::Reserved(existing),
+        _ => Checkout::Expired,
+    }
+}
+
+fn answer(verdict: &Verdict, granted: Option<&Existing>, now: i64) -> Checkout {
+    match verdict {
+        Verdict::Grant => match granted {
+            Some(existing) => Checkout::Reserved(existing.clone()),
+            None => Checkout::Expired,
+        },
+        Verdict::Existing(existing) => answer_existing(existing.clone(), now),
+        Verdict::Queued { position } => Checkout::Queued(*position),
+        Verdict::SoldOut => Checkout::SoldOut,
+        Verdict::LimitReached => Checkout::LimitReached,
+    }
+}
