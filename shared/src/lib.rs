@@ -13,6 +13,7 @@
 pub mod api;
 pub mod cart;
 pub mod docs;
+pub mod drive;
 pub mod flags;
 pub mod ids;
 pub mod realtime;
