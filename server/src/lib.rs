@@ -12,6 +12,7 @@
 //! health     GET /api/health
 //! flags/     feature flags: admin API, SSE stream, OFREP
 //! docs/      collaborative documents: /api/docs and the y-websocket endpoint /yjs/{id}
+//! drive/     file sync: /api/drive (nodes, chunked uploads, change feed, shares), `meridian sync`
 //! ids/       the unique ID generator: node id leases, snowflakes, UUIDv7
 //! openapi    the error answers the platform gives for every route, declared once
 //! web        static files, SPA fallback, the rendered index.html, caching
@@ -28,6 +29,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod docs;
+pub mod drive;
 pub mod error;
 pub mod flags;
 pub mod health;
@@ -90,6 +92,8 @@ pub struct AppState {
     pub flags: Arc<flags::Live>,
     /// The documents loaded on this instance.
     pub docs: Arc<docs::Rooms>,
+    /// File sync: where chunks are stored.
+    pub drive: drive::Drive,
     /// What the systems declare: permissions, hooks.
     pub platform: Arc<platform::Platform>,
 }
@@ -188,6 +192,7 @@ impl AppState {
             carts: Arc::new(cart::Carts::new(catalog, &instance_id)),
             flags: Arc::default(),
             docs: Arc::default(),
+            drive: drive::Drive::local(&config.data_dir),
             platform: Arc::new(
                 platform::Platform::with_platform_permissions()
                     .without_guest_session(realtime::WITHOUT_GUEST_SESSION)
@@ -295,6 +300,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     .merge(cart::routes())
     .merge(flags::routes())
     .merge(docs::routes())
+    .merge(drive::routes())
 }
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
