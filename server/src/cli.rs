@@ -1,7 +1,8 @@
 //! The `meridian` command line: `meridian serve --listen ADDR --data-dir DIR`, each flag
 //! also settable from the environment (MERIDIAN_LISTEN, MERIDIAN_DATA_DIR, DATABASE_URL,
 //! ...). Prints `Meridian listening on http://ADDR` on stdout once it accepts connections,
-//! and shuts down gracefully on SIGTERM or Ctrl-C.
+//! and shuts down gracefully on SIGTERM or Ctrl-C. `meridian sync DIR --server URL
+//! --username NAME` runs the file sync agent (`drive::agent`).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -34,6 +35,29 @@ enum Command {
     /// Administer the installation from the command line (works while no server runs).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Keep a local folder in step with your drive on a server, both ways.
+    Sync(SyncArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SyncArgs {
+    /// The local folder.
+    dir: PathBuf,
+    /// The server, e.g. `http://127.0.0.1:8080`.
+    #[arg(long, env = "MERIDIAN_SERVER")]
+    server: String,
+    /// Your account (the password comes from MERIDIAN_PASSWORD, or is asked for).
+    #[arg(long)]
+    username: String,
+    /// This device's name, shown in conflicted copies' names.
+    #[arg(long, env = "MERIDIAN_DEVICE", default_value = "agent")]
+    device: String,
+    /// Sync once and exit.
+    #[arg(long)]
+    once: bool,
+    /// Milliseconds between checks for remote changes.
+    #[arg(long, default_value_t = 250)]
+    poll_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +154,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(run_serve(args)),
         Command::Admin(AdminCommand::Grant(args)) => runtime.block_on(run_grant(args)),
+        Command::Sync(args) => runtime.block_on(run_sync(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -193,6 +218,30 @@ async fn run_grant(args: GrantArgs) -> anyhow::Result<()> {
     } else {
         println!("{} is now {} (was {before})", args.username, args.role);
     }
+    Ok(())
+}
+
+async fn run_sync(args: SyncArgs) -> anyhow::Result<()> {
+    let password = match std::env::var("MERIDIAN_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => {
+            eprint!("password for {}: ", args.username);
+            std::io::stderr().flush()?;
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let config = crate::drive::agent::AgentConfig {
+        root: args.dir,
+        server: args.server,
+        username: args.username,
+        password,
+        device: args.device,
+        once: args.once,
+        poll: Duration::from_millis(args.poll_ms.max(10)),
+    };
+    crate::drive::agent::run(config, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -54,6 +54,8 @@ pub enum DriveError {
     NotAFile(String),
     #[error("{0:?} is deleted: restore it first")]
     Deleted(String),
+    #[error("the file changed since the version you deleted: fetch it first")]
+    VersionChanged,
     #[error("files move only within one drive")]
     CrossDrive,
     #[error("folders nest at most {} deep", store::MAX_DEPTH)]
@@ -323,8 +325,14 @@ pub async fn move_node(
 }
 
 /// Deletes a node and everything under it (kept as tombstones, restorable). Deleting a
-/// deleted node changes nothing.
-pub async fn delete_node(state: &AppState, user_id: &str, node_id: &str) -> Result<(), DriveError> {
+/// deleted node changes nothing. With `if_version`, a file whose current version is
+/// another is not deleted (`VersionChanged`): a delete never silently beats an edit.
+pub async fn delete_node(
+    state: &AppState,
+    user_id: &str,
+    node_id: &str,
+    if_version: Option<&str>,
+) -> Result<(), DriveError> {
     let owner = owner_of(state, user_id, node_id).await?;
     let now = state.clock.now_ms();
     let mut events = Events::new(&state.hub);
@@ -337,6 +345,9 @@ pub async fn delete_node(state: &AppState, user_id: &str, node_id: &str) -> Resu
         if node.deleted {
             tx.rollback().await?;
             return Ok(());
+        }
+        if if_version.is_some() && node.version_id.as_deref() != if_version {
+            return Err(DriveError::VersionChanged);
         }
         let sharers = store::sharers_of(&mut tx, &node.id).await?;
         let mut gone = store::live_descendants(&mut tx, &node.id).await?;

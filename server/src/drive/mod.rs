@@ -96,6 +96,7 @@ impl From<DriveError> for ApiError {
             DriveError::OwnerOnly => (StatusCode::FORBIDDEN, "owner_only"),
             DriveError::NameTaken(_) => (StatusCode::CONFLICT, "name_taken"),
             DriveError::Cycle => (StatusCode::CONFLICT, "cycle"),
+            DriveError::VersionChanged => (StatusCode::CONFLICT, "version_changed"),
             DriveError::Deleted(_) => (StatusCode::CONFLICT, "node_deleted"),
             DriveError::MissingChunks(_) => (StatusCode::CONFLICT, "missing_chunks"),
             DriveError::InvalidName(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_name"),
@@ -325,26 +326,36 @@ async fn move_node(
     ))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DeleteQuery {
+    /// Delete the file only if this is still its current version (else 409
+    /// `version_changed`): a sync client's delete never beats an edit it has not seen.
+    if_version: Option<String>,
+}
+
 /// Delete a node and what is under it (restorable).
 #[utoipa::path(
     delete,
     path = "/api/drive/nodes/{id}",
     tag = "drive",
-    params(("id" = String, Path, description = "The node")),
+    params(("id" = String, Path, description = "The node"), DeleteQuery),
     responses(
         (status = 204, description = "Deleted (or already)"),
         SignInRequired,
         (status = 403, description = "`read_only`", body = ApiErrorBody),
         (status = 404, description = "`node_not_found`", body = ApiErrorBody),
+        (status = 409, description = "`version_changed`", body = ApiErrorBody),
     )
 )]
 async fn delete_node(
     State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
+    Query(query): Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
     let user = signed_in(&session)?;
-    engine::delete_node(&state, &user.id, &id).await?;
+    engine::delete_node(&state, &user.id, &id, query.if_version.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
