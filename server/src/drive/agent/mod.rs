@@ -41,6 +41,8 @@ pub enum AgentError {
     State(String),
     #[error("version {0} arrived corrupt (its content does not match its id)")]
     Corrupt(String),
+    #[error("a crash injected by a test")]
+    Crashed,
     #[error("cannot watch the folder: {0}")]
     Watch(#[from] notify::Error),
 }

@@ -33,6 +33,18 @@ pub struct Synced {
     /// unchanged is not read again.
     pub size: u64,
     pub mtime_ns: i128,
+    /// When size and time were read: a time too close to it is not trusted (a file
+    /// written again within the file system's timestamp granularity keeps its time).
+    #[serde(default)]
+    pub recorded_ns: i128,
+}
+
+impl Synced {
+    /// True when `size` and `mtime_ns` prove the file unchanged without reading it.
+    pub fn same_metadata(&self, size: u64, mtime_ns: i128) -> bool {
+        const RACY_NS: i128 = 2_000_000_000;
+        size == self.size && mtime_ns == self.mtime_ns && mtime_ns + RACY_NS < self.recorded_ns
+    }
 }
 
 /// Everything the agent remembers.

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use meridian_shared::drive::names::{name_key, validate_name, AGENT_DIR};
+use meridian_shared::drive::names::{conflict_name, name_key, validate_name, AGENT_DIR};
 use meridian_shared::drive::{CommitOutcome, Committed, NewUpload, NodeKind};
 use reqwest::StatusCode;
 
@@ -55,6 +55,17 @@ fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
     meta.modified()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+fn now_ms() -> i64 {
+    (now_ns() / 1_000_000) as i64
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(0)
 }
@@ -119,6 +130,9 @@ pub struct Syncer {
     root: PathBuf,
     device: String,
     pub state: AgentState,
+    /// Fault injection for the simulation: fail (as if killed) instead of the n-th
+    /// save from now, after the operation it would have recorded.
+    crash_after_saves: Option<usize>,
 }
 
 impl Syncer {
@@ -128,22 +142,39 @@ impl Syncer {
             root,
             device,
             state,
+            crash_after_saves: None,
         }
+    }
+
+    /// Makes the n-th save from now fail as a crash would (see the field).
+    pub fn crash_after_saves(&mut self, saves: usize) {
+        self.crash_after_saves = Some(saves);
     }
 
     /// One whole pass (see the module).
     pub async fn pass(&mut self) -> Result<PassReport, AgentError> {
         let mut report = PassReport::default();
         self.pull().await?;
-        let local = scan(&self.root)?;
-        self.push(&local, &mut report).await?;
+        // A push that renamed a local folder (a name clash) scans again, so that what is
+        // inside goes up in this pass under the folder's new name.
+        for _ in 0..4 {
+            let local = scan(&self.root)?;
+            if !self.push(&local, &mut report).await? {
+                break;
+            }
+        }
         self.pull().await?;
         self.materialize(&mut report).await?;
         self.save()?;
         Ok(report)
     }
 
-    fn save(&self) -> Result<(), AgentError> {
+    fn save(&mut self) -> Result<(), AgentError> {
+        match self.crash_after_saves {
+            Some(0) => return Err(AgentError::Crashed),
+            Some(n) => self.crash_after_saves = Some(n - 1),
+            None => {}
+        }
         self.state.save(&self.root)
     }
 
@@ -168,7 +199,7 @@ impl Syncer {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
             Err(err) => return Err(err.into()),
         };
-        if meta.len() == synced.size && mtime_ns(&meta) == synced.mtime_ns {
+        if synced.same_metadata(meta.len(), mtime_ns(&meta)) {
             return Ok(true);
         }
         let (_, content_id) = manifest_of_file(&self.root.join(path)).await?;
@@ -206,14 +237,16 @@ impl Syncer {
             content_id,
             size: local.size,
             mtime_ns: local.mtime_ns,
+            recorded_ns: now_ns(),
         }
     }
 
+    /// Pushes local changes; answers whether it renamed a local folder (scan again).
     async fn push(
         &mut self,
         local: &BTreeMap<PathBuf, LocalEntry>,
         report: &mut PassReport,
-    ) -> Result<(), AgentError> {
+    ) -> Result<bool, AgentError> {
         let mut by_path = self.state.synced_by_path();
         let mut gone = Vec::new();
         let mut edited = Vec::new();
@@ -255,15 +288,32 @@ impl Syncer {
                     // Created elsewhere too: the same folder.
                     self.pull().await?;
                     let key = name_key(&name);
-                    let Some(existing) = self.state.remote.values().find(|n| {
-                        !n.deleted
-                            && n.kind == NodeKind::Folder
-                            && n.parent_id == parent
-                            && name_key(&n.name) == key
-                    }) else {
-                        continue;
-                    };
-                    existing.clone()
+                    let existing = self
+                        .state
+                        .remote
+                        .values()
+                        .find(|n| !n.deleted && n.parent_id == parent && name_key(&n.name) == key)
+                        .cloned();
+                    match existing {
+                        Some(folder)
+                            if folder.kind == NodeKind::Folder
+                                && !self.state.synced.contains_key(&folder.id) =>
+                        {
+                            folder
+                        }
+                        _ => {
+                            // Another folder here has this name but for case or Unicode
+                            // form (or a file has it): this one becomes a conflicted copy.
+                            let copy = conflict_name(&name, &self.device, now_ms());
+                            let copy_path = path.with_file_name(&copy);
+                            if self.root.join(&copy_path).exists() {
+                                continue;
+                            }
+                            std::fs::rename(self.root.join(&path), self.root.join(&copy_path))?;
+                            report.conflicts += 1;
+                            return Ok(true);
+                        }
+                    }
                 }
                 Err(err) => return Err(err),
             };
@@ -430,7 +480,7 @@ impl Syncer {
             self.state.synced.remove(&id);
             self.save()?;
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Records where an upload landed; a conflicted copy is renamed locally to its name,
@@ -446,6 +496,19 @@ impl Syncer {
     ) -> Result<(), AgentError> {
         let node = committed.node;
         let mut name = file_name(path);
+        let tracked_elsewhere = original.as_deref() != Some(node.id.as_str())
+            && self.state.synced.contains_key(&node.id)
+            && self.state.synced_path(&node.id).as_deref() != Some(path);
+        if committed.outcome == CommitOutcome::Unchanged && tracked_elsewhere {
+            // Same content as a file this folder already holds under a name differing
+            // only in case or form: keep this one as a conflicted copy (uploaded next pass).
+            let copy_path = path.with_file_name(conflict_name(&name, &self.device, now_ms()));
+            if !self.root.join(&copy_path).exists() {
+                std::fs::rename(self.root.join(path), self.root.join(&copy_path))?;
+                report.conflicts += 1;
+            }
+            return Ok(());
+        }
         if committed.outcome == CommitOutcome::ConflictCopy {
             report.conflicts += 1;
             let copy_path = path.with_file_name(&node.name);
