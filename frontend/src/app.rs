@@ -24,6 +24,7 @@ use crate::cart::CartPage;
 use crate::components::StatePill;
 use crate::docs::pages::document::DocPage;
 use crate::docs::pages::DocsPage;
+use crate::drive::DrivePage;
 use crate::flags::FlagsPage;
 use crate::ids::IdsPage;
 use crate::net::http::{self, HttpError};
@@ -53,6 +54,8 @@ pub enum Route {
     Docs,
     #[at("/docs/:id")]
     Doc { id: String },
+    #[at("/drive")]
+    Drive,
     #[at("/status")]
     Status,
     #[at("/admin")]
@@ -72,6 +75,7 @@ fn switch(route: Route) -> Html {
         Route::Flags => html! { <FlagsPage /> },
         Route::Docs => html! { <DocsPage /> },
         Route::Doc { id } => html! { <DocPage {id} /> },
+        Route::Drive => html! { <DrivePage /> },
         Route::Status => html! { <StatusPage /> },
         Route::Admin => html! { <AdminPage /> },
         Route::NotFound => html! { <NotFoundPage /> },

@@ -7,7 +7,7 @@
 //!   [`net::realtime::RealtimeStatus`] and the [`session::SessionState`].
 //! - One folder per system, with its pages, components, state, storage and API calls
 //!   together: [`cart`] (the shop), [`flags`] (feature flags), [`ids`] (the ID
-//!   generator), [`docs`] (collaborative documents), [`admin`] (accounts and roles).
+//!   generator), [`docs`] (collaborative documents), [`drive`] (file sync), [`admin`] (accounts and roles).
 //! - [`pages`]: the plumbing pages that belong to no system (home, sign-in, status,
 //!   not found).
 //! - [`components`]: widgets that several pages share.
@@ -33,6 +33,7 @@ pub mod browser;
 pub mod cart;
 pub mod components;
 pub mod docs;
+pub mod drive;
 pub mod flags;
 pub mod ids;
 pub mod net;

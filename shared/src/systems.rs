@@ -34,4 +34,9 @@ pub const SYSTEMS: &[SystemInfo] = &[
         name: "Collaborative documents",
         summary: "Rich text on the Yjs CRDT: type together and see each other's cursors, keep editing offline, share as editor or viewer, restore any version; the stock y-websocket client works against it.",
     },
+    SystemInfo {
+        path: "/drive",
+        name: "File sync",
+        summary: "Your files on every device: content-defined chunks so only what changed travels, conflicted copies instead of lost edits, shared folders, and `meridian sync` for a local folder.",
+    },
 ];
