@@ -2,7 +2,7 @@
 //! and `meridian sync`, the agent that keeps a local folder in step (`agent/`).
 //!
 //! ```text
-//! engine       every change, one transaction each; conflicts, restores, the tree's checks
+//! engine/      every change, one transaction each; conflicts, restores, the tree's checks
 //! store        SQL: heads, nodes, versions and their chunks, uploads, shares
 //! chunk_store  ChunkStore: chunk bytes by SHA-256 (a local directory by default)
 //! agent/       the sync agent: local state, three-way comparison, watcher
