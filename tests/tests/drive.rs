@@ -7,7 +7,8 @@
 //!   clash by case or Unicode form are refused;
 //! - hostile input (bad names, wrong hashes, truncated uploads, another account's ids)
 //!   gets the error shape and stores nothing half;
-//! - shares read-only and read-write; the change feed and its realtime event.
+//! - shares read-only and read-write; the change feed and its realtime event, also
+//!   across two instances on one PostgreSQL.
 
 use std::collections::HashSet;
 
@@ -723,3 +724,39 @@ both_backends!(shares_and_the_change_feed, |db: TestDatabase| async move {
         .await
         .assert_error(404, "node_not_found");
 });
+
+/// Two instances on one PostgreSQL: a file committed through one is announced to a
+/// realtime connection on the other, and readable there at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_cross_instances() {
+    let db = TestDatabase::create(meridian_tests::db::Backend::Postgres).await;
+    let a = TestServer::start(&db).await;
+    let b = TestServer::start(&db).await;
+    let (on_a, me) = account(&a, "alice").await;
+    let user_id = me.user.unwrap().id;
+    let on_b = on_a.same_browser_at(&b.base_url());
+    let (mut live_b, _) = Realtime::connect(&on_b).await;
+    live_b
+        .send(&ClientMessage::Subscribe {
+            topic: format!("user:{user_id}"),
+            since: None,
+        })
+        .await;
+    assert!(matches!(
+        live_b.recv().await,
+        ServerMessage::Subscribed { .. }
+    ));
+    let (_, file) = upload(&on_a, new_file(None, "both.txt", "laptop"), b"on a").await;
+    loop {
+        if let ServerMessage::Event(event) = live_b.recv().await {
+            assert_eq!(event.payload["system"], "drive");
+            break;
+        }
+    }
+    let seen: Changes = on_b.get("/api/drive/changes").await.expect(200);
+    assert_eq!(seen.nodes[0].id, file.node.id);
+    assert_eq!(
+        download(&on_b, &format!("/api/drive/nodes/{}/content", file.node.id)).await,
+        b"on a"
+    );
+}
