@@ -192,7 +192,12 @@ impl Syncer {
     }
 
     /// True when the local file is what was last synced.
-    async fn unchanged(&self, path: &Path, synced: &Synced) -> Result<bool, AgentError> {
+    /// When the content proves it unchanged, its size and time are recorded again, so
+    /// that once they are old enough to trust the file is not read on every pass.
+    async fn unchanged(&mut self, path: &Path, id: &str) -> Result<bool, AgentError> {
+        let Some(synced) = self.state.synced.get(id).cloned() else {
+            return Ok(false);
+        };
         let meta = match std::fs::metadata(self.root.join(path)) {
             Ok(meta) if meta.is_file() => meta,
             Ok(_) => return Ok(false),
@@ -203,7 +208,14 @@ impl Syncer {
             return Ok(true);
         }
         let (_, content_id) = manifest_of_file(&self.root.join(path)).await?;
-        Ok(Some(content_id) == synced.content_id)
+        let same = Some(content_id) == synced.content_id;
+        if same {
+            let entry = self.state.synced.get_mut(id).expect("checked above");
+            entry.size = meta.len();
+            entry.mtime_ns = mtime_ns(&meta);
+            entry.recorded_ns = now_ns();
+        }
+        Ok(same)
     }
 
     /// The remote parent of a local path: `Some(None)` at the top, `None` if unknown.
@@ -254,7 +266,7 @@ impl Syncer {
             let synced = &self.state.synced[id];
             match local.get(path) {
                 Some(entry) if entry.kind == synced.kind => {
-                    if synced.kind == NodeKind::File && !self.unchanged(path, synced).await? {
+                    if synced.kind == NodeKind::File && !self.unchanged(path, id).await? {
                         edited.push((id.clone(), path.clone()));
                     }
                 }
@@ -565,7 +577,7 @@ impl Syncer {
                 }
                 if node.kind == NodeKind::File
                     && node.version_id != synced.version_id
-                    && (!abs_want.exists() || self.unchanged(&want, &synced).await?)
+                    && (!abs_want.exists() || self.unchanged(&want, &id).await?)
                 {
                     self.download(&node, &want).await?;
                     report.downloaded += 1;
@@ -648,7 +660,7 @@ impl Syncer {
                 NodeKind::File => {
                     if !abs.exists() {
                         self.state.synced.remove(&id);
-                    } else if self.unchanged(&have, &synced).await? {
+                    } else if self.unchanged(&have, &id).await? {
                         std::fs::remove_file(&abs)?;
                         self.state.synced.remove(&id);
                         report.deleted_local += 1;
