@@ -275,6 +275,7 @@ fn Header() -> Html {
                     { nav_link(Route::Cart, "Shop") }
                     { nav_link(Route::Flags, "Flags") }
                     { nav_link(Route::Docs, "Docs") }
+                    { nav_link(Route::Drive, "Drive") }
                     { nav_link(Route::Status, "Status") }
                     if session.allows(ROLES_PERMISSION) {
                         <span data-testid="nav-admin">{ nav_link(Route::Admin, "Admin") }</span>
@@ -314,6 +315,7 @@ mod tests {
         assert_eq!(Route::Flags.to_path(), "/flags");
         assert_eq!(Route::recognize("/flags"), Some(Route::Flags));
         assert_eq!(Route::recognize("/docs"), Some(Route::Docs));
+        assert_eq!(Route::recognize("/drive"), Some(Route::Drive));
         assert_eq!(
             Route::recognize("/docs/d1"),
             Some(Route::Doc { id: "d1".into() })

@@ -273,13 +273,13 @@ fn DriveBrowser(props: &BrowserProps) -> Html {
 
     let crumbs = {
         let mut out = vec![html! {
-            <button class="link" data-testid="drive-crumb" onclick={let s = state.clone(); move |_| s.dispatch(DriveAction::Up(0))}>{ "My drive" }</button>
+            <button class="link-button" data-testid="drive-crumb" onclick={let s = state.clone(); move |_| s.dispatch(DriveAction::Up(0))}>{ "My drive" }</button>
         }];
         for (i, (_, name)) in state.trail.iter().enumerate() {
             let s = state.clone();
             out.push(html! { <span class="muted">{ " / " }</span> });
             out.push(html! {
-                <button class="link" data-testid="drive-crumb" onclick={move |_| s.dispatch(DriveAction::Up(i + 1))}>{ name.clone() }</button>
+                <button class="link-button" data-testid="drive-crumb" onclick={move |_| s.dispatch(DriveAction::Up(i + 1))}>{ name.clone() }</button>
             });
         }
         out
@@ -291,7 +291,7 @@ fn DriveBrowser(props: &BrowserProps) -> Html {
             if let Some(error) = &state.error {
                 <div class="error" role="alert" data-testid="drive-error">
                     { error.clone() }
-                    <button class="link" onclick={let s = state.clone(); move |_| s.dispatch(DriveAction::ClearError)}>{ "Dismiss" }</button>
+                    <button class="link-button" onclick={let s = state.clone(); move |_| s.dispatch(DriveAction::ClearError)}>{ "Dismiss" }</button>
                 </div>
             }
             <div class="drive-toolbar">
@@ -508,7 +508,7 @@ fn Row(props: &RowProps) -> Html {
         <tr class="drive-row" data-testid="drive-row" data-name={node.name.clone()} data-kind={node.kind.as_str()}>
             <td>
                 if node.kind == NodeKind::Folder && !node.deleted {
-                    <button class="link" data-testid="drive-open" onclick={open}>{ format!("📁 {}", node.name) }</button>
+                    <button class="link-button" data-testid="drive-open" onclick={open}>{ format!("{}/", node.name) }</button>
                 } else {
                     <span>{ node.name.clone() }</span>
                 }
@@ -516,7 +516,7 @@ fn Row(props: &RowProps) -> Html {
                     <span class="pill drive-conflict" data-testid="drive-conflict">{ "conflicted copy" }</span>
                 }
             </td>
-            <td class="muted">{ if node.kind == NodeKind::File { format_size(node.size) } else { String::new() } }</td>
+            <td class="muted drive-size">{ if node.kind == NodeKind::File { format_size(node.size) } else { String::new() } }</td>
             <td class="drive-actions">
                 if node.deleted {
                     <button class="button button-ghost" data-testid="drive-restore" onclick={restore}>{ "Restore" }</button>
@@ -564,11 +564,11 @@ fn Versions(props: &VersionsProps) -> Html {
                     html! {
                         <li data-testid="drive-version-row">
                             { format!("{} · {} · {}", crate::browser::local_time_hh_mm(v.created_ms), format_size(v.size), v.device) }
-                            <a class="link" href={api::version_url(&v.id)}>{ " download" }</a>
+                            <a class="link-button" href={api::version_url(&v.id)}>{ " download" }</a>
                             if current {
                                 <span class="pill">{ "current" }</span>
                             } else {
-                                <button class="link" onclick={restore}>{ " make current" }</button>
+                                <button class="link-button" onclick={restore}>{ " make current" }</button>
                             }
                         </li>
                     }
