@@ -25,6 +25,7 @@ use crate::components::StatePill;
 use crate::docs::pages::document::DocPage;
 use crate::docs::pages::DocsPage;
 use crate::feed::FeedPage;
+use crate::drive::DrivePage;
 use crate::flags::FlagsPage;
 use crate::ids::IdsPage;
 use crate::net::http::{self, HttpError};
@@ -55,6 +56,8 @@ pub enum Route {
     Docs,
     #[at("/docs/:id")]
     Doc { id: String },
+    #[at("/drive")]
+    Drive,
     #[at("/status")]
     Status,
     #[at("/admin")]
@@ -78,6 +81,7 @@ fn switch(route: Route) -> Html {
         Route::Flags => html! { <FlagsPage /> },
         Route::Docs => html! { <DocsPage /> },
         Route::Doc { id } => html! { <DocPage {id} /> },
+        Route::Drive => html! { <DrivePage /> },
         Route::Status => html! { <StatusPage /> },
         Route::Admin => html! { <AdminPage /> },
         Route::Feed => html! { <FeedPage /> },
@@ -295,6 +299,7 @@ fn Header() -> Html {
                     { nav_link(Route::Docs, "Docs") }
                     { nav_link(Route::Feed, "Feed") }
                     { nav_link(Route::Sale, "Sale") }
+                    { nav_link(Route::Drive, "Drive") }
                     { nav_link(Route::Status, "Status") }
                     if session.allows(ROLES_PERMISSION) {
                         <span data-testid="nav-admin">{ nav_link(Route::Admin, "Admin") }</span>
@@ -334,6 +339,7 @@ mod tests {
         assert_eq!(Route::Flags.to_path(), "/flags");
         assert_eq!(Route::recognize("/flags"), Some(Route::Flags));
         assert_eq!(Route::recognize("/docs"), Some(Route::Docs));
+        assert_eq!(Route::recognize("/drive"), Some(Route::Drive));
         assert_eq!(
             Route::recognize("/docs/d1"),
             Some(Route::Doc { id: "d1".into() })

@@ -9,6 +9,7 @@
 //!   together: [`cart`] (the shop), [`flags`] (feature flags), [`ids`] (the ID
 //!   generator), [`docs`] (collaborative documents), [`admin`] (accounts and roles),
 //!   [`sales`] (the flash sale).
+//!   generator), [`docs`] (collaborative documents), [`drive`] (file sync), [`admin`] (accounts and roles).
 //! - [`pages`]: the plumbing pages that belong to no system (home, sign-in, status,
 //!   not found).
 //! - [`components`]: widgets that several pages share.
@@ -35,6 +36,7 @@ pub mod cart;
 pub mod components;
 pub mod docs;
 pub mod feed;
+pub mod drive;
 pub mod flags;
 pub mod ids;
 pub mod net;

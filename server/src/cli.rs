@@ -1,7 +1,8 @@
 //! The `meridian` command line: `meridian serve --listen ADDR --data-dir DIR`, each flag
 //! also settable from the environment (MERIDIAN_LISTEN, MERIDIAN_DATA_DIR, DATABASE_URL,
 //! ...). Prints `Meridian listening on http://ADDR` on stdout once it accepts connections,
-//! and shuts down gracefully on SIGTERM or Ctrl-C.
+//! and shuts down gracefully on SIGTERM or Ctrl-C. `meridian sync DIR --server URL
+//! --username NAME` runs the file sync agent (`drive::agent`).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -37,6 +38,8 @@ enum Command {
     /// Load a power-law social graph into the news feed: accounts `demo0..` (password
     /// `feed-demo-password`), follows, posts and likes, from a seeded RNG.
     FeedSeed(FeedSeedArgs),
+    /// Keep a local folder in step with your drive on a server, both ways.
+    Sync(SyncArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,6 +62,27 @@ struct FeedSeedArgs {
     /// `postgres://...` for PostgreSQL instead of the embedded SQLite.
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct SyncArgs {
+    /// The local folder.
+    dir: PathBuf,
+    /// The server, e.g. `http://127.0.0.1:8080`.
+    #[arg(long, env = "MERIDIAN_SERVER")]
+    server: String,
+    /// Your account (the password comes from MERIDIAN_PASSWORD, or is asked for).
+    #[arg(long)]
+    username: String,
+    /// This device's name, shown in conflicted copies' names.
+    #[arg(long, env = "MERIDIAN_DEVICE", default_value = "agent")]
+    device: String,
+    /// Sync once and exit.
+    #[arg(long)]
+    once: bool,
+    /// Milliseconds between checks for remote changes.
+    #[arg(long, default_value_t = 250)]
+    poll_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +203,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => runtime.block_on(run_serve(args)),
         Command::Admin(AdminCommand::Grant(args)) => runtime.block_on(run_grant(args)),
         Command::FeedSeed(args) => runtime.block_on(run_feed_seed(args)),
+        Command::Sync(args) => runtime.block_on(run_sync(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -285,6 +310,30 @@ async fn run_feed_seed(args: FeedSeedArgs) -> anyhow::Result<()> {
         report.accounts.saturating_sub(1),
         crate::feed::seed::DEMO_PASSWORD,
     );
+    Ok(())
+}
+
+async fn run_sync(args: SyncArgs) -> anyhow::Result<()> {
+    let password = match std::env::var("MERIDIAN_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => {
+            eprint!("password for {}: ", args.username);
+            std::io::stderr().flush()?;
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let config = crate::drive::agent::AgentConfig {
+        root: args.dir,
+        server: args.server,
+        username: args.username,
+        password,
+        device: args.device,
+        once: args.once,
+        poll: Duration::from_millis(args.poll_ms.max(10)),
+    };
+    crate::drive::agent::run(config, shutdown_signal()).await?;
     Ok(())
 }
 

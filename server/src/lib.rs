@@ -13,6 +13,7 @@
 //! flags/     feature flags: admin API, SSE stream, OFREP
 //! docs/      collaborative documents: /api/docs and the y-websocket endpoint /yjs/{id}
 //! feed/      the news feed: posts, follows, likes, hybrid fanout, ranking, feed-seed
+//! drive/     file sync: /api/drive (nodes, chunked uploads, change feed, shares), `meridian sync`
 //! ids/       the unique ID generator: node id leases, snowflakes, UUIDv7
 //! sales/     the flash sale: a batched single-writer ledger, queue, orders, outbox
 //! openapi    the error answers the platform gives for every route, declared once
@@ -30,6 +31,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod docs;
+pub mod drive;
 pub mod error;
 pub mod feed;
 pub mod flags;
@@ -98,6 +100,8 @@ pub struct AppState {
     pub feed: Arc<feed::Feeds>,
     /// The flash sales' writers on this instance, rate limits, payment simulator.
     pub sales: Arc<sales::Sales>,
+    /// File sync: where chunks are stored.
+    pub drive: drive::Drive,
     /// What the systems declare: permissions, hooks.
     pub platform: Arc<platform::Platform>,
 }
@@ -206,6 +210,7 @@ impl AppState {
             flags: Arc::default(),
             docs: Arc::default(),
             sales: Arc::new(sales::Sales::new(&config)),
+            drive: drive::Drive::local(&config.data_dir),
             platform: Arc::new(
                 platform::Platform::with_platform_permissions()
                     .without_guest_session(realtime::WITHOUT_GUEST_SESSION)
@@ -320,6 +325,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     .merge(docs::routes())
     .merge(feed::routes())
     .merge(sales::routes())
+    .merge(drive::routes())
 }
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {

@@ -15,6 +15,7 @@ pub mod cart;
 pub mod docs;
 pub mod eta;
 pub mod feed;
+pub mod drive;
 pub mod flags;
 pub mod ids;
 pub mod realtime;

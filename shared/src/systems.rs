@@ -44,4 +44,9 @@ pub const SYSTEMS: &[SystemInfo] = &[
         name: "Flash sale",
         summary: "Thousands of buyers for a few units: batched reservations that never oversell (across instances and kill -9), an honest queue, sold out said at once, payment, and every order fulfilled exactly once.",
     },
+    SystemInfo {
+        path: "/drive",
+        name: "File sync",
+        summary: "Your files on every device: content-defined chunks so only what changed travels, conflicted copies instead of lost edits, shared folders, and `meridian sync` for a local folder.",
+    },
 ];

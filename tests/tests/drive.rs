@@ -1,0 +1,762 @@
+//! File sync over HTTP on both backends:
+//!
+//! - uploads send only the chunks the server lacks, across files and accounts; a
+//!   one-byte change sends a chunk or two; every version stays readable;
+//! - no edit is lost: a stale base makes a conflicted copy, delete against edit keeps
+//!   the edit, rename against edit applies both, a cycle move is refused, names that
+//!   clash by case or Unicode form are refused;
+//! - hostile input (bad names, wrong hashes, truncated uploads, another account's ids)
+//!   gets the error shape and stores nothing half;
+//! - shares read-only and read-write; the change feed and its realtime event, also
+//!   across two instances on one PostgreSQL.
+
+use std::collections::HashSet;
+
+use meridian_shared::api::Me;
+use meridian_shared::drive::chunking::{chunk_hash, manifest_of, MAX_CHUNK};
+use meridian_shared::drive::{
+    Changes, CommitOutcome, Committed, NewUpload, Node, NodeKind, NodeList, SharedList,
+    UploadStatus, VersionList,
+};
+use meridian_shared::realtime::{ClientMessage, ServerMessage};
+use meridian_tests::both_backends;
+use meridian_tests::client::{Client, Realtime};
+use meridian_tests::db::TestDatabase;
+use meridian_tests::server::TestServer;
+use serde_json::json;
+
+const PASSWORD: &str = "syncing-files-42";
+
+async fn account(server: &TestServer, username: &str) -> (Client, Me) {
+    let client = Client::new(server);
+    let me: Me = client.signup(username, PASSWORD).await.expect(201);
+    (client, me)
+}
+
+/// Deterministic bytes (xorshift), so failures replay.
+fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Uploads `data` as described by `target` (manifest filled in); answers the chunks sent
+/// and the commit.
+async fn upload(client: &Client, mut target: NewUpload, data: &[u8]) -> (usize, Committed) {
+    target.chunks = manifest_of(data);
+    let status: UploadStatus = client
+        .post_json("/api/drive/uploads", &target)
+        .await
+        .expect(201);
+    let missing: HashSet<&String> = status.missing.iter().collect();
+    let mut offset = 0;
+    for chunk in &target.chunks {
+        let piece = &data[offset..offset + chunk.size as usize];
+        offset += chunk.size as usize;
+        if missing.contains(&chunk.hash) {
+            let reply = put_chunk(client, &status.upload_id, &chunk.hash, piece.to_vec()).await;
+            assert_eq!(reply.status.as_u16(), 204, "{}", reply.json);
+        }
+    }
+    let committed: Committed = client
+        .post_empty(&format!("/api/drive/uploads/{}/commit", status.upload_id))
+        .await
+        .expect(200);
+    (missing.len(), committed)
+}
+
+async fn put_chunk(
+    client: &Client,
+    upload_id: &str,
+    hash: &str,
+    data: Vec<u8>,
+) -> meridian_tests::client::Reply {
+    client
+        .send(
+            client
+                .http()
+                .put(client.url(&format!("/api/drive/uploads/{upload_id}/chunks/{hash}")))
+                .body(data),
+        )
+        .await
+}
+
+fn new_file(parent_id: Option<&str>, name: &str, device: &str) -> NewUpload {
+    NewUpload {
+        node_id: None,
+        base_version: None,
+        parent_id: parent_id.map(str::to_owned),
+        name: Some(name.to_owned()),
+        device: device.to_owned(),
+        chunks: Vec::new(),
+    }
+}
+
+fn new_version(node_id: &str, base: Option<&str>, device: &str) -> NewUpload {
+    NewUpload {
+        node_id: Some(node_id.to_owned()),
+        base_version: base.map(str::to_owned),
+        parent_id: None,
+        name: None,
+        device: device.to_owned(),
+        chunks: Vec::new(),
+    }
+}
+
+async fn download(client: &Client, path: &str) -> Vec<u8> {
+    let response = client.http().get(client.url(path)).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200, "{path}");
+    response.bytes().await.unwrap().to_vec()
+}
+
+async fn folder(client: &Client, parent_id: Option<&str>, name: &str) -> Node {
+    client
+        .post_json(
+            "/api/drive/folders",
+            &json!({"parent_id": parent_id, "name": name}),
+        )
+        .await
+        .expect(201)
+}
+
+async fn children(client: &Client, parent_id: Option<&str>) -> Vec<Node> {
+    let path = match parent_id {
+        Some(id) => format!("/api/drive/children?parent_id={id}"),
+        None => "/api/drive/children".to_owned(),
+    };
+    client.get(&path).await.expect::<NodeList>(200).nodes
+}
+
+both_backends!(only_missing_chunks_travel, |db: TestDatabase| async move {
+    let server = TestServer::start(&db).await;
+    let (alice, _) = account(&server, "alice").await;
+    let data = bytes(3 * 1024 * 1024, 1);
+    let chunks = manifest_of(&data);
+    let (sent, first) = upload(&alice, new_file(None, "big.bin", "laptop"), &data).await;
+    assert_eq!(first.outcome, CommitOutcome::Created);
+    assert_eq!(sent, chunks.len());
+    assert_eq!(first.node.size, data.len() as u64);
+    assert_eq!(
+        download(
+            &alice,
+            &format!("/api/drive/nodes/{}/content", first.node.id)
+        )
+        .await,
+        data
+    );
+
+    // The same content elsewhere, even by another account: nothing travels.
+    let (bob, _) = account(&server, "bob").await;
+    let (sent, copy) = upload(&bob, new_file(None, "same.bin", "desktop"), &data).await;
+    assert_eq!((sent, copy.outcome), (0, CommitOutcome::Created));
+    assert_eq!(
+        download(&bob, &format!("/api/drive/nodes/{}/content", copy.node.id)).await,
+        data
+    );
+
+    // One byte changed: a chunk or two.
+    let mut edited = data.clone();
+    edited[1_500_000] ^= 1;
+    let (sent, second) = upload(
+        &alice,
+        new_version(&first.node.id, first.node.version_id.as_deref(), "laptop"),
+        &edited,
+    )
+    .await;
+    assert_eq!(second.outcome, CommitOutcome::Updated);
+    assert!((1..=2).contains(&sent), "{sent} chunks sent for one byte");
+    let versions: VersionList = alice
+        .get(&format!("/api/drive/nodes/{}/versions", first.node.id))
+        .await
+        .expect(200);
+    assert_eq!(versions.versions.len(), 2);
+    assert_eq!(versions.versions[1].id, first.version.id);
+    assert_eq!(
+        download(
+            &alice,
+            &format!("/api/drive/versions/{}/content", first.version.id)
+        )
+        .await,
+        data,
+        "every version stays readable"
+    );
+    assert_eq!(
+        download(
+            &alice,
+            &format!("/api/drive/nodes/{}/content", first.node.id)
+        )
+        .await,
+        edited
+    );
+
+    // Restoring the first version is a new change; both stay in history.
+    let restored: Node = alice
+        .post_empty(&format!("/api/drive/versions/{}/restore", first.version.id))
+        .await
+        .expect(200);
+    assert_eq!(restored.version_id, Some(first.version.id.clone()));
+
+    // An empty file has no chunks.
+    let (sent, empty) = upload(&alice, new_file(None, "empty.txt", "laptop"), b"").await;
+    assert_eq!((sent, empty.node.size), (0, 0));
+    assert!(download(
+        &alice,
+        &format!("/api/drive/nodes/{}/content", empty.node.id)
+    )
+    .await
+    .is_empty());
+
+    // Committing again answers the same, and changes nothing.
+    let upload_again: UploadStatus = alice
+        .post_json(
+            "/api/drive/uploads",
+            &NewUpload {
+                chunks: chunks.clone(),
+                ..new_file(None, "x.bin", "laptop")
+            },
+        )
+        .await
+        .expect(201);
+    let once: Committed = alice
+        .post_empty(&format!(
+            "/api/drive/uploads/{}/commit",
+            upload_again.upload_id
+        ))
+        .await
+        .expect(200);
+    let twice: Committed = alice
+        .post_empty(&format!(
+            "/api/drive/uploads/{}/commit",
+            upload_again.upload_id
+        ))
+        .await
+        .expect(200);
+    assert_eq!(once, twice);
+});
+
+both_backends!(no_edit_is_lost, |db: TestDatabase| async move {
+    let server = TestServer::start(&db).await;
+    let (alice, _) = account(&server, "alice").await;
+    let (_, v1) = upload(&alice, new_file(None, "notes.txt", "laptop"), b"one").await;
+    let id = v1.node.id.clone();
+    let base = v1.version.id.clone();
+
+    // Two devices edit the same base: the first wins the name, the second is a copy.
+    let (_, laptop) = upload(
+        &alice,
+        new_version(&id, Some(&base), "laptop"),
+        b"laptop edit",
+    )
+    .await;
+    assert_eq!(laptop.outcome, CommitOutcome::Updated);
+    let (_, phone) = upload(
+        &alice,
+        new_version(&id, Some(&base), "phone"),
+        b"phone edit",
+    )
+    .await;
+    assert_eq!(phone.outcome, CommitOutcome::ConflictCopy);
+    assert_ne!(phone.node.id, id);
+    assert!(
+        phone
+            .node
+            .name
+            .starts_with("notes (conflicted copy, phone, ")
+            && phone.node.name.ends_with(").txt"),
+        "{}",
+        phone.node.name
+    );
+    assert_eq!(
+        download(&alice, &format!("/api/drive/nodes/{id}/content")).await,
+        b"laptop edit"
+    );
+    assert_eq!(
+        download(
+            &alice,
+            &format!("/api/drive/nodes/{}/content", phone.node.id)
+        )
+        .await,
+        b"phone edit"
+    );
+
+    // Delete against edit: the edit survives.
+    let current = laptop.version.id.clone();
+    assert_eq!(
+        alice
+            .delete(&format!("/api/drive/nodes/{id}"))
+            .await
+            .status
+            .as_u16(),
+        204
+    );
+    let (_, revived) = upload(
+        &alice,
+        new_version(&id, Some(&current), "phone"),
+        b"edited while deleted",
+    )
+    .await;
+    assert_eq!(revived.outcome, CommitOutcome::Restored);
+    assert!(!revived.node.deleted);
+    assert_eq!(
+        download(&alice, &format!("/api/drive/nodes/{id}/content")).await,
+        b"edited while deleted"
+    );
+
+    // Rename against edit: both apply (ids, not paths).
+    let docs = folder(&alice, None, "Docs").await;
+    let moved: Node = alice
+        .send(
+            alice
+                .http()
+                .patch(alice.url(&format!("/api/drive/nodes/{id}")))
+                .json(&json!({"parent_id": docs.id, "name": "renamed.txt"})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(moved.parent_id.as_deref(), Some(docs.id.as_str()));
+    let (_, edited) = upload(
+        &alice,
+        new_version(&id, Some(&revived.version.id), "laptop"),
+        b"edit after rename",
+    )
+    .await;
+    assert_eq!(edited.outcome, CommitOutcome::Updated);
+    assert_eq!(
+        (edited.node.name.as_str(), edited.node.parent_id.as_deref()),
+        ("renamed.txt", Some(docs.id.as_str()))
+    );
+
+    // A move that would make a cycle is refused.
+    let inner = folder(&alice, Some(&docs.id), "Inner").await;
+    for target in [&inner.id, &docs.id] {
+        alice
+            .send(
+                alice
+                    .http()
+                    .patch(alice.url(&format!("/api/drive/nodes/{}", docs.id)))
+                    .json(&json!({"parent_id": target, "name": "Docs"})),
+            )
+            .await
+            .assert_error(409, "cycle");
+    }
+
+    // Names that clash by case or Unicode normalisation: refused for explicit changes,
+    // a conflicted copy for a file created on two devices; same content is one file.
+    alice
+        .post_json(
+            "/api/drive/folders",
+            &json!({"parent_id": docs.id, "name": "RENAMED.TXT"}),
+        )
+        .await
+        .assert_error(409, "name_taken");
+    let cafe = folder(&alice, None, "Caf\u{e9}").await;
+    alice
+        .post_json("/api/drive/folders", &json!({"name": "Cafe\u{301}"}))
+        .await
+        .assert_error(409, "name_taken");
+    assert_eq!(cafe.name, "Caf\u{e9}");
+    let (_, same) = upload(
+        &alice,
+        new_file(Some(&docs.id), "Renamed.txt", "tablet"),
+        b"edit after rename",
+    )
+    .await;
+    assert_eq!(
+        (same.outcome, same.node.id.as_str()),
+        (CommitOutcome::Unchanged, id.as_str())
+    );
+    let (_, other) = upload(
+        &alice,
+        new_file(Some(&docs.id), "Renamed.txt", "tablet"),
+        b"other content",
+    )
+    .await;
+    assert_eq!(other.outcome, CommitOutcome::ConflictCopy);
+    assert!(
+        other
+            .node
+            .name
+            .starts_with("Renamed (conflicted copy, tablet, "),
+        "{}",
+        other.node.name
+    );
+
+    // Deleting a folder deletes what is in it; restoring brings it all back.
+    assert_eq!(
+        alice
+            .delete(&format!("/api/drive/nodes/{}", docs.id))
+            .await
+            .status
+            .as_u16(),
+        204
+    );
+    assert!(children(&alice, Some(&docs.id)).await.is_empty());
+    let back: Node = alice
+        .post_empty(&format!("/api/drive/nodes/{}/restore", docs.id))
+        .await
+        .expect(200);
+    assert!(!back.deleted);
+    let names: HashSet<String> = children(&alice, Some(&docs.id))
+        .await
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+    assert!(
+        names.contains("renamed.txt") && names.contains("Inner"),
+        "{names:?}"
+    );
+});
+
+both_backends!(
+    hostile_input_is_refused_whole,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let guest = Client::new(&server);
+        guest
+            .get("/api/drive/changes")
+            .await
+            .assert_error(401, "sign_in_required");
+        let (alice, _) = account(&server, "alice").await;
+        for bad in [
+            "../etc",
+            "a/b",
+            "..",
+            "CON",
+            "nul.txt",
+            "x:y",
+            "trailing.",
+            &"n".repeat(300),
+            ".meridian-sync",
+        ] {
+            alice
+                .post_json("/api/drive/folders", &json!({"name": bad}))
+                .await
+                .assert_error(422, "invalid_name");
+            alice
+                .post_json("/api/drive/uploads", &new_file(None, bad, "laptop"))
+                .await
+                .assert_error(422, "invalid_name");
+        }
+        let bad_manifest = NewUpload {
+            chunks: vec![meridian_shared::drive::ChunkRef {
+                hash: "../../x".into(),
+                size: 3,
+            }],
+            ..new_file(None, "a.txt", "laptop")
+        };
+        alice
+            .post_json("/api/drive/uploads", &bad_manifest)
+            .await
+            .assert_error(422, "invalid_manifest");
+        let huge = NewUpload {
+            chunks: vec![meridian_shared::drive::ChunkRef {
+                hash: chunk_hash(b"x"),
+                size: MAX_CHUNK as u64 + 1,
+            }],
+            ..new_file(None, "a.txt", "laptop")
+        };
+        alice
+            .post_json("/api/drive/uploads", &huge)
+            .await
+            .assert_error(422, "invalid_manifest");
+        alice
+            .post_json("/api/drive/uploads", &new_file(None, "a.txt", ""))
+            .await
+            .assert_error(422, "invalid_device");
+
+        // A truncated upload: one chunk of two sent, then a commit: refused, nothing stored.
+        let data = bytes(600 * 1024, 9);
+        let target = NewUpload {
+            chunks: manifest_of(&data),
+            ..new_file(None, "half.bin", "laptop")
+        };
+        assert!(target.chunks.len() >= 2);
+        let status: UploadStatus = alice
+            .post_json("/api/drive/uploads", &target)
+            .await
+            .expect(201);
+        let first = &target.chunks[0];
+        let piece = data[..first.size as usize].to_vec();
+        // Wrong bytes for a hash, a hash not in the manifest, a chunk too big.
+        let mut wrong = piece.clone();
+        wrong[0] ^= 1;
+        put_chunk(&alice, &status.upload_id, &first.hash, wrong)
+            .await
+            .assert_error(400, "hash_mismatch");
+        put_chunk(
+            &alice,
+            &status.upload_id,
+            &chunk_hash(b"other"),
+            b"other".to_vec(),
+        )
+        .await
+        .assert_error(422, "not_in_upload");
+        put_chunk(&alice, &status.upload_id, "..%2F..%2Fescape", b"x".to_vec())
+            .await
+            .assert_error(422, "not_in_upload");
+        put_chunk(
+            &alice,
+            &status.upload_id,
+            &first.hash,
+            vec![0; MAX_CHUNK + 1],
+        )
+        .await
+        .assert_error(413, "chunk_too_large");
+        assert_eq!(
+            put_chunk(&alice, &status.upload_id, &first.hash, piece)
+                .await
+                .status
+                .as_u16(),
+            204
+        );
+        alice
+            .post_empty(&format!("/api/drive/uploads/{}/commit", status.upload_id))
+            .await
+            .assert_error(409, "missing_chunks");
+        assert!(
+            children(&alice, None).await.is_empty(),
+            "nothing stored half"
+        );
+        // Resuming: the server names what is still missing.
+        let resumed: UploadStatus = alice
+            .get(&format!("/api/drive/uploads/{}", status.upload_id))
+            .await
+            .expect(200);
+        assert_eq!(resumed.missing.len(), status.missing.len() - 1);
+
+        // Another account's ids: as if they did not exist.
+        let (_, file) = upload(&alice, new_file(None, "private.txt", "laptop"), b"secret").await;
+        let (mallory, _) = account(&server, "mallory").await;
+        for path in [
+            format!("/api/drive/nodes/{}", file.node.id),
+            format!("/api/drive/nodes/{}/content", file.node.id),
+            format!("/api/drive/nodes/{}/versions", file.node.id),
+            format!("/api/drive/children?parent_id={}", file.node.id),
+        ] {
+            mallory.get(&path).await.assert_error(404, "node_not_found");
+        }
+        mallory
+            .get(&format!("/api/drive/versions/{}/content", file.version.id))
+            .await
+            .assert_error(404, "version_not_found");
+        mallory
+            .get(&format!("/api/drive/uploads/{}", status.upload_id))
+            .await
+            .assert_error(404, "upload_not_found");
+        mallory
+            .delete(&format!("/api/drive/nodes/{}", file.node.id))
+            .await
+            .assert_error(404, "node_not_found");
+        mallory
+            .post_json(
+                "/api/drive/uploads",
+                &new_version(&file.node.id, Some(&file.version.id), "evil"),
+            )
+            .await
+            .assert_error(404, "node_not_found");
+        mallory
+            .post_json(
+                "/api/drive/folders",
+                &json!({"parent_id": file.node.id, "name": "x"}),
+            )
+            .await
+            .assert_error(404, "node_not_found");
+        assert_eq!(
+            download(
+                &alice,
+                &format!("/api/drive/nodes/{}/content", file.node.id)
+            )
+            .await,
+            b"secret"
+        );
+    }
+);
+
+both_backends!(shares_and_the_change_feed, |db: TestDatabase| async move {
+    let server = TestServer::start(&db).await;
+    let (alice, alice_me) = account(&server, "alice").await;
+    let (bob, bob_me) = account(&server, "bob").await;
+    let alice_id = alice_me.user.unwrap().id;
+    let bob_id = bob_me.user.unwrap().id;
+    let (mut bob_live, _) = Realtime::connect(&bob).await;
+    bob_live
+        .send(&ClientMessage::Subscribe {
+            topic: format!("user:{bob_id}"),
+            since: None,
+        })
+        .await;
+    assert!(matches!(
+        bob_live.recv().await,
+        ServerMessage::Subscribed { .. }
+    ));
+
+    let team = folder(&alice, None, "Team").await;
+    let (_, plan) = upload(
+        &alice,
+        new_file(Some(&team.id), "plan.txt", "laptop"),
+        b"v1",
+    )
+    .await;
+    bob.get(&format!("/api/drive/children?parent_id={}", team.id))
+        .await
+        .assert_error(404, "node_not_found");
+    alice
+        .post_json(
+            &format!("/api/drive/nodes/{}/shares", team.id),
+            &json!({"username": "bob", "mode": "read"}),
+        )
+        .await
+        .expect::<serde_json::Value>(200);
+    alice
+        .post_json(
+            &format!("/api/drive/nodes/{}/shares", team.id),
+            &json!({"username": "alice", "mode": "read"}),
+        )
+        .await
+        .assert_error(422, "cannot_share_with_owner");
+    alice
+        .post_json(
+            &format!("/api/drive/nodes/{}/shares", team.id),
+            &json!({"username": "nobody", "mode": "read"}),
+        )
+        .await
+        .assert_error(404, "unknown_user");
+    // Bob hears of it on his user topic.
+    loop {
+        if let ServerMessage::Event(event) = bob_live.recv().await {
+            assert_eq!(event.payload["system"], "drive");
+            assert_eq!(event.payload["drive"], alice_id.as_str());
+            break;
+        }
+    }
+    let shared: SharedList = bob.get("/api/drive/shared").await.expect(200);
+    assert_eq!(shared.folders.len(), 1);
+    assert_eq!(shared.folders[0].owner_username, "alice");
+    assert_eq!(children(&bob, Some(&team.id)).await.len(), 1);
+    assert_eq!(
+        download(&bob, &format!("/api/drive/nodes/{}/content", plan.node.id)).await,
+        b"v1"
+    );
+    // Read-only: no changes.
+    bob.post_json(
+        "/api/drive/uploads",
+        &new_version(&plan.node.id, Some(&plan.version.id), "bob"),
+    )
+    .await
+    .assert_error(403, "read_only");
+    bob.delete(&format!("/api/drive/nodes/{}", plan.node.id))
+        .await
+        .assert_error(403, "read_only");
+    bob.post_json(
+        &format!("/api/drive/nodes/{}/shares", team.id),
+        &json!({"username": "bob", "mode": "write"}),
+    )
+    .await
+    .assert_error(403, "owner_only");
+
+    // Read-write: bob's edit lands in alice's drive and her change feed.
+    let before: Changes = alice.get("/api/drive/changes").await.expect(200);
+    alice
+        .post_json(
+            &format!("/api/drive/nodes/{}/shares", team.id),
+            &json!({"username": "bob", "mode": "write"}),
+        )
+        .await
+        .expect::<serde_json::Value>(200);
+    let (_, edit) = upload(
+        &bob,
+        new_version(&plan.node.id, Some(&plan.version.id), "bob-laptop"),
+        b"v2 by bob",
+    )
+    .await;
+    assert_eq!(edit.outcome, CommitOutcome::Updated);
+    assert_eq!(edit.node.owner_id, alice_id);
+    let after: Changes = alice
+        .get(&format!("/api/drive/changes?since={}", before.cursor))
+        .await
+        .expect(200);
+    assert!(after.cursor > before.cursor);
+    assert_eq!(
+        after
+            .nodes
+            .iter()
+            .map(|n| n.id.as_str())
+            .collect::<Vec<_>>(),
+        vec![plan.node.id.as_str()]
+    );
+    assert!(!after.more);
+    // Bob's own drive is untouched by it.
+    let bobs: Changes = bob.get("/api/drive/changes").await.expect(200);
+    assert!(bobs.nodes.is_empty());
+
+    // Deletes are tombstones in the feed.
+    alice.delete(&format!("/api/drive/nodes/{}", team.id)).await;
+    let gone: Changes = alice
+        .get(&format!("/api/drive/changes?since={}", after.cursor))
+        .await
+        .expect(200);
+    assert_eq!(gone.nodes.len(), 2);
+    assert!(gone.nodes.iter().all(|n| n.deleted));
+    assert!(gone.nodes.iter().any(|n| n.kind == NodeKind::Folder));
+    let nothing: Changes = alice
+        .get(&format!("/api/drive/changes?since={}", gone.cursor))
+        .await
+        .expect(200);
+    assert!(nothing.nodes.is_empty());
+    assert_eq!(nothing.cursor, gone.cursor);
+
+    // Unsharing hides it again.
+    assert_eq!(
+        alice
+            .delete(&format!("/api/drive/nodes/{}/shares/{bob_id}", team.id))
+            .await
+            .status
+            .as_u16(),
+        204
+    );
+    bob.get(&format!("/api/drive/nodes/{}", plan.node.id))
+        .await
+        .assert_error(404, "node_not_found");
+});
+
+/// Two instances on one PostgreSQL: a file committed through one is announced to a
+/// realtime connection on the other, and readable there at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_cross_instances() {
+    let db = TestDatabase::create(meridian_tests::db::Backend::Postgres).await;
+    let a = TestServer::start(&db).await;
+    let b = TestServer::start(&db).await;
+    let (on_a, me) = account(&a, "alice").await;
+    let user_id = me.user.unwrap().id;
+    let on_b = on_a.same_browser_at(&b.base_url());
+    let (mut live_b, _) = Realtime::connect(&on_b).await;
+    live_b
+        .send(&ClientMessage::Subscribe {
+            topic: format!("user:{user_id}"),
+            since: None,
+        })
+        .await;
+    assert!(matches!(
+        live_b.recv().await,
+        ServerMessage::Subscribed { .. }
+    ));
+    let (_, file) = upload(&on_a, new_file(None, "both.txt", "laptop"), b"on a").await;
+    loop {
+        if let ServerMessage::Event(event) = live_b.recv().await {
+            assert_eq!(event.payload["system"], "drive");
+            break;
+        }
+    }
+    let seen: Changes = on_b.get("/api/drive/changes").await.expect(200);
+    assert_eq!(seen.nodes[0].id, file.node.id);
+    assert_eq!(
+        download(&on_b, &format!("/api/drive/nodes/{}/content", file.node.id)).await,
+        b"on a"
+    );
+}
