@@ -66,6 +66,8 @@ struct Outcome {
     /// (status, count) of every checkout answer; 0 for a transport error.
     statuses: std::collections::BTreeMap<u16, u64>,
     admitted: Vec<Duration>,
+    /// When each unit was reserved (answered 200), since the start.
+    reserved: Vec<Duration>,
     /// When each order was confirmed, since the start.
     orders: Vec<Duration>,
     elapsed: Duration,
@@ -108,6 +110,7 @@ async fn rush(
         tasks.push(tokio::spawn(async move {
             let mut statuses = std::collections::BTreeMap::<u16, u64>::new();
             let mut admitted = Vec::new();
+            let mut reserved = Vec::new();
             let mut orders = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -138,6 +141,7 @@ async fn rush(
                     continue;
                 }
                 admitted.push(sent.elapsed());
+                reserved.push(start.elapsed());
                 let Some(_) = &sale else {
                     orders.push(start.elapsed());
                     continue;
@@ -164,6 +168,7 @@ async fn rush(
                 *outcome.statuses.entry(status).or_default() += n;
             }
             outcome.admitted.extend(admitted);
+            outcome.reserved.extend(reserved);
             outcome.orders.extend(orders);
         }));
     }
@@ -180,6 +185,7 @@ async fn rush(
     outcome.cpu = cpu_time(pid).saturating_sub(cpu_before);
     outcome.admitted.sort();
     outcome.orders.sort();
+    outcome.reserved.sort();
     outcome
 }
 
@@ -205,6 +211,12 @@ fn report(name: &str, settings: Settings, outcome: &Outcome, oversold: i64) -> f
         settings.units,
         sell_out.as_secs_f64(),
         per_second
+    );
+    let all_reserved = outcome.reserved.last().copied().unwrap_or(outcome.elapsed);
+    println!(
+        "  every unit reserved after {:.3} s ({:.0} reservations/s)",
+        all_reserved.as_secs_f64(),
+        outcome.reserved.len() as f64 / all_reserved.as_secs_f64().max(1e-9)
     );
     println!(
         "  admitted checkouts p50 {} p99 {}",
@@ -302,6 +314,16 @@ async fn run_meridian(settings: Settings) -> f64 {
         .fetch_one(&pool)
         .await
         .expect("orders");
+    // Every transaction that moved the ledger appended one event to the sale's topic.
+    let ledger_transactions: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM realtime_events WHERE topic = $1")
+            .bind(format!("public:sale-{}", sale.id))
+            .fetch_one(&pool)
+            .await
+            .expect("events");
+    println!(
+        "(meridian: the ledger row was locked by {ledger_transactions} transactions for {orders} orders)"
+    );
     let oversold = (sold + reserved - stock).max(0) + (orders - stock).max(0);
     report(
         "meridian (batched single-writer ledger)",
