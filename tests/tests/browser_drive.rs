@@ -201,5 +201,38 @@ async fn upload_download_offline_edit_and_conflicts() {
             testid("drive-conflict")
         ))
         .await;
+
+    // A laptop folder synced by the agent and this tab stay in step.
+    let laptop = tempfile::tempdir().unwrap();
+    let sync_once = || {
+        std::process::Command::new(BIN)
+            .arg("sync")
+            .arg(laptop.path())
+            .args([
+                "--server",
+                &format!("http://{}", server.addr),
+                "--username",
+                "alice",
+                "--device",
+                "laptop",
+                "--once",
+            ])
+            .env("MERIDIAN_PASSWORD", PASSWORD)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    assert!(sync_once().status.success());
+    assert_eq!(
+        std::fs::read(laptop.path().join("Projects/big.bin")).unwrap(),
+        big_bytes
+    );
+    std::fs::write(
+        laptop.path().join("Projects/from-laptop.txt"),
+        "written on the laptop",
+    )
+    .unwrap();
+    assert!(sync_once().status.success());
+    browser.wait_for(&row("from-laptop.txt")).await;
     browser.close().await;
 }
