@@ -29,7 +29,6 @@ use meridian_tests::bench::{env_or, ms, percentile};
 use meridian_tests::client::Client;
 use meridian_tests::db::{Backend, TestDatabase};
 use meridian_tests::process::ServerProcess;
-use meridian_tests::ybench::rss_kib;
 use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_meridian-under-test");
@@ -74,6 +73,17 @@ fn chunking(mb: usize) {
         manifest.len()
     );
     println!("  (wasm: the /drive page chunks with this same code; not measured here)");
+}
+
+/// Resident memory of a process in KiB; 0 once it has exited (a zombie has none).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 async fn signed_in(server: &ServerProcess) -> Client {

@@ -1,7 +1,9 @@
 //! The `/drive` page in a real browser: the home page lists it; a folder is made and
 //! opened; files are uploaded through the file picker (chunked and hashed in wasm) and
 //! downloaded; a text file edited while offline is saved once the browser is back
-//! online; a conflicted copy made elsewhere appears, marked as such, without a reload.
+//! online; a conflicted copy made elsewhere appears, marked as such, without a reload;
+//! a folder synced by `meridian sync` gets the tab's files, and the tab shows the
+//! folder's new file.
 
 use fantoccini::Locator;
 use meridian_shared::drive::{Committed, NewUpload, NodeList, UploadStatus};
@@ -11,6 +13,7 @@ use meridian_tests::db::{Backend, TestDatabase};
 use serde_json::json;
 
 const PASSWORD: &str = "syncing-files-42";
+const BIN: &str = env!("CARGO_BIN_EXE_meridian-under-test");
 
 fn row(name: &str) -> String {
     format!("[data-testid=drive-row][data-name='{name}']")
@@ -198,5 +201,38 @@ async fn upload_download_offline_edit_and_conflicts() {
             testid("drive-conflict")
         ))
         .await;
+
+    // A laptop folder synced by the agent and this tab stay in step.
+    let laptop = tempfile::tempdir().unwrap();
+    let sync_once = || {
+        std::process::Command::new(BIN)
+            .arg("sync")
+            .arg(laptop.path())
+            .args([
+                "--server",
+                &format!("http://{}", server.addr),
+                "--username",
+                "alice",
+                "--device",
+                "laptop",
+                "--once",
+            ])
+            .env("MERIDIAN_PASSWORD", PASSWORD)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    assert!(sync_once().status.success());
+    assert_eq!(
+        std::fs::read(laptop.path().join("Projects/big.bin")).unwrap(),
+        big_bytes
+    );
+    std::fs::write(
+        laptop.path().join("Projects/from-laptop.txt"),
+        "written on the laptop",
+    )
+    .unwrap();
+    assert!(sync_once().status.success());
+    browser.wait_for(&row("from-laptop.txt")).await;
     browser.close().await;
 }

@@ -655,46 +655,6 @@ pub async fn mark_committed(
     Ok(())
 }
 
-/// Uploads older than `before_ms`, committed or abandoned, are forgotten (their chunks
-/// stay only when a version uses them; see [`orphan_chunks`]).
-pub async fn delete_old_uploads(
-    conn: &mut AnyConnection,
-    before_ms: i64,
-) -> Result<u64, sqlx::Error> {
-    Ok(
-        sqlx::query("DELETE FROM drive_uploads WHERE created_ms < $1")
-            .bind(before_ms)
-            .execute(conn)
-            .await?
-            .rows_affected(),
-    )
-}
-
-/// Chunks no version and no upload refers to, stored before `before_ms`.
-pub async fn orphan_chunks(
-    conn: &mut AnyConnection,
-    before_ms: i64,
-    limit: i64,
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT c.hash FROM drive_chunks c WHERE c.created_ms < $1 \
-         AND NOT EXISTS (SELECT 1 FROM drive_version_chunks v WHERE v.hash = c.hash) \
-         AND NOT EXISTS (SELECT 1 FROM drive_upload_chunks u WHERE u.hash = c.hash) LIMIT $2",
-    )
-    .bind(before_ms)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
-}
-
-pub async fn forget_chunk(conn: &mut AnyConnection, hash: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM drive_chunks WHERE hash = $1")
-        .bind(hash)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 pub async fn upsert_share(
     conn: &mut AnyConnection,
     folder_id: &str,

@@ -214,6 +214,38 @@ mod tests {
         assert!(new <= 4, "{new} new chunks after an insertion");
     }
 
+    /// A gigabyte, streamed (never held whole): one byte changed, a handful of chunks.
+    #[test]
+    fn a_one_byte_edit_in_a_gigabyte_changes_a_handful_of_chunks() {
+        const GB: u64 = 1 << 30;
+        const PIECE: usize = 1 << 20;
+        let manifest = |flip_at: Option<u64>| {
+            let mut builder = ManifestBuilder::new();
+            let mut piece = vec![0u8; PIECE];
+            let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+            for start in (0..GB).step_by(PIECE) {
+                for word in piece.chunks_mut(8) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    word.copy_from_slice(&x.to_le_bytes());
+                }
+                if let Some(at) = flip_at.filter(|at| (start..start + PIECE as u64).contains(at)) {
+                    piece[(at - start) as usize] ^= 1;
+                }
+                builder.push(&piece);
+            }
+            builder.finish()
+        };
+        let before = manifest(None);
+        let after = manifest(Some(GB / 3));
+        let old: std::collections::HashSet<_> = before.iter().map(|c| &c.hash).collect();
+        let new: Vec<_> = after.iter().filter(|c| !old.contains(&c.hash)).collect();
+        assert!((1..=2).contains(&new.len()), "{} new chunks", new.len());
+        assert!(new.iter().map(|c| c.size).sum::<u64>() <= 2 * MAX_CHUNK as u64);
+        assert_eq!(after.iter().map(|c| c.size).sum::<u64>(), GB);
+    }
+
     proptest! {
         #[test]
         fn pieces_of_any_size_give_the_same_chunks(

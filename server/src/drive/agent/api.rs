@@ -14,6 +14,9 @@ use super::AgentError;
 /// Bytes read from a file at a time.
 const READ_BUF: usize = 1 << 20;
 
+/// How often an idempotent request is tried again after its connection was lost.
+const RETRIES: u32 = 3;
+
 /// A signed-in client of one server.
 pub struct Api {
     http: reqwest::Client,
@@ -180,12 +183,20 @@ impl Api {
         if !missing.remove(&hash) {
             return Ok(());
         }
-        let response = self
-            .http
-            .put(self.url(&format!("/api/drive/uploads/{upload_id}/chunks/{hash}")))
-            .body(chunk)
-            .send()
-            .await?;
+        let url = self.url(&format!("/api/drive/uploads/{upload_id}/chunks/{hash}"));
+        // A chunk's PUT is idempotent: a connection lost on the way is tried again.
+        let mut attempt = 0;
+        let response = loop {
+            match self.http.put(&url).body(chunk.clone()).send().await {
+                Ok(response) => break response,
+                Err(err) if attempt < RETRIES && (err.is_request() || err.is_connect()) => {
+                    attempt += 1;
+                    tracing::debug!(%err, attempt, "retrying a chunk");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt as u64)).await;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        };
         Api::check(response).await?;
         Ok(())
     }
