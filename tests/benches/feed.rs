@@ -17,7 +17,7 @@
 //!    reads/s, server CPU per 1,000 reads from `/proc/PID/stat` of the child).
 //! 4. Fanout: every account is marked active; the 20 largest authors under the hybrid
 //!    threshold (the same in every peer) post (deliveries/s until their jobs are done); then `demo0` (followed by
-//!    every account) posts, and an ordinary author right after it: the time until the
+//!    every account) posts, and a typical author (10 to 100 followers) right after it: the time until the
 //!    big post is readable by every follower (pulled: at commit; pushed: when its job is
 //!    done, at most `FEED_BENCH_FANOUT_WAIT` s, else the rate so far extrapolated), and
 //!    the ordinary post's fanout time meanwhile.
@@ -345,12 +345,23 @@ async fn run_peer(name: &str, threshold: u64, db: &TestDatabase, pool: &AnyPool,
         }
     }
 
-    // The million-follower post, and an ordinary one right after it.
+    // The million-follower post, and a typical author's (10 to 100 followers) right after.
+    let typical: Option<String> = sqlx::query_scalar(
+        "SELECT user_id FROM feed_accounts WHERE followers BETWEEN 10 AND 100 \
+         ORDER BY user_id LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await
+    .unwrap();
+    let typical = match typical {
+        Some(id) => Some(signed_in(&base, &username_of(pool, &id).await, 3000).await),
+        None => None,
+    };
     let celebrity = signed_in(&base, "demo0", 2000).await;
     let started = Instant::now();
     let big = post(&celebrity, &base, "bench: to every follower").await;
     let committed = started.elapsed();
-    let ordinary = match author_clients.first() {
+    let ordinary = match typical.as_ref() {
         Some(c) => Some((
             post(c, &base, "bench: right after the big one").await,
             Instant::now(),
@@ -422,10 +433,10 @@ async fn run_peer(name: &str, threshold: u64, db: &TestDatabase, pool: &AnyPool,
         }
         match job_done(pool, &p.id).await {
             Some(_) => println!(
-                "an ordinary post right after it: fanned out in {}",
+                "a typical author's post right after it: fanned out in {}",
                 ms(ordinary_done.unwrap())
             ),
-            None => println!("an ordinary post right after it: pulled (no fanout)"),
+            None => println!("a typical author's post right after it: pulled (no fanout)"),
         }
     }
     let _ = server.child.kill().await;

@@ -43,7 +43,7 @@ pub const ZIPF_EXPONENT: f64 = 1.0;
 /// Posts are spread over this many milliseconds before now.
 pub const POST_SPAN_MS: i64 = 3 * 24 * 3600 * 1000;
 /// Rows per transaction while loading.
-const ROWS_PER_TX: usize = 20_000;
+const ROWS_PER_TX: usize = 5_000;
 
 /// Accounts followed by every account.
 pub fn celebrities(accounts: usize) -> usize {
@@ -306,6 +306,14 @@ pub async fn seed(db: &Db, ids: &Ids, options: &SeedOptions) -> Result<SeedRepor
         }
     }
 
+    // Every id first: loading takes minutes, and its long transactions can hold up the
+    // lease renewal that minting needs.
+    let mut post_ids = Vec::with_capacity(total_posts);
+    for chunk_start in (0..total_posts).step_by(1024) {
+        let count = (total_posts - chunk_start).min(1024);
+        post_ids.extend(ids.next_snowflakes(count)?.into_iter().map(|id| id as i64));
+    }
+
     // Accounts.
     let mut user_ids = Vec::with_capacity(n);
     for chunk_start in (0..n).step_by(1024) {
@@ -373,11 +381,6 @@ pub async fn seed(db: &Db, ids: &Ids, options: &SeedOptions) -> Result<SeedRepor
     follows.flush().await?;
 
     // Posts, with their like counts.
-    let mut post_ids = Vec::with_capacity(total_posts);
-    for chunk_start in (0..total_posts).step_by(1024) {
-        let count = (total_posts - chunk_start).min(1024);
-        post_ids.extend(ids.next_snowflakes(count)?.into_iter().map(|id| id as i64));
-    }
     let mut posts = Loader::new(
         db,
         "INSERT INTO feed_posts (id, author_id, text, reply_to, created_at_ms, likes, replies, pulled)",
