@@ -19,3 +19,4 @@ pub mod ids;
 pub mod realtime;
 pub mod systems;
 pub mod traceparent;
+pub mod traces;
