@@ -36,6 +36,7 @@ pub mod openapi;
 pub mod platform;
 pub mod realtime;
 pub mod trace_context;
+pub mod traces;
 pub mod web;
 
 use std::future::Future;

@@ -1,0 +1,2 @@
+//! Distributed tracing (placeholder while the engine is built).
+pub mod store;
