@@ -96,6 +96,12 @@ struct ServeArgs {
     /// Stored updates after which a document is compacted into a snapshot.
     #[arg(long, env = "MERIDIAN_DOC_COMPACT_EVERY", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
     doc_compact_every: u64,
+    /// Hours after which stored spans are deleted.
+    #[arg(long, env = "MERIDIAN_TRACES_RETENTION_HOURS", default_value_t = 168)]
+    traces_retention_hours: u64,
+    /// Span blocks larger than this in total (MiB) lose their oldest.
+    #[arg(long, env = "MERIDIAN_TRACES_MAX_MIB", default_value_t = 20 * 1024)]
+    traces_max_mib: u64,
 }
 
 fn parse_merge_mode(text: &str) -> Result<MergeMode, String> {
@@ -151,6 +157,8 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.cart_merge_mode = args.cart_merge;
     config.doc_idle_unload = Duration::from_millis(args.doc_idle_unload_ms);
     config.doc_compact_every = args.doc_compact_every;
+    config.traces_retention = Duration::from_secs(args.traces_retention_hours * 3600);
+    config.traces_max_bytes = args.traces_max_mib.saturating_mul(1024 * 1024);
     let listen = config.listen;
     let state = AppState::start(config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(listen)

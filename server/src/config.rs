@@ -50,6 +50,10 @@ pub struct Config {
     pub doc_awareness_timeout: Duration,
     /// How often an edited document gets an automatic version, at most.
     pub doc_auto_version_every: Duration,
+    /// Span blocks whose newest span is older than this are deleted.
+    pub traces_retention: Duration,
+    /// The oldest span blocks are deleted while all of them together are larger.
+    pub traces_max_bytes: u64,
 }
 
 impl Config {
@@ -75,6 +79,8 @@ impl Config {
             doc_compact_every: 500,
             doc_awareness_timeout: Duration::from_secs(30),
             doc_auto_version_every: Duration::from_secs(10 * 60),
+            traces_retention: Duration::from_secs(7 * 24 * 3600),
+            traces_max_bytes: 20 * 1024 * 1024 * 1024,
         }
     }
 

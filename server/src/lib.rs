@@ -16,6 +16,7 @@
 //! openapi    the error answers the platform gives for every route, declared once
 //! web        static files, SPA fallback, the rendered index.html, caching
 //! trace_context  W3C traceparent on every request
+//! traces/   distributed tracing: OTLP and Zipkin ingest, the span store, our and Tempo's API
 //! ```
 //!
 //! [`app`] builds the router from an [`AppState`]; [`serve`] runs it on a listener the
@@ -91,6 +92,8 @@ pub struct AppState {
     pub flags: Arc<flags::Live>,
     /// The documents loaded on this instance.
     pub docs: Arc<docs::Rooms>,
+    /// The span store (distributed tracing).
+    pub traces: traces::Traces,
     /// What the systems declare: permissions, hooks.
     pub platform: Arc<platform::Platform>,
 }
@@ -171,6 +174,8 @@ pub enum StartError {
     Catalog(#[source] sqlx::Error),
     #[error("cannot LISTEN for other instances' events: {0}")]
     Listen(#[source] sqlx::Error),
+    #[error("cannot open the span store: {0}")]
+    Traces(#[source] traces::store::StoreError),
 }
 
 impl AppState {
@@ -189,12 +194,15 @@ impl AppState {
             carts: Arc::new(cart::Carts::new(catalog, &instance_id)),
             flags: Arc::default(),
             docs: Arc::default(),
+            traces: traces::Traces::open(&config, clock.clone()).map_err(StartError::Traces)?,
             platform: Arc::new(
                 platform::Platform::with_platform_permissions()
                     .without_guest_session(realtime::WITHOUT_GUEST_SESSION)
                     .permissions(flags::access::PERMISSIONS)
                     .without_guest_session(flags::access::WITHOUT_GUEST_SESSION)
-                    .without_guest_session(docs::WITHOUT_GUEST_SESSION),
+                    .without_guest_session(docs::WITHOUT_GUEST_SESSION)
+                    .permissions(traces::access::PERMISSIONS)
+                    .without_guest_session(traces::WITHOUT_GUEST_SESSION),
             ),
             instance_id,
             started_at: Instant::now(),
@@ -224,6 +232,7 @@ impl AppState {
             ));
         }
         state.docs.attach(state.clone());
+        traces::start(&state);
         state.tasks.spawn(maintenance_loop(state.clone()));
         flags::start(&state).await.map_err(StartError::Flags)?;
         state
@@ -296,6 +305,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     .merge(cart::routes())
     .merge(flags::routes())
     .merge(docs::routes())
+    .merge(traces::routes())
 }
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
