@@ -54,6 +54,8 @@ pub struct Config {
     pub traces_retention: Duration,
     /// The oldest span blocks are deleted while all of them together are larger.
     pub traces_max_bytes: u64,
+    /// Spans waiting in memory to be sealed beyond which ingest answers 429.
+    pub traces_max_buffered_spans: usize,
 }
 
 impl Config {
@@ -81,6 +83,7 @@ impl Config {
             doc_auto_version_every: Duration::from_secs(10 * 60),
             traces_retention: Duration::from_secs(7 * 24 * 3600),
             traces_max_bytes: 20 * 1024 * 1024 * 1024,
+            traces_max_buffered_spans: 1_000_000,
         }
     }
 

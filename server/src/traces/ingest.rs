@@ -7,6 +7,8 @@
 
 use std::io::Read;
 
+use futures_util::StreamExt;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
@@ -53,6 +55,9 @@ fn media_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
+/// How much of an oversized body is read (and dropped) before answering 413.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
 fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -67,12 +72,27 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiEr
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_INGEST_BYTES as u64) {
+    if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, MAX_INGEST_BYTES)
-        .await
-        .map_err(|_| too_large())?;
+    // Read up to the limit; past it, read on (and discard) up to DRAIN_LIMIT so that
+    // the client, still sending, gets to read the 413 instead of a broken pipe.
+    let mut bytes = Vec::new();
+    let mut seen = 0usize;
+    let mut stream = body.into_data_stream();
+    while let Some(frame) = stream.next().await {
+        let frame = frame.map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
+        seen += frame.len();
+        if seen > DRAIN_LIMIT {
+            return Err(too_large());
+        }
+        if seen <= MAX_INGEST_BYTES {
+            bytes.extend_from_slice(&frame);
+        }
+    }
+    if seen > MAX_INGEST_BYTES {
+        return Err(too_large());
+    }
     let encoding = headers
         .get(CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -82,7 +102,7 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiEr
     let limit = MAX_INGEST_BYTES as u64 + 1;
     let mut out = Vec::new();
     let result = match encoding.as_str() {
-        "" | "identity" => return Ok(bytes.to_vec()),
+        "" | "identity" => return Ok(bytes),
         "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(&bytes[..])
             .take(limit)
             .read_to_end(&mut out),

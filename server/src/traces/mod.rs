@@ -61,6 +61,7 @@ impl Traces {
         let mut store_config = StoreConfig::new(root.join("log"));
         store_config.retention = config.traces_retention;
         store_config.max_bytes = config.traces_max_bytes;
+        store_config.max_buffered_spans = config.traces_max_buffered_spans;
         let storage = Arc::new(LocalDir::open(root.join("blocks"))?);
         Ok(Traces {
             store: SpanStore::open(store_config, storage, clock)?,

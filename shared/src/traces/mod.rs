@@ -56,14 +56,19 @@ pub enum SpanStatus {
     Error,
 }
 
-/// One span of an assembled trace, in depth-first order.
+/// One span of an assembled trace, in depth-first order. Empty and default fields are
+/// left out of the JSON (a 100,000-span trace is mostly such fields).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TraceSpan {
     #[serde(rename = "span_id")]
     pub span_id: String,
     /// Empty for a root span.
-    #[serde(rename = "parent_span_id", default)]
+    #[serde(
+        rename = "parent_span_id",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub parent_span_id: String,
     #[serde(rename = "service")]
     pub service: String,
@@ -78,25 +83,29 @@ pub struct TraceSpan {
     #[serde(rename = "duration_us")]
     pub duration_us: i64,
     /// How far the start was moved to fit its parent (0 when the clocks agreed).
-    #[serde(rename = "skew_us", default)]
+    #[serde(rename = "skew_us", default, skip_serializing_if = "is_zero")]
     pub skew_us: i64,
     #[serde(rename = "depth")]
     pub depth: u32,
     #[serde(rename = "status")]
     pub status: SpanStatus,
-    #[serde(rename = "status_message", default)]
+    #[serde(
+        rename = "status_message",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub status_message: String,
     /// Its parent is named but was never received.
-    #[serde(rename = "orphan", default)]
+    #[serde(rename = "orphan", default, skip_serializing_if = "is_false")]
     pub orphan: bool,
     /// On the trace's critical path.
-    #[serde(rename = "critical", default)]
+    #[serde(rename = "critical", default, skip_serializing_if = "is_false")]
     pub critical: bool,
-    #[serde(rename = "attributes", default)]
+    #[serde(rename = "attributes", default, skip_serializing_if = "Vec::is_empty")]
     pub attributes: Vec<TraceAttribute>,
-    #[serde(rename = "events", default)]
+    #[serde(rename = "events", default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<SpanEvent>,
-    #[serde(rename = "links", default)]
+    #[serde(rename = "links", default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<SpanLink>,
 }
 
@@ -196,6 +205,14 @@ pub struct ServiceDependency {
 pub struct ServiceDependenciesResponse {
     #[serde(rename = "dependencies")]
     pub dependencies: Vec<ServiceDependency>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Parses a 32-digit hex trace id (any case); `None` for anything else or all zeros.
