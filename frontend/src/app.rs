@@ -33,6 +33,7 @@ use crate::pages::home::HomePage;
 use crate::pages::not_found::NotFoundPage;
 use crate::pages::status::{describe_rtt, StatusPage};
 use crate::session::{SessionAction, SessionState};
+use crate::traces::{TracePage, TracingPage};
 
 /// Every page of the app.
 #[derive(Debug, Clone, PartialEq, Eq, Routable)]
@@ -57,6 +58,10 @@ pub enum Route {
     Status,
     #[at("/admin")]
     Admin,
+    #[at("/tracing")]
+    Tracing,
+    #[at("/tracing/:trace_id")]
+    Trace { trace_id: String },
     #[not_found]
     #[at("/404")]
     NotFound,
@@ -74,6 +79,8 @@ fn switch(route: Route) -> Html {
         Route::Doc { id } => html! { <DocPage {id} /> },
         Route::Status => html! { <StatusPage /> },
         Route::Admin => html! { <AdminPage /> },
+        Route::Tracing => html! { <TracingPage /> },
+        Route::Trace { trace_id } => html! { <TracePage {trace_id} /> },
         Route::NotFound => html! { <NotFoundPage /> },
     }
 }
@@ -285,6 +292,7 @@ fn Header() -> Html {
                     { nav_link(Route::Cart, "Shop") }
                     { nav_link(Route::Flags, "Flags") }
                     { nav_link(Route::Docs, "Docs") }
+                    { nav_link(Route::Tracing, "Tracing") }
                     { nav_link(Route::Status, "Status") }
                     if session.allows(ROLES_PERMISSION) {
                         <span data-testid="nav-admin">{ nav_link(Route::Admin, "Admin") }</span>

@@ -39,6 +39,7 @@ pub mod net;
 pub mod pages;
 pub mod session;
 pub mod store;
+pub mod traces;
 
 use wasm_bindgen::prelude::*;
 
