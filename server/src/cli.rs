@@ -102,6 +102,9 @@ struct ServeArgs {
     /// Span blocks larger than this in total (MiB) lose their oldest.
     #[arg(long, env = "MERIDIAN_TRACES_MAX_MIB", default_value_t = 20 * 1024)]
     traces_max_mib: u64,
+    /// The share of traces (0 to 1) whose server spans Meridian stores about itself.
+    #[arg(long, env = "MERIDIAN_TRACES_SELF_SAMPLE", default_value_t = 1.0)]
+    traces_self_sample: f64,
 }
 
 fn parse_merge_mode(text: &str) -> Result<MergeMode, String> {
@@ -159,6 +162,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.doc_compact_every = args.doc_compact_every;
     config.traces_retention = Duration::from_secs(args.traces_retention_hours * 3600);
     config.traces_max_bytes = args.traces_max_mib.saturating_mul(1024 * 1024);
+    config.traces_self_sample_rate = args.traces_self_sample.clamp(0.0, 1.0);
     let listen = config.listen;
     let state = AppState::start(config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(listen)

@@ -56,6 +56,8 @@ pub struct Config {
     pub traces_max_bytes: u64,
     /// Spans waiting in memory to be sealed beyond which ingest answers 429.
     pub traces_max_buffered_spans: usize,
+    /// The share of traces (0.0 to 1.0) whose server spans Meridian stores about itself.
+    pub traces_self_sample_rate: f64,
 }
 
 impl Config {
@@ -84,6 +86,7 @@ impl Config {
             traces_retention: Duration::from_secs(7 * 24 * 3600),
             traces_max_bytes: 20 * 1024 * 1024 * 1024,
             traces_max_buffered_spans: 1_000_000,
+            traces_self_sample_rate: 1.0,
         }
     }
 

@@ -358,6 +358,10 @@ pub fn app(state: AppState) -> Router {
             auth::Auth::from_ref(&state),
             auth::session::session_middleware,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.traces.self_tracer.clone(),
+            traces::selftrace::record_requests,
+        ))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
         .layer(CompressionLayer::new())
         .layer(

@@ -34,4 +34,9 @@ pub const SYSTEMS: &[SystemInfo] = &[
         name: "Collaborative documents",
         summary: "Rich text on the Yjs CRDT: type together and see each other's cursors, keep editing offline, share as editor or viewer, restore any version; the stock y-websocket client works against it.",
     },
+    SystemInfo {
+        path: "/tracing",
+        name: "Distributed tracing",
+        summary: "OTLP and Zipkin ingest acknowledged only once durable, a span store of its own (bloom-filtered blocks, trace by id in milliseconds), Tempo's API for Grafana, and a waterfall that opens 100,000-span traces.",
+    },
 ];

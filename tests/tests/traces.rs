@@ -246,7 +246,11 @@ both_backends!(
 both_backends!(
     bad_input_gets_4xx_and_nothing_breaks,
     |db: TestDatabase| async move {
-        let server = TestServer::start_with(&db, |c| c.traces_max_buffered_spans = 10).await;
+        let server = TestServer::start_with(&db, |c| {
+            c.traces_max_buffered_spans = 10;
+            c.traces_self_sample_rate = 0.0;
+        })
+        .await;
         let agent = Client::new(&server);
 
         let garbage = post_otlp(
@@ -366,7 +370,8 @@ both_backends!(
 both_backends!(
     search_services_dependencies_and_tempo_search,
     |db: TestDatabase| async move {
-        let server = TestServer::start(&db).await;
+        // Without the server's own spans, so that the services are exactly the sent ones.
+        let server = TestServer::start_with(&db, |c| c.traces_self_sample_rate = 0.0).await;
         let agent = Client::new(&server);
         for n in 1..=3u8 {
             let response = post_otlp(
@@ -710,5 +715,59 @@ both_backends!(
                 .sum();
             assert_eq!(spans, 50, "every span of trace {} once", to_hex(trace));
         }
+    }
+);
+
+both_backends!(
+    the_server_traces_its_own_requests,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let reader = viewer(&server).await;
+        // A caller's span, as a browser would send it.
+        let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let reply = reader
+            .send(
+                reader
+                    .http()
+                    .get(reader.url("/api/tracing/services"))
+                    .header("traceparent", traceparent),
+            )
+            .await;
+        assert_eq!(reply.status, 200);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let tree = loop {
+            let reply = reader
+                .get("/api/tracing/traces/0af7651916cd43dd8448eb211c80319c")
+                .await;
+            if reply.status == 200 {
+                break reply.parse::<TraceTree>();
+            }
+            assert!(std::time::Instant::now() < deadline, "the request's span");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        assert_eq!(tree.spans.len(), 1);
+        let span = &tree.spans[0];
+        assert_eq!(span.service, "meridian");
+        assert_eq!(span.name, "GET /api/tracing/services");
+        assert_eq!(span.parent_span_id, "b7ad6b7169203331");
+        assert!(span.orphan, "the caller's own span was never sent");
+        // Ingest is never traced, and a sample rate of 0 records nothing.
+        let tracer = &server.state.traces.self_tracer;
+        assert!(tracer.recorded.load(Ordering::SeqCst) >= 1);
+        assert_eq!(tracer.dropped.load(Ordering::SeqCst), 0);
+        server.shutdown().await;
+        let quiet = TestServer::start_with(&db, |c| c.traces_self_sample_rate = 0.0).await;
+        let client = Client::new(&quiet);
+        client.get("/api/health").await;
+        assert_eq!(
+            quiet
+                .state
+                .traces
+                .self_tracer
+                .recorded
+                .load(Ordering::SeqCst),
+            0
+        );
+        quiet.shutdown().await;
     }
 );

@@ -6,6 +6,7 @@
 //! convert   OTLP ⇄ the store's records ⇄ the wire types of meridian_shared::traces
 //! ingest    POST /v1/traces (OTLP protobuf/JSON, gzip/deflate), POST /api/v2/spans (Zipkin)
 //! query     /api/tracing/...: trace tree, search, services, dependency graph
+//! selftrace the server's own request spans, into its own store (sampled, never blocking)
 //! tempo     /api/traces/{id}, /api/v2/traces/{id}, /api/search, tags, /api/echo
 //! access    the permission reading traces needs
 //! ```
@@ -20,6 +21,7 @@ pub mod access;
 pub mod convert;
 pub mod ingest;
 pub mod query;
+pub mod selftrace;
 pub mod store;
 pub mod tempo;
 
@@ -52,6 +54,7 @@ pub const MAX_INGEST_BYTES: usize = 20 * 1024 * 1024;
 #[derive(Clone)]
 pub struct Traces {
     pub store: SpanStore,
+    pub self_tracer: Arc<selftrace::SelfTracer>,
 }
 
 impl Traces {
@@ -65,12 +68,18 @@ impl Traces {
         let storage = Arc::new(LocalDir::open(root.join("blocks"))?);
         Ok(Traces {
             store: SpanStore::open(store_config, storage, clock)?,
+            self_tracer: Arc::new(selftrace::SelfTracer::new(config.traces_self_sample_rate)),
         })
     }
 }
 
 /// Compaction and retention every minute; the writer stops with the server.
 pub fn start(state: &AppState) {
+    state.traces.self_tracer.start(
+        state.traces.store.clone(),
+        state.shutdown.clone(),
+        &state.tasks,
+    );
     let store = state.traces.store.clone();
     let shutdown = state.shutdown.clone();
     state.tasks.spawn(async move {
