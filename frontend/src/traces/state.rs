@@ -203,7 +203,7 @@ mod tests {
     #[test]
     fn the_window_covers_the_viewport_and_never_passes_the_end() {
         let depths: Vec<u32> = std::iter::once(0)
-            .chain(std::iter::repeat(1).take(99_999))
+            .chain(std::iter::repeat_n(1, 99_999))
             .collect();
         let w = load(&depths);
         let w = w.reduce(WaterfallAction::Scroll {
