@@ -34,6 +34,25 @@ enum Command {
     /// Administer the installation from the command line (works while no server runs).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Emulate 50+ services sending traces (OTLP/HTTP) to a server at a chosen rate.
+    TraceSim(TraceSimArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TraceSimArgs {
+    /// The server's `host:port`.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Services in the call graph (every trace crosses all of them).
+    #[arg(long, default_value_t = 50)]
+    services: usize,
+    /// Traces per second.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,6 +158,21 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(run_serve(args)),
         Command::Admin(AdminCommand::Grant(args)) => runtime.block_on(run_grant(args)),
+        Command::TraceSim(args) => runtime.block_on(async move {
+            let report = crate::traces::sim::run(&crate::traces::sim::SimConfig {
+                addr: args.addr,
+                services: args.services.max(50),
+                rate: args.rate,
+                seconds: args.seconds,
+                seed: args.seed,
+            })
+            .await;
+            println!(
+                "sent {} traces ({} spans); {} refused (429), {} failed",
+                report.traces, report.spans, report.refused, report.failed
+            );
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

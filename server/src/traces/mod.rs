@@ -7,6 +7,7 @@
 //! ingest    POST /v1/traces (OTLP protobuf/JSON, gzip/deflate), POST /api/v2/spans (Zipkin)
 //! query     /api/tracing/...: trace tree, search, services, dependency graph
 //! selftrace the server's own request spans, into its own store (sampled, never blocking)
+//! sim       the 50-service simulator of `meridian trace-sim`
 //! tempo     /api/traces/{id}, /api/v2/traces/{id}, /api/search, tags, /api/echo
 //! access    the permission reading traces needs
 //! ```
@@ -22,6 +23,7 @@ pub mod convert;
 pub mod ingest;
 pub mod query;
 pub mod selftrace;
+pub mod sim;
 pub mod store;
 pub mod tempo;
 
