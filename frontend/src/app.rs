@@ -36,6 +36,7 @@ use crate::pages::not_found::NotFoundPage;
 use crate::pages::status::{describe_rtt, StatusPage};
 use crate::sales::SalePage;
 use crate::session::{SessionAction, SessionState};
+use crate::traces::{TracePage, TracingPage};
 
 /// Every page of the app.
 #[derive(Debug, Clone, PartialEq, Eq, Routable)]
@@ -66,6 +67,10 @@ pub enum Route {
     Feed,
     #[at("/sale")]
     Sale,
+    #[at("/tracing")]
+    Tracing,
+    #[at("/tracing/:trace_id")]
+    Trace { trace_id: String },
     #[not_found]
     #[at("/404")]
     NotFound,
@@ -86,6 +91,8 @@ fn switch(route: Route) -> Html {
         Route::Admin => html! { <AdminPage /> },
         Route::Feed => html! { <FeedPage /> },
         Route::Sale => html! { <SalePage /> },
+        Route::Tracing => html! { <TracingPage /> },
+        Route::Trace { trace_id } => html! { <TracePage {trace_id} /> },
         Route::NotFound => html! { <NotFoundPage /> },
     }
 }
@@ -300,6 +307,7 @@ fn Header() -> Html {
                     { nav_link(Route::Feed, "Feed") }
                     { nav_link(Route::Sale, "Sale") }
                     { nav_link(Route::Drive, "Drive") }
+                    { nav_link(Route::Tracing, "Tracing") }
                     { nav_link(Route::Status, "Status") }
                     if session.allows(ROLES_PERMISSION) {
                         <span data-testid="nav-admin">{ nav_link(Route::Admin, "Admin") }</span>

@@ -44,6 +44,7 @@ pub mod pages;
 pub mod sales;
 pub mod session;
 pub mod store;
+pub mod traces;
 
 use wasm_bindgen::prelude::*;
 

@@ -40,6 +40,8 @@ enum Command {
     FeedSeed(FeedSeedArgs),
     /// Keep a local folder in step with your drive on a server, both ways.
     Sync(SyncArgs),
+    /// Emulate 50+ services sending traces (OTLP/HTTP) to a server at a chosen rate.
+    TraceSim(TraceSimArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,6 +85,23 @@ struct SyncArgs {
     /// Milliseconds between checks for remote changes.
     #[arg(long, default_value_t = 250)]
     poll_ms: u64,
+}
+
+#[derive(Debug, clap::Args)]
+struct TraceSimArgs {
+    /// The server's `host:port`.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Services in the call graph (every trace crosses all of them).
+    #[arg(long, default_value_t = 50)]
+    services: usize,
+    /// Traces per second.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +187,15 @@ struct ServeArgs {
         default_value_t = 2_000
     )]
     sale_checkouts_per_address: usize,
+    /// Hours after which stored spans are deleted.
+    #[arg(long, env = "MERIDIAN_TRACES_RETENTION_HOURS", default_value_t = 168)]
+    traces_retention_hours: u64,
+    /// Span blocks larger than this in total (MiB) lose their oldest.
+    #[arg(long, env = "MERIDIAN_TRACES_MAX_MIB", default_value_t = 20 * 1024)]
+    traces_max_mib: u64,
+    /// The share of traces (0 to 1) whose server spans Meridian stores about itself.
+    #[arg(long, env = "MERIDIAN_TRACES_SELF_SAMPLE", default_value_t = 1.0)]
+    traces_self_sample: f64,
 }
 
 fn parse_merge_mode(text: &str) -> Result<MergeMode, String> {
@@ -204,6 +232,21 @@ pub fn main() -> ExitCode {
         Command::Admin(AdminCommand::Grant(args)) => runtime.block_on(run_grant(args)),
         Command::FeedSeed(args) => runtime.block_on(run_feed_seed(args)),
         Command::Sync(args) => runtime.block_on(run_sync(args)),
+        Command::TraceSim(args) => runtime.block_on(async move {
+            let report = crate::traces::sim::run(&crate::traces::sim::SimConfig {
+                addr: args.addr,
+                services: args.services.max(50),
+                rate: args.rate,
+                seconds: args.seconds,
+                seed: args.seed,
+            })
+            .await;
+            println!(
+                "sent {} traces ({} spans); {} refused (429), {} failed",
+                report.traces, report.spans, report.refused, report.failed
+            );
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -231,6 +274,9 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.sale_payment_failure = args.sale_payment_failure;
     config.sale_checkouts_per_buyer = args.sale_checkouts_per_buyer;
     config.sale_checkouts_per_address = args.sale_checkouts_per_address;
+    config.traces_retention = Duration::from_secs(args.traces_retention_hours * 3600);
+    config.traces_max_bytes = args.traces_max_mib.saturating_mul(1024 * 1024);
+    config.traces_self_sample_rate = args.traces_self_sample.clamp(0.0, 1.0);
     let listen = config.listen;
     let state = AppState::start(config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(listen)

@@ -65,6 +65,14 @@ pub struct Config {
     /// Checkouts one client address may try within `sale_rate_window`.
     pub sale_checkouts_per_address: usize,
     pub sale_rate_window: Duration,
+    /// Span blocks whose newest span is older than this are deleted.
+    pub traces_retention: Duration,
+    /// The oldest span blocks are deleted while all of them together are larger.
+    pub traces_max_bytes: u64,
+    /// Spans waiting in memory to be sealed beyond which ingest answers 429.
+    pub traces_max_buffered_spans: usize,
+    /// The share of traces (0.0 to 1.0) whose server spans Meridian stores about itself.
+    pub traces_self_sample_rate: f64,
 }
 
 impl Config {
@@ -97,6 +105,10 @@ impl Config {
             sale_checkouts_per_buyer: 20,
             sale_checkouts_per_address: 2_000,
             sale_rate_window: Duration::from_secs(10),
+            traces_retention: Duration::from_secs(7 * 24 * 3600),
+            traces_max_bytes: 20 * 1024 * 1024 * 1024,
+            traces_max_buffered_spans: 1_000_000,
+            traces_self_sample_rate: 1.0,
         }
     }
 

@@ -19,6 +19,7 @@
 //! openapi    the error answers the platform gives for every route, declared once
 //! web        static files, SPA fallback, the rendered index.html, caching
 //! trace_context  W3C traceparent on every request
+//! traces/   distributed tracing: OTLP and Zipkin ingest, the span store, our and Tempo's API
 //! ```
 //!
 //! [`app`] builds the router from an [`AppState`]; [`serve`] runs it on a listener the
@@ -42,6 +43,7 @@ pub mod platform;
 pub mod realtime;
 pub mod sales;
 pub mod trace_context;
+pub mod traces;
 pub mod web;
 
 use std::future::Future;
@@ -102,6 +104,8 @@ pub struct AppState {
     pub sales: Arc<sales::Sales>,
     /// File sync: where chunks are stored.
     pub drive: drive::Drive,
+    /// The span store (distributed tracing).
+    pub traces: traces::Traces,
     /// What the systems declare: permissions, hooks.
     pub platform: Arc<platform::Platform>,
 }
@@ -182,6 +186,8 @@ pub enum StartError {
     Catalog(#[source] sqlx::Error),
     #[error("cannot LISTEN for other instances' events: {0}")]
     Listen(#[source] sqlx::Error),
+    #[error("cannot open the span store: {0}")]
+    Traces(#[source] traces::store::StoreError),
 }
 
 impl AppState {
@@ -211,13 +217,16 @@ impl AppState {
             docs: Arc::default(),
             sales: Arc::new(sales::Sales::new(&config)),
             drive: drive::Drive::local(&config.data_dir),
+            traces: traces::Traces::open(&config, clock.clone()).map_err(StartError::Traces)?,
             platform: Arc::new(
                 platform::Platform::with_platform_permissions()
                     .without_guest_session(realtime::WITHOUT_GUEST_SESSION)
                     .permissions(flags::access::PERMISSIONS)
                     .without_guest_session(flags::access::WITHOUT_GUEST_SESSION)
                     .without_guest_session(docs::WITHOUT_GUEST_SESSION)
-                    .permissions(sales::access::PERMISSIONS),
+                    .permissions(sales::access::PERMISSIONS)
+                    .permissions(traces::access::PERMISSIONS)
+                    .without_guest_session(traces::WITHOUT_GUEST_SESSION),
             ),
             instance_id,
             started_at: Instant::now(),
@@ -248,6 +257,7 @@ impl AppState {
         }
         state.docs.attach(state.clone());
         feed::start(&state);
+        traces::start(&state);
         state.tasks.spawn(maintenance_loop(state.clone()));
         flags::start(&state).await.map_err(StartError::Flags)?;
         sales::Sales::start(&state);
@@ -326,6 +336,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     .merge(feed::routes())
     .merge(sales::routes())
     .merge(drive::routes())
+    .merge(traces::routes())
 }
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
@@ -377,6 +388,10 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             auth::Auth::from_ref(&state),
             auth::session::session_middleware,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.traces.self_tracer.clone(),
+            traces::selftrace::record_requests,
         ))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
         .layer(CompressionLayer::new())

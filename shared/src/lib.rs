@@ -22,3 +22,4 @@ pub mod realtime;
 pub mod sales;
 pub mod systems;
 pub mod traceparent;
+pub mod traces;

@@ -49,4 +49,9 @@ pub const SYSTEMS: &[SystemInfo] = &[
         name: "File sync",
         summary: "Your files on every device: content-defined chunks so only what changed travels, conflicted copies instead of lost edits, shared folders, and `meridian sync` for a local folder.",
     },
+    SystemInfo {
+        path: "/tracing",
+        name: "Distributed tracing",
+        summary: "OTLP and Zipkin ingest acknowledged only once durable, a span store of its own (bloom-filtered blocks, trace by id in milliseconds), Tempo's API for Grafana, and a waterfall that opens 100,000-span traces.",
+    },
 ];

@@ -7,7 +7,8 @@
 //! something this client cannot read ([`HttpError::Unexpected`]).
 //!
 //! Requests are same-origin, so the session cookie travels with them (fetch's default
-//! `credentials: same-origin`); responses are never taken from the HTTP cache.
+//! `credentials: same-origin`); responses are never taken from the HTTP cache. Each call
+//! carries a new `traceparent` and is reported as a client span (see [`super::trace`]).
 
 use std::fmt;
 
@@ -15,6 +16,8 @@ use gloo_net::http::{Request, RequestBuilder, Response};
 use gloo_timers::callback::Timeout;
 
 use meridian_shared::api::{ApiErrorBody, Credentials, HealthResponse, Me};
+
+use super::trace;
 use serde::de::DeserializeOwned;
 use web_sys::{AbortController, RequestCache};
 
@@ -186,8 +189,10 @@ pub async fn send_request<B: serde::Serialize>(
     let _deadline = controller
         .clone()
         .map(|controller| Timeout::new(REQUEST_TIMEOUT_MS, move || controller.abort()));
+    let context = trace::new_call_context();
     let builder = builder
         .header("Accept", "application/json")
+        .header("traceparent", &context.to_string())
         .cache(RequestCache::NoStore)
         .abort_signal(signal.as_ref());
     let request = match body {
@@ -195,7 +200,21 @@ pub async fn send_request<B: serde::Serialize>(
         None => builder.build(),
     }
     .map_err(|error| HttpError::Network(error.to_string()))?;
-    request.send().await.map_err(|error| {
+    let (method, path) = (
+        request.method().to_string(),
+        trace::url_path(&request.url()).to_owned(),
+    );
+    let started = crate::browser::now_ms() as f64;
+    let answer = request.send().await;
+    trace::export(trace::client_span_export(
+        &context,
+        &method,
+        &path,
+        started,
+        crate::browser::now_ms() as f64,
+        answer.as_ref().ok().map(|r| r.status()),
+    ));
+    answer.map_err(|error| {
         if signal.as_ref().is_some_and(|signal| signal.aborted()) {
             HttpError::Network(format!("no answer within {} s", REQUEST_TIMEOUT_MS / 1000))
         } else {
