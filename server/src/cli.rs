@@ -96,6 +96,10 @@ struct ServeArgs {
     /// Stored updates after which a document is compacted into a snapshot.
     #[arg(long, env = "MERIDIAN_DOC_COMPACT_EVERY", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
     doc_compact_every: u64,
+    /// The OpenStreetMap extract (.osm.pbf) ETA routes on; without it, a synthetic
+    /// network over central Helsinki.
+    #[arg(long, env = "MERIDIAN_ETA_MAP")]
+    eta_map: Option<PathBuf>,
 }
 
 fn parse_merge_mode(text: &str) -> Result<MergeMode, String> {
@@ -151,6 +155,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.cart_merge_mode = args.cart_merge;
     config.doc_idle_unload = Duration::from_millis(args.doc_idle_unload_ms);
     config.doc_compact_every = args.doc_compact_every;
+    config.eta_map = args.eta_map;
     let listen = config.listen;
     let state = AppState::start(config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(listen)

@@ -50,6 +50,10 @@ pub struct Config {
     pub doc_awareness_timeout: Duration,
     /// How often an edited document gets an automatic version, at most.
     pub doc_auto_version_every: Duration,
+    /// The OpenStreetMap extract ETA routes on; `None`: a synthetic network.
+    pub eta_map: Option<PathBuf>,
+    /// How often ETA's live weights are customized again when traffic changed.
+    pub eta_refresh_every: Duration,
 }
 
 impl Config {
@@ -75,6 +79,8 @@ impl Config {
             doc_compact_every: 500,
             doc_awareness_timeout: Duration::from_secs(30),
             doc_auto_version_every: Duration::from_secs(10 * 60),
+            eta_map: None,
+            eta_refresh_every: Duration::from_millis(500),
         }
     }
 

@@ -13,6 +13,7 @@
 //! flags/     feature flags: admin API, SSE stream, OFREP
 //! docs/      collaborative documents: /api/docs and the y-websocket endpoint /yjs/{id}
 //! ids/       the unique ID generator: node id leases, snowflakes, UUIDv7
+//! eta/       ETA under live traffic: road network, map matching, live weights, trips
 //! openapi    the error answers the platform gives for every route, declared once
 //! web        static files, SPA fallback, the rendered index.html, caching
 //! trace_context  W3C traceparent on every request
@@ -29,6 +30,7 @@ pub mod config;
 pub mod db;
 pub mod docs;
 pub mod error;
+pub mod eta;
 pub mod flags;
 pub mod health;
 pub mod ids;
@@ -92,6 +94,8 @@ pub struct AppState {
     pub docs: Arc<docs::Rooms>,
     /// What the systems declare: permissions, hooks.
     pub platform: Arc<platform::Platform>,
+    /// The routing engine with live traffic, and the trips en route.
+    pub eta: eta::Eta,
 }
 
 impl axum::extract::FromRef<AppState> for auth::Auth {
@@ -188,6 +192,7 @@ impl AppState {
             carts: Arc::new(cart::Carts::new(catalog, &instance_id)),
             flags: Arc::default(),
             docs: Arc::default(),
+            eta: eta::Eta::default(),
             platform: Arc::new(
                 platform::Platform::with_platform_permissions()
                     .without_guest_session(realtime::WITHOUT_GUEST_SESSION)
@@ -224,6 +229,7 @@ impl AppState {
         }
         state.docs.attach(state.clone());
         state.tasks.spawn(maintenance_loop(state.clone()));
+        eta::start(&state);
         flags::start(&state).await.map_err(StartError::Flags)?;
         state
             .ids
@@ -295,6 +301,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     .merge(cart::routes())
     .merge(flags::routes())
     .merge(docs::routes())
+    .merge(eta::routes())
 }
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
