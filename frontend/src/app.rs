@@ -24,6 +24,7 @@ use crate::cart::CartPage;
 use crate::components::StatePill;
 use crate::docs::pages::document::DocPage;
 use crate::docs::pages::DocsPage;
+use crate::eta::EtaPage;
 use crate::flags::FlagsPage;
 use crate::ids::IdsPage;
 use crate::net::http::{self, HttpError};
@@ -53,6 +54,8 @@ pub enum Route {
     Docs,
     #[at("/docs/:id")]
     Doc { id: String },
+    #[at("/eta")]
+    Eta,
     #[at("/status")]
     Status,
     #[at("/admin")]
@@ -72,6 +75,7 @@ fn switch(route: Route) -> Html {
         Route::Flags => html! { <FlagsPage /> },
         Route::Docs => html! { <DocsPage /> },
         Route::Doc { id } => html! { <DocPage {id} /> },
+        Route::Eta => html! { <EtaPage /> },
         Route::Status => html! { <StatusPage /> },
         Route::Admin => html! { <AdminPage /> },
         Route::NotFound => html! { <NotFoundPage /> },
@@ -285,6 +289,7 @@ fn Header() -> Html {
                     { nav_link(Route::Cart, "Shop") }
                     { nav_link(Route::Flags, "Flags") }
                     { nav_link(Route::Docs, "Docs") }
+                    { nav_link(Route::Eta, "ETA") }
                     { nav_link(Route::Status, "Status") }
                     if session.allows(ROLES_PERMISSION) {
                         <span data-testid="nav-admin">{ nav_link(Route::Admin, "Admin") }</span>

@@ -33,6 +33,7 @@ pub mod browser;
 pub mod cart;
 pub mod components;
 pub mod docs;
+pub mod eta;
 pub mod flags;
 pub mod ids;
 pub mod net;

@@ -34,4 +34,9 @@ pub const SYSTEMS: &[SystemInfo] = &[
         name: "Collaborative documents",
         summary: "Rich text on the Yjs CRDT: type together and see each other's cursors, keep editing offline, share as editor or viewer, restore any version; the stock y-websocket client works against it.",
     },
+    SystemInfo {
+        path: "/eta",
+        name: "ETA under live traffic",
+        summary: "Routes in milliseconds on real Helsinki roads (OpenStreetMap) that change as traffic does: GPS probes map-matched onto roads, live weights in customizable contraction hierarchies, incidents, trips re-routed with their ETA pushed live, and an instant route preview computed in your browser.",
+    },
 ];
