@@ -1,5 +1,5 @@
 //! The ETA page in a real browser: the map is drawn from our own data, a route end is
-//! dragged (mouse events on the canvas), the preview computed in wasm follows the drag,
+//! dragged halfway towards the other (mouse events on the canvas), the preview computed in wasm follows the drag,
 //! and the server's ETA for the new route arrives when the drag ends; a simulated trip
 //! shows its ETA.
 
@@ -60,7 +60,7 @@ async fn dragging_a_route_end_gives_a_new_eta() {
     );
     assert!((p - s).abs() < 0.01, "preview {p} s, server {s} s");
 
-    // Drag B towards the south-west corner.
+    // Drag B halfway towards A (a point on the map: the ends sit on its diagonal).
     let ends = attr(&browser, "eta-map", "data-ends").await;
     let px: Vec<f64> = ends.split(',').map(|v| v.parse().unwrap()).collect();
     let drag: Value = browser
@@ -70,14 +70,15 @@ async fn dragging_a_route_end_gives_a_new_eta() {
              const r = c.getBoundingClientRect();
              const fire = (type, x, y) => c.dispatchEvent(new MouseEvent(type,
                  {bubbles: true, clientX: r.left + x, clientY: r.top + y}));
-             const [bx, by] = [arguments[0], arguments[1]];
+             const [ax, ay, bx, by] = arguments;
+             const [tx, ty] = [(ax + bx) / 2, (ay + by) / 2];
              fire('mousedown', bx, by);
              for (let i = 1; i <= 10; i++) {
-                 fire('mousemove', bx + (60 - bx) * i / 10, by + (r.height - 60 - by) * i / 10);
+                 fire('mousemove', bx + (tx - bx) * i / 10, by + (ty - by) * i / 10);
              }
-             fire('mouseup', 60, r.height - 60);
+             fire('mouseup', tx, ty);
              return true;",
-            vec![json!(px[2]), json!(px[3])],
+            vec![json!(px[0]), json!(px[1]), json!(px[2]), json!(px[3])],
         )
         .await
         .expect("drag");
