@@ -11,7 +11,7 @@
 //! trace with back-tracking (the tests measure its accuracy on noisy simulated traces).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use meridian_shared::eta::graph::{ArcId, LatLon, NodeId};
 
@@ -183,9 +183,9 @@ fn routes_from(
     heap.push(Reverse((OrdF64(lead), start)));
     let wanted: Vec<NodeId> = to.iter().map(|p| net.tails[p.arc as usize]).collect();
     let mut remaining = wanted.len();
-    let mut settled: HashMap<NodeId, ()> = HashMap::new();
+    let mut settled: HashSet<NodeId> = HashSet::new();
     while let Some(Reverse((OrdF64(d), v))) = heap.pop() {
-        if settled.insert(v, ()).is_some() {
+        if !settled.insert(v) {
             continue;
         }
         if d > bound {
@@ -211,7 +211,7 @@ fn routes_from(
                 return Some(((p.offset_m - from.offset_m).max(0.0), vec![from.arc]));
             }
             let &(d, _) = dist.get(&tail)?;
-            if settled.get(&tail).is_none() {
+            if !settled.contains(&tail) {
                 return None;
             }
             let total = d + p.offset_m;
@@ -231,9 +231,14 @@ fn routes_from(
         .collect()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct OrdF64(f64);
 impl Eq for OrdF64 {}
+impl PartialOrd for OrdF64 {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 impl Ord for OrdF64 {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&other.0)

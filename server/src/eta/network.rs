@@ -73,12 +73,11 @@ impl Network {
             .iter()
             .map(|c| LatLon::new(c.lat + dlat, c.lon + dlon))
             .collect();
-        let network = Network::build(
+        Network::build(
             coords,
             arc_specs(&graph),
             MapSource::Synthetic { nodes, seed },
-        );
-        network
+        )
     }
 
     /// Builds the network of the largest strongly connected part of `coords`/`arcs`.
