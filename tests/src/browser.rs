@@ -211,10 +211,19 @@ impl Browser {
             .unwrap_or_else(|e| panic!("type into {css}: {e}"));
     }
 
-    /// Clicks the (first) element matching `css`, once there is one.
+    /// Clicks the (first) element matching `css`, once there is one. The element is
+    /// scrolled to the middle of the window first: WebDriver only scrolls what is off
+    /// screen, and an element just under the sticky top bar would be covered by it.
     pub async fn click(&self, css: &str) {
-        self.wait_for(css)
+        let element = self.wait_for(css).await;
+        self.client
+            .execute(
+                "arguments[0].scrollIntoView({block: 'center', inline: 'nearest'}); return true;",
+                vec![serde_json::to_value(&element).expect("an element serialises")],
+            )
             .await
+            .unwrap_or_else(|e| panic!("scroll {css} into view: {e}"));
+        element
             .click()
             .await
             .unwrap_or_else(|e| panic!("click {css}: {e}"));

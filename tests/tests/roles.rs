@@ -55,7 +55,12 @@ both_backends!(
         }
         let me = bob.me().await;
         assert_eq!(role_of(&me), Role::Viewer);
-        assert_eq!(me.access.unwrap().permissions, ["flags:read"]);
+        // A viewer reads (each system declares what a viewer may) and changes nothing.
+        let viewer = me.access.unwrap();
+        assert!(viewer.allows("flags:read"), "{:?}", viewer.permissions);
+        for permission in ["admin:roles", "flags:write", "flags:keys", "sales:admin"] {
+            assert!(!viewer.allows(permission), "a viewer has {permission}");
+        }
         // A guest has no access at all.
         let guest = Client::new(&server);
         assert!(guest.me().await.access.is_none());
