@@ -388,6 +388,13 @@ both_backends!(
         let reply = checkout(&quick, &live.id, "c").await;
         reply.assert_error(429, "too_many_attempts");
         assert!(reply.header("retry-after").is_some());
+        // Asking again with an admitted key follows that checkout (a queued buyer does it
+        // to learn its place): answered, not limited. A refused key stays refused.
+        let again = checkout(&quick, &live.id, "a").await.status.as_u16();
+        assert!(matches!(again, 200 | 409), "{again}");
+        checkout(&quick, &live.id, "c")
+            .await
+            .assert_error(429, "too_many_attempts");
         limited.shutdown().await;
 
         let pool = Db::open(&db.url).await.unwrap().pool;

@@ -72,12 +72,20 @@ pub fn routes() -> OpenApiRouter<AppState> {
     )
 }
 
+/// How many recent checkouts an instance remembers, and for how long at least.
+const SEEN_KEYS: usize = 200_000;
+const SEEN_FOR_MS: i64 = 10 * 60 * 1000;
+
 /// The flash sale's in-memory part on this instance: one writer per sale touched, the
 /// checkout rate limits, the payment simulator's failure rate.
 pub struct Sales {
     writers: Mutex<HashMap<String, Arc<SaleWriter>>>,
     per_buyer: RateLimiter,
     per_address: RateLimiter,
+    /// The checkouts (buyer and idempotency key) this instance has seen lately: asking
+    /// again with the same key is how a queued buyer follows its place, so it is an
+    /// answer to look up, not a new attempt for the rate limits.
+    seen: Mutex<HashMap<(String, String), i64>>,
     /// Payment failures per million attempts.
     payment_failure_ppm: AtomicU32,
     fulfilment: tokio::sync::Notify,
@@ -90,6 +98,7 @@ impl Sales {
             writers: Mutex::default(),
             per_buyer: RateLimiter::new(config.sale_checkouts_per_buyer, window),
             per_address: RateLimiter::new(config.sale_checkouts_per_address, window),
+            seen: Mutex::default(),
             payment_failure_ppm: AtomicU32::new(ppm(config.sale_payment_failure)),
             fulfilment: tokio::sync::Notify::new(),
         }
@@ -104,6 +113,23 @@ impl Sales {
     pub fn set_payment_failure(&self, probability: f64) {
         self.payment_failure_ppm
             .store(ppm(probability), Ordering::Relaxed);
+    }
+
+    /// Whether `buyer` already checked out with `key` (lately, on this instance) past
+    /// the rate limits.
+    fn seen_before(&self, buyer: &str, key: &str) -> bool {
+        let seen = self.seen.lock().expect("the seen-keys lock");
+        seen.contains_key(&(buyer.to_owned(), key.to_owned()))
+    }
+
+    /// Remembers a checkout the rate limits let through. The memory is bounded: past
+    /// [`SEEN_KEYS`] entries, those older than [`SEEN_FOR_MS`] are forgotten.
+    fn remember(&self, buyer: &str, key: &str, now_ms: i64) {
+        let mut seen = self.seen.lock().expect("the seen-keys lock");
+        if seen.len() >= SEEN_KEYS {
+            seen.retain(|_, at| now_ms - *at < SEEN_FOR_MS);
+        }
+        seen.insert((buyer.to_owned(), key.to_owned()), now_ms);
     }
 
     pub(crate) fn wake_fulfilment(&self) {
@@ -389,17 +415,22 @@ async fn checkout(
         })?;
     let now = state.clock.now_ms();
     let buyer = buyer_of(&session);
-    state
-        .sales
-        .per_buyer
-        .attempt(&buyer, now)
-        .map_err(|secs| ApiError::too_many("too many checkouts from this buyer", secs))?;
-    if let Some(address) = address {
+    // Asking again with the same key (how a queued buyer follows its place) is not a new
+    // attempt; a key the limits refused is not remembered, so it is refused again.
+    if !state.sales.seen_before(&buyer, key) {
         state
             .sales
-            .per_address
-            .attempt(&address.to_string(), now)
-            .map_err(|secs| ApiError::too_many("too many checkouts from this address", secs))?;
+            .per_buyer
+            .attempt(&buyer, now)
+            .map_err(|secs| ApiError::too_many("too many checkouts from this buyer", secs))?;
+        if let Some(address) = address {
+            state
+                .sales
+                .per_address
+                .attempt(&address.to_string(), now)
+                .map_err(|secs| ApiError::too_many("too many checkouts from this address", secs))?;
+        }
+        state.sales.remember(&buyer, key, now);
     }
     let writer = state
         .sales
