@@ -267,6 +267,10 @@ struct State {
     last_error: Option<String>,
     /// The session the page believes it has, from `/api/auth/me`.
     session_id: Option<String>,
+    /// Bumped whenever this tab changes the session itself: an answer of
+    /// `/api/auth/me` asked for before the change is stale and dropped (it would show a
+    /// freshly signed-up account as a guest again).
+    session_generation: u64,
     listeners: Vec<WindowListener>,
 }
 
@@ -298,6 +302,7 @@ impl State {
             tab: None,
             last_error: None,
             session_id: None,
+            session_generation: 0,
             listeners: Vec::new(),
         }
     }
@@ -551,6 +556,7 @@ impl Realtime {
         {
             let mut state = self.inner.state.borrow_mut();
             state.session_id = Some(me.session_id.clone());
+            state.session_generation += 1;
             state.post(TabMessage::AuthChanged);
         }
         self.inner.on_session.emit(Ok(me));
@@ -610,9 +616,18 @@ impl Realtime {
     }
 
     async fn fetch_session(&self) {
+        let asked_at = self.inner.state.borrow().session_generation;
         let result = http::me().await;
-        if let Ok(me) = &result {
-            self.inner.state.borrow_mut().session_id = Some(me.session_id.clone());
+        {
+            let mut state = self.inner.state.borrow_mut();
+            if state.session_generation != asked_at {
+                // The tab signed in, up or out meanwhile: this answer describes the old
+                // session.
+                return;
+            }
+            if let Ok(me) = &result {
+                state.session_id = Some(me.session_id.clone());
+            }
         }
         self.inner.on_session.emit(result);
     }
