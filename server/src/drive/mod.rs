@@ -144,12 +144,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
     )
 }
 
-fn signed_in(session: &Session) -> ApiResult<&UserInfo> {
-    session.user.as_ref().ok_or_else(|| {
-        ApiError::unauthorized("sign_in_required", "the drive is for signed-in accounts")
-    })
-}
-
 async fn readable(
     state: &AppState,
     user: &UserInfo,
@@ -183,7 +177,7 @@ async fn changes(
     session: Session,
     Query(query): Query<ChangesQuery>,
 ) -> ApiResult<Json<Changes>> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     let since = query.since.unwrap_or(0).min(i64::MAX as u64) as i64;
     let mut conn = state.db.pool.acquire().await?;
     let head = store::head(&mut conn, &user.id).await?;
@@ -233,7 +227,7 @@ async fn children(
     session: Session,
     Query(query): Query<ChildrenQuery>,
 ) -> ApiResult<Json<NodeList>> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     let (owner, parent) = match &query.parent_id {
         None => (user.id.clone(), store::TOP.to_owned()),
         Some(id) => {
@@ -271,7 +265,7 @@ async fn create_folder(
     session: Session,
     Json(body): Json<NewFolder>,
 ) -> ApiResult<(StatusCode, Json<Node>)> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     let node =
         engine::create_folder(&state, &user.id, body.parent_id.as_deref(), &body.name).await?;
     Ok((StatusCode::CREATED, Json(node)))
@@ -294,7 +288,7 @@ async fn get_node(
     session: Session,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Node>> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     Ok(Json(readable(&state, user, &id).await?.0.into()))
 }
 
@@ -320,7 +314,7 @@ async fn move_node(
     Path(id): Path<String>,
     Json(body): Json<MoveNode>,
 ) -> ApiResult<Json<Node>> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     Ok(Json(
         engine::move_node(&state, &user.id, &id, body.parent_id.as_deref(), &body.name).await?,
     ))
@@ -354,7 +348,7 @@ async fn delete_node(
     Path(id): Path<String>,
     Query(query): Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     engine::delete_node(&state, &user.id, &id, query.if_version.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -377,7 +371,7 @@ async fn restore_node(
     session: Session,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Node>> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     Ok(Json(engine::restore_node(&state, &user.id, &id).await?))
 }
 
@@ -398,7 +392,7 @@ async fn node_versions(
     session: Session,
     Path(id): Path<String>,
 ) -> ApiResult<Json<VersionList>> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     readable(&state, user, &id).await?;
     let mut conn = state.db.pool.acquire().await?;
     Ok(Json(VersionList {
@@ -423,7 +417,7 @@ async fn node_content(
     session: Session,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     let (node, _) = readable(&state, user, &id).await?;
     let version = node
         .version_id
@@ -464,7 +458,7 @@ async fn get_version(
     session: Session,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Manifest>> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     let version = readable_version(&state, user, &id).await?;
     let mut conn = state.db.pool.acquire().await?;
     let chunks = store::version_chunks(&mut conn, &id).await?;
@@ -488,7 +482,7 @@ async fn version_content(
     session: Session,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     readable_version(&state, user, &id).await?;
     stream_version(&state, &id).await
 }
@@ -539,7 +533,7 @@ async fn restore_version(
     session: Session,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Node>> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     Ok(Json(engine::restore_version(&state, &user.id, &id).await?))
 }
 
@@ -565,7 +559,7 @@ async fn create_upload(
     session: Session,
     Json(body): Json<NewUpload>,
 ) -> ApiResult<(StatusCode, Json<UploadStatus>)> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     let status = engine::create_upload(&state, &user.id, &body).await?;
     Ok((StatusCode::CREATED, Json(status)))
 }
@@ -587,7 +581,7 @@ async fn upload_status(
     session: Session,
     Path(id): Path<String>,
 ) -> ApiResult<Json<UploadStatus>> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     Ok(Json(engine::upload_status(&state, &user.id, &id).await?))
 }
 
@@ -616,7 +610,7 @@ async fn put_chunk(
     Path((id, hash)): Path<(String, String)>,
     body: Body,
 ) -> ApiResult<StatusCode> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     let data = axum::body::to_bytes(body, MAX_CHUNK).await.map_err(|_| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -650,7 +644,7 @@ async fn commit_upload(
     session: Session,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Committed>> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     Ok(Json(engine::commit_upload(&state, &user.id, &id).await?))
 }
 
@@ -672,7 +666,7 @@ async fn list_shares(
     session: Session,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ShareList>> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     let (_, access) = readable(&state, user, &id).await?;
     if access != Access::Owner {
         return Err(DriveError::OwnerOnly.into());
@@ -713,7 +707,7 @@ async fn share_folder(
     Json(body): Json<ShareFolder>,
 ) -> ApiResult<Json<ShareList>> {
     {
-        let user = signed_in(&session)?;
+        let user = session.signed_in()?;
         engine::share_folder(&state, &user.id, &id, &body.username, body.mode).await?;
     }
     list_shares(State(state), session, Path(id)).await
@@ -740,7 +734,7 @@ async fn unshare_folder(
     session: Session,
     Path((id, user_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     engine::unshare_folder(&state, &user.id, &id, &user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -759,7 +753,7 @@ async fn shared_with_me(
     State(state): State<AppState>,
     session: Session,
 ) -> ApiResult<Json<SharedList>> {
-    let user = signed_in(&session)?;
+    let user = session.signed_in()?;
     let mut conn = state.db.pool.acquire().await?;
     let folders = store::shared_with(&mut conn, &user.id)
         .await?
