@@ -79,10 +79,29 @@ impl Quiet {
         }
     }
 
+    /// Waits for the configuration to change, the next keep-alive, or the shutdown.
+    async fn wait(
+        &mut self,
+        watch: &mut tokio::sync::watch::Receiver<Arc<live::Snapshot>>,
+    ) -> Wake {
+        tokio::select! {
+            _ = &mut self.shutdown => Wake::Stop,
+            changed = watch.changed() => if changed.is_ok() { Wake::Changed } else { Wake::Stop },
+            _ = self.keep_alive.tick() => Wake::KeepAlive,
+        }
+    }
+
     /// The comment line sent every [`KEEP_ALIVE`].
     fn comment() -> Bytes {
         Bytes::from_static(b":\n\n")
     }
+}
+
+/// What ended a stream's wait.
+enum Wake {
+    Changed,
+    KeepAlive,
+    Stop,
 }
 
 /// Who may follow the stream, and which environment: 401/403 otherwise, 404 for an
@@ -198,10 +217,10 @@ async fn stream(
                 f.handed_over = Some(snapshot.version);
                 return Some((Ok::<_, Infallible>(env.frame.clone()), f));
             }
-            tokio::select! {
-                _ = &mut f.quiet.shutdown => return None,
-                changed = f.watch.changed() => if changed.is_err() { return None },
-                _ = f.quiet.keep_alive.tick() => return Some((Ok(Quiet::comment()), f)),
+            match f.quiet.wait(&mut f.watch).await {
+                Wake::Stop => return None,
+                Wake::KeepAlive => return Some((Ok(Quiet::comment()), f)),
+                Wake::Changed => {}
             }
         }
     });
@@ -312,10 +331,10 @@ async fn evaluated_stream(
                 // Nothing changed for this context: it is as current as it can be.
                 f.guard.sent.fetch_max(snapshot.version, Ordering::AcqRel);
             }
-            tokio::select! {
-                _ = &mut f.quiet.shutdown => return None,
-                changed = f.watch.changed() => if changed.is_err() { return None },
-                _ = f.quiet.keep_alive.tick() => return Some((Ok(Quiet::comment()), f)),
+            match f.quiet.wait(&mut f.watch).await {
+                Wake::Stop => return None,
+                Wake::KeepAlive => return Some((Ok(Quiet::comment()), f)),
+                Wake::Changed => {}
             }
         }
     });
