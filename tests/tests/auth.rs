@@ -95,6 +95,15 @@ both_backends!(
         assert_ne!(signed_up.session_id, guest.session_id, "a new session");
         assert_ne!(client.session_token().unwrap(), guest_token, "a new token");
 
+        // A request sent with the guest cookie while the sign-up was on its way is
+        // refused without a cookie: a fresh guest cookie would sign the browser out.
+        let in_flight = Client::with_session_token(&server, &guest_token);
+        let late = in_flight
+            .post_json("/api/cart/ops", &serde_json::json!({"ops": []}))
+            .await;
+        late.assert_error(401, "session_replaced");
+        assert_eq!(late.header(SET_COOKIE.as_str()), None);
+
         assert_eq!(client.me().await, signed_up);
     }
 );
@@ -154,8 +163,16 @@ both_backends!(
         assert_ne!(client.session_token().unwrap(), user_token);
         assert_eq!(client.me().await, signed_out);
 
-        // Someone replaying the signed-out cookie is a stranger: a new guest.
+        // A request that left before the sign-out's answer arrived gets no new cookie,
+        // which would overwrite the one the browser just got.
         let replay = Client::with_session_token(&server, &user_token);
+        let late = replay.get("/api/auth/me").await;
+        late.assert_error(401, "session_replaced");
+        assert_eq!(late.header(SET_COOKIE.as_str()), None);
+        assert_eq!(replay.session_token().unwrap(), user_token);
+
+        // A minute on, someone replaying the signed-out cookie is a stranger: a new guest.
+        server.clock.advance(60_000);
         let reply = replay.get("/api/auth/me").await;
         let stranger: Me = reply.expect(200);
         assert_eq!(stranger.kind, SessionKind::Guest);

@@ -168,7 +168,7 @@ async fn switch_session(
         user_agent(headers).as_deref(),
     )
     .await?;
-    store::revoke_session(&state.db.pool, &old.id, state.clock.now_ms()).await?;
+    store::replace_session(&state.db.pool, &old.id, &new.id, state.clock.now_ms()).await?;
     state
         .hub
         .close_session(&old.id, close_code::SESSION_REVOKED, "session replaced")

@@ -7,6 +7,9 @@
 //!   (`/api/...` and the pages of the web UI; not static files).
 //! - A revoked session's token never authenticates again.
 //! - Signing in or out always issues a new token (no session fixation).
+//! - A request still carrying the token a sign-in or sign-out just replaced never gets a
+//!   new guest cookie (it would overwrite the new session's in the browser); for a minute
+//!   it is answered 401 `session_replaced`.
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::{COOKIE, SET_COOKIE, USER_AGENT};
@@ -25,6 +28,9 @@ use crate::error::ApiError;
 pub const COOKIE_NAME: &str = "meridian_session";
 /// How long the browser keeps the cookie (the server decides when a session ends).
 const COOKIE_MAX_AGE_SECS: u64 = 400 * 24 * 3600;
+/// How long a token replaced by a sign-in or sign-out is answered with 401
+/// `session_replaced` instead of a new guest cookie.
+const REPLACED_GRACE_MS: i64 = 60_000;
 /// `last_seen_ms` is written at most this often per session.
 const TOUCH_EVERY_MS: i64 = 60_000;
 
@@ -179,8 +185,9 @@ pub async fn session_middleware(
     }
     let now = state.clock.now_ms();
     let mut new_token = None;
-    let existing = match token_from_headers(request.headers()) {
-        Some(token) => match store::session_by_token(&state.db.pool, &hash_token(&token)).await {
+    let token_hash = token_from_headers(request.headers()).map(|token| hash_token(&token));
+    let existing = match &token_hash {
+        Some(hash) => match store::session_by_token(&state.db.pool, hash).await {
             Ok(found) => found,
             Err(err) => return ApiError::from(err).into_response(),
         },
@@ -203,6 +210,18 @@ pub async fn session_middleware(
         // Sockets that need an existing session refuse a cookie-less upgrade themselves,
         // and SDK endpoints authenticate with keys: neither stores a session nobody uses.
         None if mints_no_guest => return next.run(request).await,
+        None if recently_replaced(&state, token_hash.as_deref(), now).await => {
+            // The browser signed in or out while this request was on its way and already
+            // holds the new cookie: a guest cookie minted now would overwrite it.
+            if path.starts_with("/api/") {
+                return ApiError::unauthorized(
+                    "session_replaced",
+                    "this browser signed in or out while the request was on its way; send it again",
+                )
+                .into_response();
+            }
+            return next.run(request).await;
+        }
         None => {
             let user_agent = request
                 .headers()
@@ -234,6 +253,23 @@ pub async fn session_middleware(
         }
     }
     response
+}
+
+/// Whether the token's session was replaced by a sign-in or sign-out in the last
+/// [`REPLACED_GRACE_MS`]. Past that, a browser still sending it has lost the new cookie
+/// and gets a fresh guest session as any cookie-less browser does.
+async fn recently_replaced(state: &Auth, token_hash: Option<&str>, now_ms: i64) -> bool {
+    let Some(hash) = token_hash else {
+        return false;
+    };
+    match store::replaced_at_ms(&state.db.pool, hash).await {
+        Ok(Some(at)) => now_ms - at < REPLACED_GRACE_MS,
+        Ok(None) => false,
+        Err(err) => {
+            tracing::warn!(%err, "could not look up a replaced session");
+            false
+        }
+    }
 }
 
 #[cfg(test)]

@@ -91,6 +91,37 @@ pub async fn revoke_session(pool: &AnyPool, id: &str, now_ms: i64) -> Result<boo
     Ok(done.rows_affected() > 0)
 }
 
+/// Revokes a session because the same browser signed in or out into `new_id`; true if it
+/// was live.
+pub async fn replace_session(
+    pool: &AnyPool,
+    id: &str,
+    new_id: &str,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE sessions SET revoked_at_ms = $2, replaced_by = $3
+         WHERE id = $1 AND revoked_at_ms IS NULL",
+    )
+    .bind(id)
+    .bind(now_ms)
+    .bind(new_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// When the session with this token hash was replaced by a sign-in or sign-out, if it was.
+pub async fn replaced_at_ms(pool: &AnyPool, token_hash: &str) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT revoked_at_ms FROM sessions
+         WHERE token_hash = $1 AND replaced_by IS NOT NULL AND revoked_at_ms IS NOT NULL",
+    )
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await
+}
+
 /// The live sessions of an account, newest first.
 pub async fn sessions_of_user(
     pool: &AnyPool,
