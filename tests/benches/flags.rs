@@ -24,6 +24,7 @@ use meridian_tests::bench::{env_or, ms, percentile};
 use meridian_tests::client::Client;
 use meridian_tests::db::{Backend, TestDatabase};
 use meridian_tests::process::ServerProcess;
+use meridian_tests::ybench::cpu_time;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_meridian-under-test");
@@ -137,6 +138,10 @@ async fn propagation(bench: &Bench, subscribers: usize, flips: usize) {
     }
     let mut latencies = Vec::with_capacity(subscribers * flips);
     let mut answers = Vec::new();
+    // CPU spent from each kill until its last receipt: the server's (write, wake-ups,
+    // frames) and this load generator's (reading every socket), which share the cores.
+    let server_cpu_before = cpu_time(server.pid());
+    let generator_cpu_before = cpu_time(std::process::id());
     for flip in 0..flips {
         let started = Instant::now();
         let outcome: KillOutcome = admin
@@ -165,6 +170,9 @@ async fn propagation(bench: &Bench, subscribers: usize, flips: usize) {
             received += 1;
         }
     }
+    let server_cpu = cpu_time(server.pid()).saturating_sub(server_cpu_before);
+    let generator_cpu = cpu_time(std::process::id()).saturating_sub(generator_cpu_before);
+    let per_10k = |cpu: Duration| cpu.mul_f64(10_000.0 / latencies.len() as f64);
     latencies.sort();
     let answer_times: Vec<String> = answers
         .iter()
@@ -177,6 +185,11 @@ async fn propagation(bench: &Bench, subscribers: usize, flips: usize) {
         ms(*latencies.last().unwrap()),
         latencies.len(),
         answer_times.join(", "),
+    );
+    println!(
+        "  {subscribers:>6} subscribers: CPU per 10,000 deliveries: server {}, load generator {}",
+        ms(per_10k(server_cpu)),
+        ms(per_10k(generator_cpu)),
     );
     for task in tasks {
         task.abort();
