@@ -67,9 +67,11 @@ fn fast_paths_graph(graph: &RoadGraph, weights: &[Weight]) -> fast_paths::InputG
 fn engine_figures(name: &str, net: &Network, prepared_in: Duration, seed: u64) {
     let graph = &net.graph;
     println!(
-        "\n{name}: {} nodes, {} arcs (largest strongly connected part), {} turn restrictions ignored; prepared in {}",
+        "\n{name}: {} nodes, {} arcs (largest strongly connected part; {} junction copies for {} turn restrictions applied, {} ignored); prepared in {}",
         graph.node_count(),
         graph.arc_count(),
+        net.turns.copies().len(),
+        net.turn_restrictions_applied,
         net.turn_restrictions_ignored,
         ms(prepared_in)
     );

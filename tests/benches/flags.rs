@@ -172,8 +172,9 @@ async fn propagation(bench: &Bench, subscribers: usize, flips: usize) {
     }
     let server_cpu = cpu_time(server.pid()).saturating_sub(server_cpu_before);
     let generator_cpu = cpu_time(std::process::id()).saturating_sub(generator_cpu_before);
-    let per_10k = |cpu: Duration| cpu.mul_f64(10_000.0 / latencies.len() as f64);
     latencies.sort();
+    let deliveries = latencies.len() as f64;
+    let per_10k = |cpu: Duration| cpu.mul_f64(10_000.0 / deliveries);
     let answer_times: Vec<String> = answers
         .iter()
         .map(|(t, d, s)| format!("{} ({d}/{s})", ms(*t)))

@@ -335,6 +335,14 @@ async fn helsinki_from_the_openstreetmap_extract() {
     let info: MapResponse = client.get("/api/eta/map").await.expect(200);
     assert!(!info.synthetic, "{}", info.source);
     assert!(info.nodes.len() / 2 > 1_000);
+    // The extract's no_*/only_* relations through a via node are routed around, each
+    // banned turn's junction split into copies.
+    assert!(
+        info.turn_restrictions_applied > 10,
+        "{}",
+        info.turn_restrictions_applied
+    );
+    assert!(!info.turn_copies.is_empty());
     // From the railway station square to the market square.
     let (station, market) = (LatLon::new(60.1710, 24.9425), LatLon::new(60.1677, 24.9525));
     let route: RouteResponse = client.get(&route_path(station, market)).await.expect(200);

@@ -11,6 +11,7 @@ use meridian_shared::eta::graph::{
     ArcSpec, GraphError, LatLon, NodeId, RoadClass, RoadGraph, Weight, INFINITY,
 };
 use meridian_shared::eta::spatial::NearestIndex;
+use meridian_shared::eta::turns::TurnSplit;
 use meridian_shared::eta::wire::MapResponse;
 
 /// A dragged end snaps to a node no farther than this.
@@ -23,6 +24,8 @@ pub struct Engine {
     pub nearest: NearestIndex,
     pub metric: Metric,
     pub weights: Vec<Weight>,
+    /// The junctions split by turn restrictions (as the server split them).
+    pub turns: TurnSplit,
     query: CchQuery,
 }
 
@@ -80,8 +83,11 @@ impl Engine {
         let cch = Cch::new(&graph);
         let weights = graph.free_flow_weights().to_vec();
         let metric = cch.customize(&weights);
+        let originals = graph.node_count().saturating_sub(map.turn_copies.len());
+        let turns = TurnSplit::from_copies(originals, map.turn_copies.clone());
         Ok(Engine {
-            nearest: NearestIndex::new(graph.coords()),
+            nearest: NearestIndex::new(&graph.coords()[..originals]),
+            turns,
             query: CchQuery::new(&cch),
             graph,
             cch,
@@ -108,7 +114,9 @@ impl Engine {
     /// The quickest route between two points under the current weights.
     pub fn preview(&mut self, from: [f64; 2], to: [f64; 2]) -> Option<Preview> {
         let (s, t) = (self.snap(from)?, self.snap(to)?);
-        let route = self.query.route(&self.cch, &self.metric, s, t)?;
+        let route = self
+            .turns
+            .route(&mut self.query, &self.cch, &self.metric, s, t)?;
         let distance_m = route
             .nodes
             .windows(2)
@@ -213,6 +221,8 @@ mod tests {
                 0, 1, 10_000, 0, 2, 50_000, 0, 3, 10_000, 1, 0, 10_000, 1, 2, 10_000, 2, 1, 10_000,
                 2, 3, 10_000, 3, 0, 10_000, 3, 2, 10_000,
             ],
+            turn_copies: Vec::new(),
+            turn_restrictions_applied: 0,
             turn_restrictions_ignored: 0,
         }
     }

@@ -126,7 +126,7 @@ pub fn EtaPage() -> Html {
     let canvas = use_node_ref();
     let scene = use_mut_ref(Scene::default);
     let ready = use_state(|| false);
-    let source = use_state(|| None::<(String, bool, usize)>);
+    let source = use_state(|| None::<(String, bool, usize, usize)>);
     let error = use_state(|| None::<String>);
     let preview = use_state(|| None::<Preview>);
     let server_eta = use_state(|| None::<Result<f64, String>>);
@@ -208,6 +208,7 @@ pub fn EtaPage() -> Html {
                 source.set(Some((
                     map.source,
                     map.synthetic,
+                    map.turn_restrictions_applied,
                     map.turn_restrictions_ignored,
                 )));
                 ready.set(true);
@@ -385,9 +386,9 @@ pub fn EtaPage() -> Html {
             if let Some(message) = &*error {
                 <p class="notice error" role="alert">{ message.clone() }</p>
             }
-            if let Some((name, synthetic, ignored)) = &*source {
+            if let Some((name, synthetic, applied, ignored)) = &*source {
                 <p class={classes!("eta-source", synthetic.then_some("notice"))} data-testid="eta-source" data-synthetic={synthetic.to_string()}>
-                    { if *synthetic { format!("Map: {name}.") } else { format!("Map: {name} (OpenStreetMap contributors, ODbL); {ignored} turn restrictions not applied.") } }
+                    { if *synthetic { format!("Map: {name}.") } else { format!("Map: {name} (OpenStreetMap contributors, ODbL); {applied} turn restrictions applied, {ignored} not (through a via way, or off the map).") } }
                 </p>
             }
             <p class="eta-help">{ "Drag A or B: the route and its ETA are computed here as you drag, then the server answers with its own. Roads are coloured by live traffic (grey free flowing, yellow, orange, red slow, black closed)." }</p>

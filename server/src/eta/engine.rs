@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use meridian_shared::eta::cch::{CchQuery, Metric};
 use meridian_shared::eta::graph::{ArcId, LatLon, NodeId, Weight, INFINITY};
+use meridian_shared::eta::turns::TurnSplit;
 use meridian_shared::eta::wire::Probe;
 use meridian_shared::eta::Route;
 
@@ -140,7 +141,10 @@ impl EtaEngine {
             .expect("query pool")
             .pop()
             .unwrap_or_else(|| CchQuery::new(&self.net.cch));
-        let route = query.route(&self.net.cch, &live.metric, from, to);
+        let route = self
+            .net
+            .turns
+            .route(&mut query, &self.net.cch, &live.metric, from, to);
         self.queries.lock().expect("query pool").push(query);
         let route = route.ok_or(RouteError::NoRoute)?;
         let arcs = self.net.path_arcs(&route.nodes);
@@ -273,7 +277,9 @@ impl EtaEngine {
             if traffic.version() == current.traffic_version && !traffic.is_live() {
                 return None;
             }
-            (traffic.weights(&self.net.graph, now_ms), traffic.version())
+            let mut weights = traffic.weights(&self.net.graph, now_ms);
+            TurnSplit::share_weights(&self.net.canonical, &mut weights);
+            (weights, traffic.version())
         };
         let current = self.live();
         if weights == current.weights {

@@ -175,7 +175,9 @@ fn routes_from(
 ) -> Vec<Option<(f64, Vec<ArcId>)>> {
     let graph = &net.graph;
     let from_len = graph.length_m(from.arc) as f64;
-    let start = graph.head(from.arc);
+    // Split junctions are collapsed here: matching follows the roads a vehicle drove,
+    // and vehicles do make banned turns now and then.
+    let start = net.turns.original(graph.head(from.arc));
     let lead = from_len - from.offset_m;
     let mut dist: HashMap<NodeId, (f64, Option<ArcId>)> = HashMap::new();
     let mut heap = BinaryHeap::new();
@@ -196,7 +198,7 @@ fn routes_from(
             break;
         }
         for arc in graph.arcs_out(v) {
-            let head = graph.head(arc);
+            let head = net.turns.original(graph.head(arc));
             let nd = d + graph.length_m(arc) as f64;
             if nd <= bound && dist.get(&head).is_none_or(|&(old, _)| nd < old) {
                 dist.insert(head, (nd, Some(arc)));

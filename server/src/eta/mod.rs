@@ -123,6 +123,7 @@ pub fn network_for(map: Option<&std::path::Path>) -> Arc<Network> {
         source = %net.source.describe(),
         nodes = net.graph.node_count(),
         arcs = net.graph.arc_count(),
+        turn_restrictions_applied = net.turn_restrictions_applied,
         turn_restrictions_ignored = net.turn_restrictions_ignored,
         "ETA network prepared"
     );
@@ -566,6 +567,8 @@ pub fn map_response(net: &Network) -> MapResponse {
         bounds: [sw.lat, sw.lon, ne.lat, ne.lon],
         nodes,
         arcs,
+        turn_copies: net.turns.copies().to_vec(),
+        turn_restrictions_applied: net.turn_restrictions_applied,
         turn_restrictions_ignored: net.turn_restrictions_ignored,
     }
 }

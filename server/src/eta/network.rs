@@ -1,6 +1,9 @@
 //! The network the server routes on: the road graph (the largest strongly connected part
 //! of the map, so that every snapped point can reach every other), its customizable
-//! hierarchy, and the two spatial indexes map matching and snapping use.
+//! hierarchy, and the two spatial indexes map matching and snapping use. Turn
+//! restrictions split their junctions ([`TurnSplit`]): routes end at a junction or any of
+//! its copies, points snap to original nodes only, and map matching and traffic see
+//! original roads only (a shadow arc takes its original's weight).
 
 use std::path::Path;
 
@@ -8,6 +11,7 @@ use meridian_shared::eta::cch::Cch;
 use meridian_shared::eta::graph::{ArcId, ArcSpec, LatLon, NodeId, RoadGraph};
 use meridian_shared::eta::spatial::NearestIndex;
 use meridian_shared::eta::synth::{self, SynthOptions};
+use meridian_shared::eta::turns::{BannedTurn, TurnSplit};
 
 use super::osm::{self, OsmError};
 
@@ -43,6 +47,11 @@ pub struct Network {
     /// `tails[arc]` (the graph finds a tail by binary search).
     pub tails: Vec<NodeId>,
     pub source: MapSource,
+    /// The junctions split by turn restrictions.
+    pub turns: TurnSplit,
+    /// `canonical[arc]`: the arc that is the same road (a shadow's original, else itself).
+    pub canonical: Vec<ArcId>,
+    pub turn_restrictions_applied: usize,
     pub turn_restrictions_ignored: usize,
     /// South-west and north-east corners of the nodes.
     pub bounds: (LatLon, LatLon),
@@ -56,8 +65,14 @@ impl Network {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut network = Network::build(map.coords, map.arcs, MapSource::Osm(name));
-        network.turn_restrictions_ignored = map.turn_restrictions;
+        let mut network = Network::build(
+            map.coords,
+            map.arcs,
+            &map.banned_turns,
+            MapSource::Osm(name),
+        );
+        network.turn_restrictions_applied = map.turn_restrictions_applied;
+        network.turn_restrictions_ignored = map.turn_restrictions - map.turn_restrictions_applied;
         Ok(network)
     }
 
@@ -76,20 +91,40 @@ impl Network {
         Network::build(
             coords,
             arc_specs(&graph),
+            &[],
             MapSource::Synthetic { nodes, seed },
         )
     }
 
-    /// Builds the network of the largest strongly connected part of `coords`/`arcs`.
-    pub fn build(coords: Vec<LatLon>, arcs: Vec<ArcSpec>, source: MapSource) -> Network {
-        let (coords, arcs) = largest_component(coords, arcs);
+    /// Builds the network of the largest strongly connected part of `coords`/`arcs`,
+    /// with the `banned` turns (in the ids of `coords`) that stay inside it.
+    pub fn build(
+        coords: Vec<LatLon>,
+        arcs: Vec<ArcSpec>,
+        banned: &[BannedTurn],
+        source: MapSource,
+    ) -> Network {
+        let (mut coords, mut arcs, new_id) = largest_component_renumbered(coords, arcs);
+        let banned: Vec<BannedTurn> = banned
+            .iter()
+            .filter_map(|t| {
+                let id = |v: NodeId| new_id.get(v as usize).copied().flatten();
+                Some(BannedTurn {
+                    from: id(t.from)?,
+                    via: id(t.via)?,
+                    to: id(t.to)?,
+                })
+            })
+            .collect();
+        let turns = TurnSplit::apply(&mut coords, &mut arcs, &banned);
         let graph = RoadGraph::new(coords, arcs).expect("arcs name kept nodes only");
-        let tails = (0..graph.node_count() as NodeId)
+        let tails: Vec<NodeId> = (0..graph.node_count() as NodeId)
             .flat_map(|v| graph.arcs_out(v).map(move |_| v))
             .collect();
+        let canonical = turns.canonical_arcs(&graph);
         let cch = Cch::new(&graph);
-        let nodes = NearestIndex::new(graph.coords());
-        let segments = SegmentIndex::new(&graph);
+        let nodes = NearestIndex::new(&graph.coords()[..turns.originals()]);
+        let segments = SegmentIndex::new(&graph, turns.originals());
         let mut bounds = (LatLon::new(90.0, 180.0), LatLon::new(-90.0, -180.0));
         for c in graph.coords() {
             bounds.0 = LatLon::new(bounds.0.lat.min(c.lat), bounds.0.lon.min(c.lon));
@@ -102,6 +137,9 @@ impl Network {
             segments,
             tails,
             source,
+            turns,
+            canonical,
+            turn_restrictions_applied: 0,
             turn_restrictions_ignored: 0,
             bounds,
         }
@@ -154,6 +192,15 @@ pub fn arc_specs(graph: &RoadGraph) -> Vec<ArcSpec> {
 
 /// Keeps the largest strongly connected component (Kosaraju, iterative), renumbered.
 pub fn largest_component(coords: Vec<LatLon>, arcs: Vec<ArcSpec>) -> (Vec<LatLon>, Vec<ArcSpec>) {
+    let (coords, arcs, _) = largest_component_renumbered(coords, arcs);
+    (coords, arcs)
+}
+
+/// [`largest_component`], with each old node's new id (`None`: left out).
+fn largest_component_renumbered(
+    coords: Vec<LatLon>,
+    arcs: Vec<ArcSpec>,
+) -> (Vec<LatLon>, Vec<ArcSpec>, Vec<Option<NodeId>>) {
     let n = coords.len();
     let adjacency = |reverse: bool| {
         let mut first = vec![0u32; n + 1];
@@ -229,7 +276,7 @@ pub fn largest_component(coords: Vec<LatLon>, arcs: Vec<ArcSpec>) -> (Vec<LatLon
         sizes.push(size);
     }
     let Some(biggest) = (0..sizes.len()).max_by_key(|&c| sizes[c]) else {
-        return (coords, arcs);
+        return (coords, arcs, Vec::new());
     };
     let mut new_id = vec![NONE; n];
     let mut kept = Vec::new();
@@ -248,7 +295,11 @@ pub fn largest_component(coords: Vec<LatLon>, arcs: Vec<ArcSpec>) -> (Vec<LatLon
             ..a
         })
         .collect();
-    (kept, arcs)
+    let new_id = new_id
+        .into_iter()
+        .map(|v| (v != NONE).then_some(v))
+        .collect();
+    (kept, arcs, new_id)
 }
 
 /// A point near an arc: how far, and where along it (metres from the tail).
@@ -274,7 +325,9 @@ pub struct SegmentIndex {
 }
 
 impl SegmentIndex {
-    pub fn new(graph: &RoadGraph) -> SegmentIndex {
+    /// Indexes the arcs whose tail is one of the first `originals` nodes (the shadow
+    /// arcs of split junctions are left out: map matching places points on real roads).
+    pub fn new(graph: &RoadGraph, originals: usize) -> SegmentIndex {
         const CELL_M: f64 = 100.0;
         let coords = graph.coords();
         let mut origin = LatLon::new(90.0, 180.0);
@@ -306,6 +359,10 @@ impl SegmentIndex {
                     local(graph.coord(graph.head(arc))),
                 );
                 ends.push([a, b]);
+                if v as usize >= originals {
+                    cells_of.push(None);
+                    continue;
+                }
                 let cell = |x: f64, y: f64| {
                     (
                         ((x / CELL_M).floor().max(0.0) as usize).min(cols - 1),
@@ -314,11 +371,11 @@ impl SegmentIndex {
                 };
                 let (c0, r0) = cell(a.0.min(b.0), a.1.min(b.1));
                 let (c1, r1) = cell(a.0.max(b.0), a.1.max(b.1));
-                cells_of.push((c0, r0, c1, r1));
+                cells_of.push(Some((c0, r0, c1, r1)));
             }
         }
         let mut first = vec![0u32; cols * rows + 1];
-        for &(c0, r0, c1, r1) in &cells_of {
+        for &(c0, r0, c1, r1) in cells_of.iter().flatten() {
             for r in r0..=r1 {
                 for c in c0..=c1 {
                     first[r * cols + c + 1] += 1;
@@ -330,7 +387,10 @@ impl SegmentIndex {
         }
         let mut next = first.clone();
         let mut arcs = vec![0; first[cols * rows] as usize];
-        for (arc, &(c0, r0, c1, r1)) in cells_of.iter().enumerate() {
+        for (arc, cells) in cells_of.iter().enumerate() {
+            let Some((c0, r0, c1, r1)) = *cells else {
+                continue;
+            };
             for r in r0..=r1 {
                 for c in c0..=c1 {
                     let slot = &mut next[r * cols + c];
@@ -417,6 +477,7 @@ impl SegmentIndex {
 mod tests {
     use super::*;
     use meridian_shared::eta::graph::RoadClass;
+    use std::sync::Arc;
 
     fn arc(tail: u32, head: u32) -> ArcSpec {
         ArcSpec {
@@ -425,6 +486,70 @@ mod tests {
             length_m: 100.0,
             free_flow_ms: 10_000,
             class: RoadClass::Residential,
+        }
+    }
+
+    #[test]
+    fn a_banned_turn_is_kept_through_renumbering_and_snapping_skips_copies() {
+        // A square 1-2-3-4 plus node 0, which only leads in (dropped, so every id moves
+        // down by one). Going 1 → 2 → 3 is banned: the route from 1 to 3 goes round by 4.
+        let coords = vec![
+            LatLon::new(60.0, 24.0),
+            LatLon::new(60.170, 24.940),
+            LatLon::new(60.170, 24.945),
+            LatLon::new(60.175, 24.945),
+            LatLon::new(60.175, 24.940),
+        ];
+        let both = |a, b, ms| {
+            [a, b].map(|tail| ArcSpec {
+                free_flow_ms: ms,
+                ..arc(tail, a + b - tail)
+            })
+        };
+        // By 2 is quicker (20 s) than by 4 (30 s).
+        let mut arcs: Vec<ArcSpec> = [
+            both(1, 2, 10_000),
+            both(2, 3, 10_000),
+            both(3, 4, 15_000),
+            both(4, 1, 15_000),
+        ]
+        .concat();
+        arcs.push(arc(0, 1));
+        let banned = [BannedTurn {
+            from: 1,
+            via: 2,
+            to: 3,
+        }];
+        let net = Network::build(
+            coords,
+            arcs,
+            &banned,
+            MapSource::Synthetic { nodes: 4, seed: 0 },
+        );
+        assert_eq!(net.turns.originals(), 4);
+        assert_eq!(
+            net.turns.copies(),
+            &[1],
+            "the junction (old 2, now 1) is split"
+        );
+        let copy = 4;
+        assert_eq!(
+            net.snap(LatLon::new(60.170, 24.945), 50.0),
+            Some(1),
+            "points snap to the junction, not its copy"
+        );
+        let engine = super::super::engine::EtaEngine::new(Arc::new(net), 0);
+        let live = engine.live();
+        let answer = engine.route_nodes(&live, 0, 2).unwrap();
+        assert_eq!(answer.route.nodes, vec![0, 3, 2], "round by the other side");
+        assert_eq!(answer.route.cost, 30_000);
+        // Coming from 3 the turn at the junction is allowed.
+        let answer = engine.route_nodes(&live, 2, 0).unwrap();
+        assert_eq!(answer.route.cost, 20_000);
+        // Every shadow arc is the same road as an original one.
+        for (a, &same) in engine.net.canonical.iter().enumerate() {
+            assert!(engine.net.tails[same as usize] < copy);
+            assert_eq!(engine.net.graph.head(a as u32), engine.net.graph.head(same));
         }
     }
 

@@ -10,14 +10,18 @@
 //! - Direction: `oneway=yes|true|1` forward, `-1|reverse` backward, `no` both ways;
 //!   roundabouts (`junction=roundabout|circular`) and motorways are one-way unless
 //!   tagged `oneway=no`.
-//! - Turn restrictions (`type=restriction` relations) are counted but not applied: the
-//!   engine's graph is node-based, and a restriction needs an arc-based (turn-expanded)
-//!   graph. [`OsmNetwork::turn_restrictions`] says how many were ignored.
+//! - Turn restrictions: `type=restriction` relations with a `from` way, a `via` node and
+//!   a `to` way, `restriction` (or `restriction:motorcar`) `no_*` or `only_*`, become
+//!   banned turns (`only_*` bans every other way out of the junction), which the graph
+//!   applies by splitting the junction ([`meridian_shared::eta::turns`]). Restrictions
+//!   through a via way, or naming roads we do not keep, are counted as not applied.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use meridian_shared::eta::graph::{travel_ms, ArcSpec, LatLon, RoadClass};
+use meridian_shared::eta::graph::{travel_ms, ArcSpec, LatLon, NodeId, RoadClass};
+use meridian_shared::eta::turns::BannedTurn;
+use osmpbf::RelMemberType;
 use osmpbf::{Element, ElementReader};
 
 /// Why an extract could not be read.
@@ -38,8 +42,10 @@ pub enum OsmError {
 pub struct OsmNetwork {
     pub coords: Vec<LatLon>,
     pub arcs: Vec<ArcSpec>,
-    /// Turn restrictions in the extract, none of them applied.
+    /// Turn restrictions in the extract, and how many of them became banned turns.
     pub turn_restrictions: usize,
+    pub turn_restrictions_applied: usize,
+    pub banned_turns: Vec<BannedTurn>,
     pub ways: usize,
 }
 
@@ -87,6 +93,7 @@ pub fn directions(class: RoadClass, oneway: Option<&str>, roundabout: bool) -> (
 }
 
 struct Way {
+    id: i64,
     refs: Vec<i64>,
     class: RoadClass,
     speed_kmh: f64,
@@ -104,6 +111,7 @@ pub fn load(path: &Path) -> Result<OsmNetwork, OsmError> {
     let mut node_coords: HashMap<i64, LatLon> = HashMap::new();
     let mut ways: Vec<Way> = Vec::new();
     let mut turn_restrictions = 0usize;
+    let mut restrictions: Vec<Restriction> = Vec::new();
     reader
         .for_each(|element| match element {
             Element::Node(node) => {
@@ -142,6 +150,7 @@ pub fn load(path: &Path) -> Result<OsmNetwork, OsmError> {
                     .and_then(parse_maxspeed)
                     .unwrap_or_else(|| class.default_speed_kmh());
                 ways.push(Way {
+                    id: way.id(),
                     refs: way.refs().collect(),
                     class,
                     speed_kmh,
@@ -150,11 +159,42 @@ pub fn load(path: &Path) -> Result<OsmNetwork, OsmError> {
                 });
             }
             Element::Relation(relation) => {
-                if relation
-                    .tags()
-                    .any(|(k, v)| k == "type" && v == "restriction")
-                {
-                    turn_restrictions += 1;
+                let mut is_restriction = false;
+                let mut kind = None;
+                for (key, value) in relation.tags() {
+                    match key {
+                        "type" => is_restriction = value == "restriction",
+                        "restriction" | "restriction:motorcar" => kind = Some(value),
+                        _ => {}
+                    }
+                }
+                if !is_restriction {
+                    return;
+                }
+                turn_restrictions += 1;
+                let only = match kind {
+                    Some(k) if k.starts_with("only_") => true,
+                    Some(k) if k.starts_with("no_") => false,
+                    _ => return,
+                };
+                let (mut from, mut via, mut to) = (None, None, None);
+                for member in relation.members() {
+                    match (member.role().unwrap_or(""), &member.member_type) {
+                        ("from", RelMemberType::Way) => from = Some(member.member_id),
+                        ("to", RelMemberType::Way) => to = Some(member.member_id),
+                        ("via", RelMemberType::Node) => via = Some(member.member_id),
+                        // A via way (a U-turn across a dual carriageway) is not applied.
+                        ("via", _) => return,
+                        _ => {}
+                    }
+                }
+                if let (Some(from_way), Some(via), Some(to_way)) = (from, via, to) {
+                    restrictions.push(Restriction {
+                        from_way,
+                        via,
+                        to_way,
+                        only,
+                    });
                 }
             }
         })
@@ -170,7 +210,13 @@ pub fn load(path: &Path) -> Result<OsmNetwork, OsmError> {
             (coords.len() - 1) as u32
         }))
     };
+    let restricted_ways: std::collections::HashSet<i64> = restrictions
+        .iter()
+        .flat_map(|r| [r.from_way, r.to_way])
+        .collect();
+    let mut way_arcs: HashMap<i64, Vec<(NodeId, NodeId)>> = HashMap::new();
     for way in &ways {
+        let first_arc = arcs.len();
         for pair in way.refs.windows(2) {
             let (Some(a), Some(b)) = (node_of(pair[0], &mut coords), node_of(pair[1], &mut coords))
             else {
@@ -192,6 +238,21 @@ pub fn load(path: &Path) -> Result<OsmNetwork, OsmError> {
                 arcs.push(arc(b, a));
             }
         }
+        if restricted_ways.contains(&way.id) {
+            way_arcs
+                .entry(way.id)
+                .or_default()
+                .extend(arcs[first_arc..].iter().map(|a| (a.tail, a.head)));
+        }
+    }
+    let mut banned_turns = Vec::new();
+    let mut turn_restrictions_applied = 0;
+    for r in &restrictions {
+        let turns = r.banned_turns(&index, &way_arcs, &arcs);
+        if !turns.is_empty() {
+            turn_restrictions_applied += 1;
+            banned_turns.extend(turns);
+        }
     }
     if arcs.is_empty() {
         return Err(OsmError::NoRoads {
@@ -202,8 +263,67 @@ pub fn load(path: &Path) -> Result<OsmNetwork, OsmError> {
         coords,
         arcs,
         turn_restrictions,
+        turn_restrictions_applied,
+        banned_turns,
         ways: ways.len(),
     })
+}
+
+/// A `type=restriction` relation through a via node.
+struct Restriction {
+    from_way: i64,
+    via: i64,
+    to_way: i64,
+    /// `only_*` (every other way out is banned) rather than `no_*`.
+    only: bool,
+}
+
+impl Restriction {
+    /// The banned turns it makes, in graph node ids: none if its via node or ways are
+    /// not roads we keep, or do not meet at the via node.
+    fn banned_turns(
+        &self,
+        index: &HashMap<i64, u32>,
+        way_arcs: &HashMap<i64, Vec<(NodeId, NodeId)>>,
+        arcs: &[ArcSpec],
+    ) -> Vec<BannedTurn> {
+        let (Some(&via), Some(from_arcs), Some(to_arcs)) = (
+            index.get(&self.via),
+            way_arcs.get(&self.from_way),
+            way_arcs.get(&self.to_way),
+        ) else {
+            return Vec::new();
+        };
+        let froms: Vec<NodeId> = from_arcs
+            .iter()
+            .filter(|&&(_, head)| head == via)
+            .map(|&(tail, _)| tail)
+            .collect();
+        let tos: Vec<NodeId> = to_arcs
+            .iter()
+            .filter(|&&(tail, _)| tail == via)
+            .map(|&(_, head)| head)
+            .collect();
+        if froms.is_empty() || tos.is_empty() {
+            return Vec::new();
+        }
+        let banned_heads: Vec<NodeId> = if self.only {
+            arcs.iter()
+                .filter(|a| a.tail == via && !tos.contains(&a.head))
+                .map(|a| a.head)
+                .collect()
+        } else {
+            tos
+        };
+        froms
+            .iter()
+            .flat_map(|&from| {
+                banned_heads
+                    .iter()
+                    .map(move |&to| BannedTurn { from, via, to })
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -262,5 +382,14 @@ mod tests {
             .filter(|&&(t, h)| !pairs.contains(&(h, t)))
             .count();
         assert!(one_way > 0, "central Helsinki has one-way streets");
+        assert!(
+            network.turn_restrictions_applied > 10,
+            "{} of {} turn restrictions applied",
+            network.turn_restrictions_applied,
+            network.turn_restrictions
+        );
+        for turn in &network.banned_turns {
+            assert!(pairs.contains(&(turn.from, turn.via)) && pairs.contains(&(turn.via, turn.to)));
+        }
     }
 }

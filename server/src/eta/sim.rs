@@ -99,10 +99,17 @@ impl Drive {
         rng: &mut SplitMix64,
         ratios: &[f64],
     ) -> Option<Drive> {
-        let n = net.graph.node_count() as u64;
+        let n = net.turns.originals() as u64;
         let (s, t) = (rng.below(n) as NodeId, rng.below(n) as NodeId);
-        let route = CchQuery::new(&net.cch).route(&net.cch, free_flow, s, t)?;
-        let arcs = net.path_arcs(&route.nodes);
+        let route = net
+            .turns
+            .route(&mut CchQuery::new(&net.cch), &net.cch, free_flow, s, t)?;
+        // Traffic lives on original roads: a shadow arc is driven as its original.
+        let arcs: Vec<ArcId> = net
+            .path_arcs(&route.nodes)
+            .into_iter()
+            .map(|a| net.canonical[a as usize])
+            .collect();
         if arcs.len() < 5 {
             return None;
         }

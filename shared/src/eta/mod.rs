@@ -9,6 +9,7 @@
 //! - [`dijkstra`]: plain Dijkstra, the oracle of the tests and the naive peer.
 //! - [`spatial`]: the nearest node to a coordinate.
 //! - [`synth`]: synthetic city-shaped networks for large scales, from one seed.
+//! - [`turns`]: turn restrictions, by splitting the restricted junctions.
 //! - [`wire`]: the wire types of `/api/eta/*`.
 
 pub mod cch;
@@ -17,6 +18,7 @@ pub mod graph;
 pub mod order;
 pub mod spatial;
 pub mod synth;
+pub mod turns;
 pub mod wire;
 
 /// A route through the graph: its cost (travel time, ms) and its nodes, source first.

@@ -131,7 +131,14 @@ pub struct MapResponse {
     pub nodes: Vec<i32>,
     /// `[tail, head, free_flow_ms]` per arc, flattened, in the server's arc order.
     pub arcs: Vec<u32>,
-    /// Turn restrictions in the data that routing ignores (node-based graph).
+    /// The copies of junctions split by turn restrictions: node `nodes.len() / 2 -
+    /// turn_copies.len() + i` copies node `turn_copies[i]`. Routes end at a junction or
+    /// any of its copies; points snap to the other nodes only.
+    pub turn_copies: Vec<u32>,
+    /// Turn restrictions in the data that routing applies.
+    pub turn_restrictions_applied: usize,
+    /// Turn restrictions in the data that routing ignores (through a via way, or naming
+    /// roads that are not on the map).
     pub turn_restrictions_ignored: usize,
 }
 
