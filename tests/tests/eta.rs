@@ -6,6 +6,7 @@
 //!   is pushed a new ETA over the realtime channel when traffic on its route changes
 //!   (on both backends: the push goes through the topic log);
 //! - probes from simulated vehicles are matched and slow the roads they crawl on;
+//! - two instances on one PostgreSQL share incidents and probes;
 //! - the real Helsinki extract (when `ensure_helsinki` fetched it: MERIDIAN_ETA_MAP).
 
 use meridian_server::eta::engine::EtaEngine;
@@ -22,6 +23,7 @@ use meridian_tests::client::{Client, Realtime};
 use meridian_tests::db::{Backend, TestDatabase};
 use meridian_tests::server::{eventually, TestServer};
 use serde_json::json;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 async fn ready(server: &TestServer) -> Arc<EtaEngine> {
@@ -357,4 +359,117 @@ async fn helsinki_from_the_openstreetmap_extract() {
         .await
         .assert_error(422, "off_map");
     server.shutdown().await;
+}
+
+/// Two instances on one PostgreSQL: an incident posted to A, and probes sent to A, slow
+/// B's roads too (shared as notices, `eta::cluster`), and B's routes avoid the incident.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_incidents_and_probes() {
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let a = TestServer::start(&db).await;
+    let b = TestServer::start(&db).await;
+    let (engine_a, engine_b) = (ready(&a).await, ready(&b).await);
+    let (client_a, client_b) = (Client::new(&a), Client::new(&b));
+    let (from, to) = corners(&engine_b);
+    let before: RouteResponse = client_b.get(&route_path(from, to)).await.expect(200);
+    let middle = before.path[before.path.len() / 2];
+    let version = engine_b.traffic_version();
+    let _: IncidentCreated = client_a
+        .post_json(
+            "/api/eta/incidents",
+            &json!({"lat": middle[0], "lon": middle[1], "radius_m": 60, "speed_factor": 0.05, "duration_s": 600}),
+        )
+        .await
+        .expect(201);
+    eventually("B to apply A's incident", || {
+        engine_b.traffic_version() > version
+    })
+    .await;
+    let applied = engine_b.traffic_version();
+    eventually("B's weights to include it", || {
+        engine_b.live().traffic_version >= applied
+    })
+    .await;
+    let after: RouteResponse = client_b.get(&route_path(from, to)).await.expect(200);
+    assert!(
+        after.eta_s > before.eta_s,
+        "{} -> {}",
+        before.eta_s,
+        after.eta_s
+    );
+    assert_ne!(after.path, before.path, "B's route avoids A's incident");
+
+    // Probes of simulated vehicles, all sent to A.
+    let net = engine_a.net.clone();
+    let world = World::new(&net, 21, 5);
+    let free = net.cch.customize(net.graph.free_flow_weights());
+    let mut rng = SplitMix64::new(22);
+    let now = a.state.clock.now_ms();
+    let mut probes = Vec::new();
+    for v in 0..40 {
+        let Some(drive) = Drive::random_in(&net, &free, &mut rng, &world.true_ratio) else {
+            continue;
+        };
+        for (t_ms, at, _) in drive.samples(&net, now - 300_000, 5_000) {
+            probes.push(Probe {
+                device_id: format!("sim-{v}"),
+                t_ms,
+                lat: at.lat,
+                lon: at.lon,
+            });
+        }
+    }
+    for chunk in probes.chunks(5_000) {
+        let _: ProbesAccepted = client_a
+            .post_json(
+                "/api/eta/probes",
+                &ProbeBatch {
+                    probes: chunk.to_vec(),
+                },
+            )
+            .await
+            .expect(200);
+    }
+    // Every observation A sent (one per arc and tick, after its outbox empties) is
+    // applied on B.
+    let counts = || {
+        (
+            engine_a.pending_observations(),
+            engine_a
+                .counters
+                .shared_observations
+                .load(Ordering::Relaxed),
+            engine_b
+                .counters
+                .remote_observations
+                .load(Ordering::Relaxed),
+        )
+    };
+    eventually("B to apply every observation A sent", || {
+        let (pending, sent, applied) = counts();
+        pending == 0 && sent > 0 && applied == sent
+    })
+    .await;
+    let applied = engine_b.traffic_version();
+    eventually("B's weights to include them", || {
+        engine_b.live().traffic_version >= applied
+    })
+    .await;
+    let on_a: TrafficResponse = client_a.get("/api/eta/traffic").await.expect(200);
+    let on_b: TrafficResponse = client_b.get("/api/eta/traffic").await.expect(200);
+    let slowed_on_b: Vec<usize> = (0..on_b.speed_pct.len())
+        .filter(|&arc| on_b.speed_pct[arc] < 70)
+        .collect();
+    assert!(!slowed_on_b.is_empty(), "B sees A's probes");
+    let also_on_a = slowed_on_b
+        .iter()
+        .filter(|&&arc| on_a.speed_pct[arc] < 100)
+        .count();
+    assert!(
+        also_on_a as f64 >= 0.9 * slowed_on_b.len() as f64,
+        "{also_on_a} of {} arcs slowed on B are slowed on A",
+        slowed_on_b.len()
+    );
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -28,6 +28,10 @@ pub const MAX_SNAP_M: f64 = 300.0;
 /// Devices whose last fix is older than this are forgotten when the table is full.
 const DEVICE_IDLE_MS: i64 = 600_000;
 const MAX_DEVICES: usize = 200_000;
+/// Observations kept for other instances between two refreshes; past it the oldest are
+/// dropped (and counted): other instances then see less of this one's traffic, never
+/// wrong traffic.
+const MAX_OUTBOX: usize = 100_000;
 
 /// Why a route cannot be answered.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -83,6 +87,19 @@ pub struct Counters {
     pub matched: AtomicU64,
     pub customizations: AtomicU64,
     pub last_customize_us: AtomicU64,
+    /// Observations sent to other instances (one per arc and tick).
+    pub shared_observations: AtomicU64,
+    /// Observations other instances sent that this one applied.
+    pub remote_observations: AtomicU64,
+    /// Observations not shared because the outbox was full.
+    pub outbox_dropped: AtomicU64,
+}
+
+/// Observations made here for other instances (see `cluster`), once sharing is on.
+#[derive(Default)]
+struct Outbox {
+    enabled: bool,
+    observations: Vec<(ArcId, f64, i64)>,
 }
 
 pub struct EtaEngine {
@@ -92,6 +109,7 @@ pub struct EtaEngine {
     tracks: Mutex<HashMap<String, Track>>,
     queries: Mutex<Vec<CchQuery>>,
     refreshing: Mutex<()>,
+    outbox: Mutex<Outbox>,
     pub params: MatchParams,
     pub counters: Counters,
 }
@@ -113,6 +131,7 @@ impl EtaEngine {
             tracks: Mutex::default(),
             queries: Mutex::default(),
             refreshing: Mutex::new(()),
+            outbox: Mutex::default(),
             params: MatchParams::default(),
             counters: Counters::default(),
             net,
@@ -219,9 +238,11 @@ impl EtaEngine {
         }
         if !observations.is_empty() {
             let mut traffic = self.traffic.lock().expect("traffic lock");
-            for (arc, ratio, at_ms) in observations {
+            for &(arc, ratio, at_ms) in &observations {
                 traffic.observe(arc, ratio, at_ms);
             }
+            drop(traffic);
+            self.keep_for_others(observations);
         }
         self.counters
             .probes
@@ -230,6 +251,77 @@ impl EtaEngine {
             .matched
             .fetch_add(report.matched as u64, Ordering::Relaxed);
         report
+    }
+
+    /// From now on, keeps this instance's observations for [`EtaEngine::take_observations`].
+    pub fn share_observations(&self) {
+        self.outbox.lock().expect("outbox lock").enabled = true;
+    }
+
+    pub(super) fn keep_for_others(&self, mut observations: Vec<(ArcId, f64, i64)>) {
+        let mut outbox = self.outbox.lock().expect("outbox lock");
+        if !outbox.enabled {
+            return;
+        }
+        outbox.observations.append(&mut observations);
+        let over = outbox.observations.len().saturating_sub(MAX_OUTBOX);
+        if over > 0 {
+            outbox.observations.drain(..over);
+            self.counters
+                .outbox_dropped
+                .fetch_add(over as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Observations kept for other instances and not yet taken.
+    pub fn pending_observations(&self) -> usize {
+        self.outbox.lock().expect("outbox lock").observations.len()
+    }
+
+    /// The observations made here since the last call, one per arc: the mean ratio of
+    /// its observations and the latest time, in arc order.
+    /// Counted in `shared_observations` before the outbox is released, so that an empty
+    /// outbox means the count includes everything taken.
+    pub fn take_observations(&self) -> Vec<(ArcId, f64, i64)> {
+        let mut outbox = self.outbox.lock().expect("outbox lock");
+        let mut per_arc: std::collections::BTreeMap<ArcId, (f64, u32, i64)> = Default::default();
+        for (arc, ratio, at_ms) in outbox.observations.drain(..) {
+            let entry = per_arc.entry(arc).or_insert((0.0, 0, at_ms));
+            entry.0 += ratio;
+            entry.1 += 1;
+            entry.2 = entry.2.max(at_ms);
+        }
+        self.counters
+            .shared_observations
+            .fetch_add(per_arc.len() as u64, Ordering::Relaxed);
+        drop(outbox);
+        per_arc
+            .into_iter()
+            .map(|(arc, (sum, count, at_ms))| (arc, sum / f64::from(count), at_ms))
+            .collect()
+    }
+
+    /// Applies observations another instance made on the same network (arcs outside it
+    /// are skipped); answers how many applied. In force from the next refresh.
+    pub fn observe_remote(&self, observations: &[(ArcId, f64, i64)]) -> usize {
+        let arcs = self.net.graph.arc_count();
+        let mut traffic = self.traffic.lock().expect("traffic lock");
+        let mut applied = 0;
+        for &(arc, ratio, at_ms) in observations {
+            if (arc as usize) < arcs && ratio.is_finite() && ratio >= 0.0 {
+                traffic.observe(arc, ratio, at_ms);
+                applied += 1;
+            }
+        }
+        self.counters
+            .remote_observations
+            .fetch_add(applied as u64, Ordering::Relaxed);
+        applied
+    }
+
+    /// The traffic version (bumped by every observation, incident and expiry).
+    pub fn traffic_version(&self) -> u64 {
+        self.traffic.lock().expect("traffic lock").version()
     }
 
     /// Slows every arc with an end within `radius_m` of `at` by `speed_factor` until

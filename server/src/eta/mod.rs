@@ -8,6 +8,7 @@
 //! matching  HMM map matching (Newson & Krumm), online per device and over a trace
 //! engine    EtaEngine: the live weights swapped atomically, queries, probes, refresh
 //! trips     trips en route: fresh ETAs, re-routing, what to push
+//! cluster   traffic and incidents shared with the other instances
 //! sim       the simulator: hidden true speeds, vehicles, GPS noise, MAPE
 //! mod       the Eta handle, the refresher task and /api/eta/*
 //! ```
@@ -21,8 +22,12 @@
 //!   the next one on a blocking thread.
 //! - An incident is in the weights when its POST is answered.
 //! - A trip is seen and changed only by its owner (another session gets 404); its
-//!   updates go to the owner's realtime topic.
+//!   updates go to the owner's realtime topic. Trips live in the memory of the instance
+//!   that started them.
+//! - Traffic is the same on every instance of one PostgreSQL: probes and incidents any
+//!   instance receives reach the others as notices (`cluster`).
 
+pub mod cluster;
 pub mod engine;
 pub mod matching;
 pub mod network;
@@ -77,6 +82,8 @@ struct EtaInner {
     engine: OnceLock<Arc<EtaEngine>>,
     trips: Trips,
     map_json: OnceLock<String>,
+    /// The network's digest, which notices to other instances carry.
+    digest: OnceLock<String>,
 }
 
 impl Eta {
@@ -152,15 +159,32 @@ pub fn start(state: &AppState) {
                 }
             },
         };
+        let digest = cluster::network_digest(&engine);
+        let _ = state.eta.inner.digest.set(digest.clone());
+        // With other instances, traffic is shared with them (see `cluster`).
+        let mut notices = state.hub.remote().is_some().then(|| {
+            engine.share_observations();
+            state.hub.notices(cluster::SYSTEM)
+        });
         let _ = state.eta.inner.engine.set(engine.clone());
         let mut every = tokio::time::interval(state.config.eta_refresh_every);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = state.shutdown.cancelled() => return,
-                _ = every.tick() => {}
+                _ = every.tick() => {
+                    cluster::send_observations(&state.hub, &engine, &digest);
+                    refresh(&state, &engine).await;
+                }
+                Some(body) = async {
+                    match notices.as_mut() {
+                        Some(notices) => notices.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    cluster::apply(&engine, &digest, body);
+                }
             }
-            refresh(&state, &engine).await;
         }
     });
 }
@@ -399,6 +423,17 @@ async fn post_incident(
             "off_map",
             "no road lies within the incident's radius",
         ));
+    }
+    if let Some(digest) = state.eta.inner.digest.get() {
+        cluster::send_incident(
+            &state.hub,
+            digest,
+            &id,
+            at,
+            body.radius_m,
+            body.speed_factor,
+            until_ms,
+        );
     }
     let worker = engine.clone();
     tokio::task::spawn_blocking(move || worker.refresh(now))

@@ -150,6 +150,32 @@ impl Network {
         self.nodes.nearest(point, max_m).map(|(node, _)| node)
     }
 
+    /// A digest of the graph (nodes, arcs, free-flow times), the same on every build
+    /// and instance that prepared the same map: instances share traffic by arc id only
+    /// when their digests agree.
+    pub fn fingerprint(&self) -> u64 {
+        // FNV-1a, 64-bit.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |value: u64| {
+            for byte in value.to_le_bytes() {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        let graph = &self.graph;
+        eat(graph.node_count() as u64);
+        eat(graph.arc_count() as u64);
+        for c in graph.coords() {
+            eat(c.lat.to_bits());
+            eat(c.lon.to_bits());
+        }
+        for (arc, &weight) in graph.free_flow_weights().iter().enumerate() {
+            eat(u64::from(graph.head(arc as ArcId)));
+            eat(u64::from(weight));
+        }
+        hash
+    }
+
     /// The arcs of a node path (consecutive nodes are joined by an arc).
     pub fn path_arcs(&self, nodes: &[NodeId]) -> Vec<ArcId> {
         nodes

@@ -18,8 +18,8 @@ pub const FORGET_MS: i64 = 5 * DECAY_MS;
 /// The weight of a new observation in an arc's running estimate.
 const SMOOTHING: f64 = 0.4;
 /// Speed ratios (observed over free flow) are clamped to this range.
-const MIN_RATIO: f64 = 0.05;
-const MAX_RATIO: f64 = 1.5;
+pub const MIN_RATIO: f64 = 0.05;
+pub const MAX_RATIO: f64 = 1.5;
 
 #[derive(Debug, Clone, Copy)]
 struct Estimate {
