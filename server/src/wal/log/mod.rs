@@ -1,0 +1,741 @@
+//! [`Log`]: the segmented log, its group commit, truncation, purge and hard state.
+//!
+//! Writes happen on the caller's thread under the state lock, so a read right after
+//! `append` sees the records; durability comes from one syncer thread. It waits for
+//! unsynced writes, takes the set of segments written since its last round, fsyncs
+//! them and then wakes every append written before the round began. Appends that arrive
+//! while it is fsyncing wait for the next round: that is the group commit, and
+//! [`LogStats::sync_rounds`] counts the rounds.
+//!
+//! Locks: `sync_lock` (held for a whole fsync round, and by truncation and purge, which
+//! remove files a round might sync) is always taken before `state`.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use tokio::sync::watch;
+
+use super::disk::Disk;
+use super::record::{self, Decoded, Record, HEADER_LEN, MAX_PAYLOAD_HARD};
+use super::segment::{self, Layout, SEGMENT_HEADER_LEN};
+use super::WalError;
+
+#[cfg(test)]
+mod tests;
+
+/// How the log lays out its files.
+#[derive(Clone, Debug)]
+pub struct LogOptions {
+    /// The preallocated size of a segment file (64 MiB, as etcd).
+    pub segment_bytes: u64,
+    /// The largest payload of one record.
+    pub max_payload: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> LogOptions {
+        LogOptions {
+            segment_bytes: 64 * 1024 * 1024,
+            max_payload: 1024 * 1024,
+        }
+    }
+}
+
+/// What [`Log::open`] found and repaired.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    pub segments: usize,
+    pub records: u64,
+    /// A torn tail cut off the last segment: the file, where the valid records end, and
+    /// how many bytes after that were written and are now zeroed.
+    pub torn_tail: Option<(PathBuf, u64, u64)>,
+    /// A last segment whose creation never landed (all zeros), removed.
+    pub removed_blank_segment: Option<PathBuf>,
+}
+
+/// Counters of the log since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Calls to `append` that wrote records.
+    pub appends: u64,
+    /// File fsyncs of every kind (group commit, segment roll, truncation).
+    pub fsyncs: u64,
+    /// Group-commit rounds of the syncer: each makes every earlier append durable.
+    pub sync_rounds: u64,
+}
+
+#[derive(Debug)]
+struct Segment {
+    first: u64,
+    prev_crc: u32,
+    offsets: Vec<u32>,
+    crcs: Vec<u32>,
+    end: u64,
+}
+
+impl Segment {
+    fn last_index(&self) -> Option<u64> {
+        (!self.offsets.is_empty()).then(|| self.first + self.offsets.len() as u64 - 1)
+    }
+    fn last_crc(&self) -> u32 {
+        self.crcs.last().copied().unwrap_or(self.prev_crc)
+    }
+    /// Byte range of the record at position `i`.
+    fn span(&self, i: usize) -> (u64, u64) {
+        let start = u64::from(self.offsets[i]);
+        let end = self
+            .offsets
+            .get(i + 1)
+            .map_or(self.end, |&next| u64::from(next));
+        (start, end)
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    segments: Vec<Segment>,
+    /// The CRC the next record chains to when there is no segment.
+    chain_crc: u32,
+    written: u64,
+    synced: u64,
+    dirty: BTreeSet<u64>,
+    failed: Option<String>,
+    shutdown: bool,
+    retain_from: Option<u64>,
+    appends: u64,
+}
+
+impl State {
+    fn first_index(&self) -> Option<u64> {
+        self.segments
+            .iter()
+            .find(|s| !s.offsets.is_empty())
+            .map(|s| s.first)
+    }
+    fn last_index(&self) -> Option<u64> {
+        self.segments.iter().rev().find_map(Segment::last_index)
+    }
+    fn chain(&self) -> u32 {
+        self.segments
+            .last()
+            .map_or(self.chain_crc, Segment::last_crc)
+    }
+}
+
+/// What the syncer publishes to waiting appends.
+#[derive(Clone, Debug, Default)]
+struct Durable {
+    synced: u64,
+    failed: Option<String>,
+    closed: bool,
+}
+
+struct Shared {
+    disk: Arc<dyn Disk>,
+    layout: Layout,
+    options: LogOptions,
+    state: Mutex<State>,
+    wake: Condvar,
+    sync_lock: Mutex<()>,
+    durable: watch::Sender<Durable>,
+    fsyncs: AtomicU64,
+    sync_rounds: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    fn sync(&self, path: &Path) -> Result<(), WalError> {
+        self.disk.sync(path).map_err(WalError::io("fsync", path))?;
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> Result<(), WalError> {
+        self.disk.sync_dir(dir).map_err(WalError::io("fsync directory", dir))
+    }
+
+    /// Writes zeros over `[from, from + len)` of `path`.
+    fn zero(&self, path: &Path, from: u64, len: u64) -> Result<(), WalError> {
+        const CHUNK: u64 = 1024 * 1024;
+        let zeros = vec![0; CHUNK.min(len) as usize];
+        let mut at = from;
+        while at < from + len {
+            let n = CHUNK.min(from + len - at);
+            self.disk
+                .write_at(path, at, &zeros[..n as usize])
+                .map_err(WalError::io("write", path))?;
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// Starts a segment whose first record will be `first`: created, preallocated, its
+    /// header written and synced, its name synced. The segment before it is synced
+    /// first, so a later segment never exists with an earlier one torn.
+    fn roll(&self, state: &mut State, first: u64) -> Result<(), WalError> {
+        if let Some(current) = state.segments.last() {
+            let path = self.layout.segment(current.first);
+            self.sync(&path)?;
+            let current = current.first;
+            state.dirty.remove(&current);
+        }
+        let prev_crc = state.chain();
+        let path = self.layout.segment(first);
+        let disk = &self.disk;
+        disk.create(&path).map_err(WalError::io("create", &path))?;
+        disk.allocate(&path, self.options.segment_bytes)
+            .map_err(WalError::io("allocate", &path))?;
+        disk.write_at(&path, 0, &segment::encode_header(first, prev_crc))
+            .map_err(WalError::io("write", &path))?;
+        self.sync(&path)?;
+        self.sync_dir(&self.layout.dir)?;
+        state.segments.push(Segment {
+            first,
+            prev_crc,
+            offsets: Vec::new(),
+            crcs: Vec::new(),
+            end: SEGMENT_HEADER_LEN as u64,
+        });
+        Ok(())
+    }
+
+    /// Writes `records` at the end of the log; returns the write's sequence number.
+    fn write(&self, records: &[Record]) -> Result<u64, WalError> {
+        let max = self.options.max_payload;
+        if let Some(big) = records.iter().find(|r| r.payload.len() > max) {
+            return Err(WalError::RecordTooLarge {
+                len: big.payload.len(),
+                max,
+            });
+        }
+        let mut state = self.state();
+        if let Some(failure) = &state.failed {
+            return Err(WalError::Poisoned(failure.clone()));
+        }
+        let Some(first) = records.first() else {
+            return Ok(state.written);
+        };
+        let mut expected = state.last_index().map_or(first.index, |last| last + 1);
+        for record in records {
+            if record.index != expected {
+                return Err(WalError::NotContiguous {
+                    expected,
+                    got: record.index,
+                });
+            }
+            expected += 1;
+        }
+        let result = self.write_locked(&mut state, records);
+        if let Err(error) = &result {
+            // The files and the state may disagree now: refuse until reopened.
+            state.failed = Some(error.to_string());
+        }
+        result
+    }
+
+    fn write_locked(&self, state: &mut State, records: &[Record]) -> Result<u64, WalError> {
+        let mut buffer = Vec::new();
+        let mut chain = state.chain();
+        for record in records {
+            let fits = state.segments.last().is_some_and(|s| {
+                s.end + (buffer.len() + record.encoded_len()) as u64 <= self.options.segment_bytes
+            });
+            if !fits {
+                self.flush(state, &mut buffer)?;
+                self.roll(state, record.index)?;
+            }
+            let Some(segment) = state.segments.last_mut() else {
+                return Err(WalError::BadOptions("no segment to write to".into()));
+            };
+            let offset = segment.end + buffer.len() as u64;
+            chain = record::encode(record, chain, &mut buffer);
+            segment.offsets.push(offset as u32);
+            segment.crcs.push(chain);
+        }
+        self.flush(state, &mut buffer)?;
+        state.written += 1;
+        state.appends += 1;
+        self.wake.notify_all();
+        Ok(state.written)
+    }
+
+    /// Writes `buffer` at the end of the last segment (whose offsets already name it).
+    fn flush(&self, state: &mut State, buffer: &mut Vec<u8>) -> Result<(), WalError> {
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        let Some(segment) = state.segments.last_mut() else {
+            return Err(WalError::BadOptions("no segment to write to".into()));
+        };
+        let path = self.layout.segment(segment.first);
+        self.disk
+            .write_at(&path, segment.end, buffer)
+            .map_err(WalError::io("write", &path))?;
+        segment.end += buffer.len() as u64;
+        state.dirty.insert(segment.first);
+        buffer.clear();
+        Ok(())
+    }
+}
+
+/// The syncer: one group-commit round at a time until the log is dropped.
+fn run_syncer(shared: Arc<Shared>) {
+    loop {
+        {
+            let mut state = shared.state();
+            while !state.shutdown && state.written <= state.synced {
+                state = shared
+                    .wake
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+            if state.shutdown {
+                break;
+            }
+        }
+        let _round = lock(&shared.sync_lock);
+        let (target, dirty) = {
+            let mut state = shared.state();
+            (state.written, std::mem::take(&mut state.dirty))
+        };
+        let mut failure = None;
+        for first in dirty {
+            if let Err(error) = shared.sync(&shared.layout.segment(first)) {
+                failure = Some(error.to_string());
+                break;
+            }
+        }
+        shared.sync_rounds.fetch_add(1, Ordering::Relaxed);
+        let mut state = shared.state();
+        match failure {
+            Some(failure) => {
+                state.failed = Some(failure.clone());
+                shared.durable.send_modify(|d| d.failed = Some(failure));
+                break;
+            }
+            None => {
+                state.synced = target;
+                shared.durable.send_modify(|d| d.synced = target);
+            }
+        }
+    }
+    shared.durable.send_modify(|d| d.closed = true);
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    syncer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.state().shutdown = true;
+        self.shared.wake.notify_all();
+        if let Some(syncer) = lock(&self.syncer).take() {
+            let _ = syncer.join();
+        }
+    }
+}
+
+/// The write-ahead log of one node. Cheap to clone; the syncer stops with the last clone
+/// (without a final fsync: an append nobody awaited is not promised).
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<Inner>,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`: scans every segment, cuts a torn tail off
+    /// the last one, and refuses any other damage with the file and offset.
+    pub fn open(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        options: LogOptions,
+    ) -> Result<(Log, OpenReport), WalError> {
+        if options.max_payload > MAX_PAYLOAD_HARD
+            || options.segment_bytes > u64::from(u32::MAX)
+            || ((SEGMENT_HEADER_LEN + HEADER_LEN + options.max_payload) as u64)
+                > options.segment_bytes
+        {
+            return Err(WalError::BadOptions(format!(
+                "segments of {} bytes must hold a record of {} bytes, at most {MAX_PAYLOAD_HARD}, and stay under 4 GiB",
+                options.segment_bytes, options.max_payload
+            )));
+        }
+        let layout = Layout::new(dir);
+        disk.create_dir_all(dir)
+            .map_err(WalError::io("create directory", dir))?;
+        let archive = layout.archive_dir();
+        disk.create_dir_all(&archive)
+            .map_err(WalError::io("create directory", &archive))?;
+        let names = disk.list(dir).map_err(WalError::io("list", dir))?;
+        for stale in names.iter().filter(|n| n.ends_with(".tmp")) {
+            let path = dir.join(stale);
+            disk.remove(&path).map_err(WalError::io("remove", &path))?;
+        }
+        let firsts = segment::segments_in(&names);
+        let shared = Arc::new(Shared {
+            disk: disk.clone(),
+            layout: layout.clone(),
+            options: options.clone(),
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            sync_lock: Mutex::new(()),
+            durable: watch::Sender::new(Durable::default()),
+            fsyncs: AtomicU64::new(0),
+            sync_rounds: AtomicU64::new(0),
+        });
+        let mut report = OpenReport::default();
+        let mut segments: Vec<Segment> = Vec::new();
+        for (i, &first) in firsts.iter().enumerate() {
+            let path = layout.segment(first);
+            let is_last = i + 1 == firsts.len();
+            let bytes = disk.read_all(&path).map_err(WalError::io("read", &path))?;
+            let scanned = segment::scan(
+                &path,
+                &bytes,
+                first,
+                is_last,
+                options.max_payload,
+                &mut |_| {},
+            )?;
+            if scanned.blank {
+                disk.remove(&path).map_err(WalError::io("remove", &path))?;
+                shared.sync_dir(dir)?;
+                report.removed_blank_segment = Some(path);
+                continue;
+            }
+            if let Some(previous) = segments.last() {
+                let follows = previous.last_index().map(|last| last + 1);
+                if follows != Some(first) || previous.last_crc() != scanned.prev_crc {
+                    return Err(WalError::Corrupt {
+                        path,
+                        offset: 8,
+                        reason: format!(
+                            "the segment does not continue the one before it (which ends at index {:?})",
+                            previous.last_index()
+                        ),
+                    });
+                }
+            }
+            if !is_last && scanned.offsets.is_empty() {
+                return Err(WalError::Corrupt {
+                    path,
+                    offset: SEGMENT_HEADER_LEN as u64,
+                    reason: "a segment with no records before the last one".into(),
+                });
+            }
+            if scanned.torn_bytes > 0 {
+                shared.zero(&path, scanned.end, scanned.torn_bytes)?;
+                shared.sync(&path)?;
+                report.torn_tail = Some((path.clone(), scanned.end, scanned.torn_bytes));
+            }
+            if is_last && (bytes.len() as u64) < options.segment_bytes {
+                disk.allocate(&path, options.segment_bytes)
+                    .map_err(WalError::io("allocate", &path))?;
+                shared.sync(&path)?;
+            }
+            report.records += scanned.offsets.len() as u64;
+            segments.push(Segment {
+                first,
+                prev_crc: scanned.prev_crc,
+                offsets: scanned.offsets,
+                crcs: scanned.crcs,
+                end: scanned.end,
+            });
+        }
+        report.segments = segments.len();
+        shared.state().segments = segments;
+        let syncer = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("wal-syncer".into())
+                .spawn(move || run_syncer(shared))
+                .map_err(WalError::io("spawn the syncer for", dir))?
+        };
+        let log = Log {
+            inner: Arc::new(Inner {
+                shared,
+                syncer: Mutex::new(Some(syncer)),
+            }),
+        };
+        Ok((log, report))
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// Appends `records` (continuing the log) and resolves once they are durable. The
+    /// write itself happens before this returns; only the wait is in the future.
+    pub fn append(
+        &self,
+        records: Vec<Record>,
+    ) -> impl Future<Output = Result<(), WalError>> + Send + 'static {
+        let mut durable = self.shared().durable.subscribe();
+        let written = self.shared().write(&records);
+        async move {
+            let ticket = written?;
+            let seen = durable
+                .wait_for(|d| d.synced >= ticket || d.failed.is_some() || d.closed)
+                .await
+                .map_err(|_| WalError::Closed)?;
+            if seen.synced >= ticket {
+                Ok(())
+            } else if let Some(failure) = &seen.failed {
+                Err(WalError::Poisoned(failure.clone()))
+            } else {
+                Err(WalError::Closed)
+            }
+        }
+    }
+
+    pub fn first_index(&self) -> Option<u64> {
+        self.shared().state().first_index()
+    }
+
+    pub fn last_index(&self) -> Option<u64> {
+        self.shared().state().last_index()
+    }
+
+    pub fn stats(&self) -> LogStats {
+        let shared = self.shared();
+        LogStats {
+            appends: shared.state().appends,
+            fsyncs: shared.fsyncs.load(Ordering::Relaxed),
+            sync_rounds: shared.sync_rounds.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The records of `range` that are in the log, in order, each checked against its
+    /// CRC again.
+    pub fn read(&self, range: Range<u64>) -> Result<Vec<Record>, WalError> {
+        let shared = self.shared();
+        let state = shared.state();
+        let mut out = Vec::new();
+        for segment in &state.segments {
+            let Some(last) = segment.last_index() else {
+                continue;
+            };
+            let from = range.start.max(segment.first);
+            let to = range.end.min(last + 1);
+            if from >= to {
+                continue;
+            }
+            let (i, j) = ((from - segment.first) as usize, (to - segment.first) as usize);
+            let start = u64::from(segment.offsets[i]);
+            let end = segment.span(j - 1).1;
+            let path = shared.layout.segment(segment.first);
+            let bytes = shared
+                .disk
+                .read_at(&path, start, (end - start) as usize)
+                .map_err(WalError::io("read", &path))?;
+            let mut chain = if i == 0 {
+                segment.prev_crc
+            } else {
+                segment.crcs[i - 1]
+            };
+            for k in i..j {
+                let (at, _) = segment.span(k);
+                let rel = (at - start) as usize;
+                match record::decode(
+                    &bytes[rel..],
+                    chain,
+                    segment.first + k as u64,
+                    shared.options.max_payload,
+                ) {
+                    Decoded::Record { record, crc, .. } => {
+                        chain = crc;
+                        out.push(record);
+                    }
+                    Decoded::End | Decoded::Damaged { .. } => {
+                        return Err(WalError::Corrupt {
+                            path,
+                            offset: at,
+                            reason: format!(
+                                "record {} no longer reads back as written",
+                                segment.first + k as u64
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops `index` and every record after it (Raft's conflict truncation), durably.
+    pub fn truncate_from(&self, index: u64) -> Result<(), WalError> {
+        let shared = self.shared();
+        let _no_round = lock(&shared.sync_lock);
+        let mut state = shared.state();
+        let dir = &shared.layout.dir;
+        while let Some(last) = state.segments.last() {
+            if last.first < index {
+                break;
+            }
+            let path = shared.layout.segment(last.first);
+            shared
+                .disk
+                .remove(&path)
+                .map_err(WalError::io("remove", &path))?;
+            // One directory sync per segment: a later one never outlives an earlier.
+            shared.sync_dir(dir)?;
+            let (first, prev_crc) = (last.first, last.prev_crc);
+            state.dirty.remove(&first);
+            state.chain_crc = prev_crc;
+            state.segments.pop();
+        }
+        if let Some(segment) = state.segments.last_mut() {
+            if segment.last_index().is_some_and(|last| last >= index) {
+                let keep = (index - segment.first) as usize;
+                let cut = u64::from(segment.offsets[keep]);
+                let path = shared.layout.segment(segment.first);
+                shared.zero(&path, cut, segment.end - cut)?;
+                shared.sync(&path)?;
+                segment.offsets.truncate(keep);
+                segment.crcs.truncate(keep);
+                segment.end = cut;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops whole segments whose records are all `<= index`, never the last segment.
+    /// A dropped segment holding an index at or after the retention point is moved to
+    /// `archive/` instead of deleted.
+    pub fn purge_to(&self, index: u64) -> Result<(), WalError> {
+        let shared = self.shared();
+        let _no_round = lock(&shared.sync_lock);
+        let mut state = shared.state();
+        let dir = &shared.layout.dir;
+        while state.segments.len() > 1 && state.segments[1].first <= index.saturating_add(1) {
+            let segment = state.segments.remove(0);
+            let last = state.segments[0].first - 1;
+            let path = shared.layout.segment(segment.first);
+            if state.retain_from.is_some_and(|keep| last >= keep) {
+                let archived = shared.layout.archived(segment.first);
+                shared
+                    .disk
+                    .rename(&path, &archived)
+                    .map_err(WalError::io("archive", &path))?;
+                shared.sync_dir(&shared.layout.archive_dir())?;
+            } else {
+                shared
+                    .disk
+                    .remove(&path)
+                    .map_err(WalError::io("remove", &path))?;
+            }
+            shared.sync_dir(dir)?;
+            state.dirty.remove(&segment.first);
+        }
+        Ok(())
+    }
+
+    /// Sets the retention point: the oldest index a kept checkpoint may need replayed
+    /// (`None`: none). Archived segments wholly before it are deleted now.
+    pub fn set_retain_from(&self, retain_from: Option<u64>) -> Result<(), WalError> {
+        let shared = self.shared();
+        let _no_round = lock(&shared.sync_lock);
+        let mut state = shared.state();
+        state.retain_from = retain_from;
+        let archive = shared.layout.archive_dir();
+        let names = shared
+            .disk
+            .list(&archive)
+            .map_err(WalError::io("list", &archive))?;
+        let firsts = segment::segments_in(&names);
+        let live_first = state.segments.first().map(|s| s.first);
+        let mut removed = false;
+        for (i, &first) in firsts.iter().enumerate() {
+            let next = firsts.get(i + 1).copied().or(live_first);
+            let needed = match (retain_from, next) {
+                (None, _) => false,
+                (Some(keep), Some(next)) => next > keep,
+                (Some(_), None) => true,
+            };
+            if !needed {
+                let path = shared.layout.archived(first);
+                shared
+                    .disk
+                    .remove(&path)
+                    .map_err(WalError::io("remove", &path))?;
+                removed = true;
+            }
+        }
+        if removed {
+            shared.sync_dir(&archive)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the hard state (Raft's vote and term) atomically: a temporary file,
+    /// fsynced, renamed over the old one, the directory fsynced.
+    pub fn save_hard_state(&self, bytes: &[u8]) -> Result<(), WalError> {
+        let shared = self.shared();
+        let path = shared.layout.hard_state();
+        let temporary = path.with_extension("tmp");
+        let mut framed = Vec::with_capacity(bytes.len() + 8);
+        framed.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        framed.extend_from_slice(&record::crc32c(0, bytes).to_le_bytes());
+        framed.extend_from_slice(bytes);
+        let disk = &shared.disk;
+        disk.create(&temporary)
+            .map_err(WalError::io("create", &temporary))?;
+        disk.write_at(&temporary, 0, &framed)
+            .map_err(WalError::io("write", &temporary))?;
+        shared.sync(&temporary)?;
+        disk.rename(&temporary, &path)
+            .map_err(WalError::io("rename", &temporary))?;
+        shared.sync_dir(&shared.layout.dir)
+    }
+
+    /// The hard state last saved, `None` if never.
+    pub fn load_hard_state(&self) -> Result<Option<Vec<u8>>, WalError> {
+        let shared = self.shared();
+        let path = shared.layout.hard_state();
+        if !shared
+            .disk
+            .exists(&path)
+            .map_err(WalError::io("stat", &path))?
+        {
+            return Ok(None);
+        }
+        let framed = shared
+            .disk
+            .read_all(&path)
+            .map_err(WalError::io("read", &path))?;
+        let corrupt = |reason: &str| WalError::Corrupt {
+            path: path.clone(),
+            offset: 0,
+            reason: reason.into(),
+        };
+        if framed.len() < 8 {
+            return Err(corrupt("a hard state shorter than its frame"));
+        }
+        let mut word = [0; 4];
+        word.copy_from_slice(&framed[..4]);
+        let len = u32::from_le_bytes(word) as usize;
+        word.copy_from_slice(&framed[4..8]);
+        let crc = u32::from_le_bytes(word);
+        let bytes = framed
+            .get(8..8 + len)
+            .ok_or_else(|| corrupt("a hard state shorter than its length"))?;
+        if record::crc32c(0, bytes) != crc {
+            return Err(corrupt("a hard state whose CRC does not match"));
+        }
+        Ok(Some(bytes.to_vec()))
+    }
+}
