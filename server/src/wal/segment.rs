@@ -157,6 +157,19 @@ pub fn scan(
                 if !(is_last && zeros_follow) {
                     return Err(corrupt(path, at, format!("record {expected}: {reason}")));
                 }
+                // A torn write is the last thing written: the next record's header
+                // behind a damaged one means its length field lies (a flipped length
+                // that reaches past the records into the zeros).
+                if let Some(next) = later_record_at(bytes, at, expected + 1, max_payload) {
+                    return Err(corrupt(
+                        path,
+                        at,
+                        format!(
+                            "record {expected}: {reason}, yet record {} follows at offset {next}",
+                            expected + 1
+                        ),
+                    ));
+                }
                 let last_nonzero = bytes.iter().rposition(|&b| b != 0).unwrap_or(at);
                 scanned.torn_bytes = (last_nonzero + 1).saturating_sub(at) as u64;
                 break;
@@ -165,6 +178,25 @@ pub fn scan(
     }
     scanned.end = at as u64;
     Ok(scanned)
+}
+
+/// The offset after `start` of something shaped like the header of record `index`
+/// (its index field, and a length that fits), if any. Used only on damage, to refuse
+/// rather than cut: a payload that happens to hold this pattern makes the log refuse to
+/// open, never lose a record.
+fn later_record_at(bytes: &[u8], start: usize, index: u64, max_payload: usize) -> Option<usize> {
+    let pattern = index.to_le_bytes();
+    let end = bytes.iter().rposition(|&b| b != 0)? + 1;
+    (start + 1..end.saturating_sub(16).max(start + 1)).find(|&at| {
+        bytes.get(at + 8..at + 16) == Some(&pattern[..]) && {
+            let mut word = [0; 4];
+            word.copy_from_slice(&bytes[at + 4..at + 8]);
+            let length = u32::from_le_bytes(word) as usize;
+            length >= 1
+                && length - 1 <= max_payload.min(record::MAX_PAYLOAD_HARD)
+                && at + record::HEADER_LEN + length - 1 <= bytes.len()
+        }
+    })
 }
 
 /// Paths of a data directory.
