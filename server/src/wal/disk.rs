@@ -58,7 +58,9 @@ impl StdDisk {
     }
 
     fn files(&self) -> MutexGuard<'_, BTreeMap<PathBuf, Arc<std::fs::File>>> {
-        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn file(&self, path: &Path) -> io::Result<Arc<std::fs::File>> {
@@ -236,7 +238,9 @@ impl SimDisk {
     }
 
     fn state(&self) -> MutexGuard<'_, SimState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// File syncs so far (directory syncs not counted).

@@ -68,10 +68,7 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], WalError> {
         if self.bytes.len() < n {
-            return Err(bad(format!(
-                "{n} bytes wanted, {} left",
-                self.bytes.len()
-            )));
+            return Err(bad(format!("{n} bytes wanted, {} left", self.bytes.len())));
         }
         let (head, rest) = self.bytes.split_at(n);
         self.bytes = rest;
@@ -101,7 +98,8 @@ impl<'a> Reader<'a> {
         if len > max {
             return Err(bad(format!("a {what} of {len} bytes (at most {max})")));
         }
-        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| bad(format!("a {what} not in UTF-8")))
+        String::from_utf8(self.take(len)?.to_vec())
+            .map_err(|_| bad(format!("a {what} not in UTF-8")))
     }
 }
 
@@ -195,7 +193,9 @@ impl Entry {
 pub enum Applied {
     Written,
     /// The idempotency key was seen before, at `original_lsn`; nothing changed.
-    Duplicate { original_lsn: u64 },
+    Duplicate {
+        original_lsn: u64,
+    },
     /// An opaque entry: only `last_applied` moved.
     Skipped,
 }
@@ -475,7 +475,10 @@ mod tests {
     #[test]
     fn idempotency_keys_answer_the_original_lsn_within_the_bound() {
         let mut kv = Kv::with_idempotency_capacity(2);
-        assert_eq!(kv.apply(1, &write("a", "1", Some("x"), 10)).unwrap(), Applied::Written);
+        assert_eq!(
+            kv.apply(1, &write("a", "1", Some("x"), 10)).unwrap(),
+            Applied::Written
+        );
         assert_eq!(
             kv.apply(2, &write("a", "2", Some("x"), 11)).unwrap(),
             Applied::Duplicate { original_lsn: 1 }
@@ -489,7 +492,11 @@ mod tests {
             kv.apply(4, &write("d", "1", None, 14)),
             Err(WalError::OutOfOrder { .. })
         ));
-        assert_eq!(kv.apply(5, &Entry::Opaque(vec![1]).encode().unwrap()).unwrap(), Applied::Skipped);
+        assert_eq!(
+            kv.apply(5, &Entry::Opaque(vec![1]).encode().unwrap())
+                .unwrap(),
+            Applied::Skipped
+        );
         assert_eq!(kv.last_applied(), Some(5));
     }
 
@@ -499,8 +506,16 @@ mod tests {
         let dir = Path::new("/data");
         let mut kv = Kv::new();
         for lsn in 1..=5 {
-            kv.apply(lsn, &write(&format!("k{lsn}"), "v", Some(&format!("op{lsn}")), lsn as i64))
-                .unwrap();
+            kv.apply(
+                lsn,
+                &write(
+                    &format!("k{lsn}"),
+                    "v",
+                    Some(&format!("op{lsn}")),
+                    lsn as i64,
+                ),
+            )
+            .unwrap();
             kv.checkpoint(&disk, dir, 2).unwrap();
         }
         assert_eq!(checkpoints(&disk, dir).unwrap(), vec![4, 5]);

@@ -76,7 +76,11 @@ pub fn encode(record: &Record, prev_crc: u32, out: &mut Vec<u8>) -> u32 {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decoded {
     /// A complete record whose CRC and index check out; `len` bytes long.
-    Record { record: Record, crc: u32, len: usize },
+    Record {
+        record: Record,
+        crc: u32,
+        len: usize,
+    },
     /// An all-zero header (or zero bytes up to the end): the written part ends here.
     End,
     /// Not a valid record. `torn_if_zero_from`: when every byte from that offset (relative
@@ -129,10 +133,7 @@ pub fn decode(bytes: &[u8], prev_crc: u32, expected_index: u64, max_payload: usi
     if len > bytes.len() {
         // The bytes end mid-record.
         return Decoded::Damaged {
-            reason: format!(
-                "a record of {len} bytes where only {} remain",
-                bytes.len()
-            ),
+            reason: format!("a record of {len} bytes where only {} remain", bytes.len()),
             torn_if_zero_from: Some(bytes.len()),
         };
     }

@@ -26,7 +26,7 @@ use super::segment::{self, Layout, SEGMENT_HEADER_LEN};
 use super::WalError;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// How the log lays out its files.
 #[derive(Clone, Debug)]
@@ -148,7 +148,9 @@ struct Shared {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
@@ -163,7 +165,9 @@ impl Shared {
     }
 
     fn sync_dir(&self, dir: &Path) -> Result<(), WalError> {
-        self.disk.sync_dir(dir).map_err(WalError::io("fsync directory", dir))
+        self.disk
+            .sync_dir(dir)
+            .map_err(WalError::io("fsync directory", dir))
     }
 
     /// Writes zeros over `[from, from + len)` of `path`.
@@ -227,15 +231,14 @@ impl Shared {
         let Some(first) = records.first() else {
             return Ok(state.written);
         };
-        let mut expected = state.last_index().map_or(first.index, |last| last + 1);
-        for record in records {
+        let next = state.last_index().map_or(first.index, |last| last + 1);
+        for (expected, record) in (next..).zip(records) {
             if record.index != expected {
                 return Err(WalError::NotContiguous {
                     expected,
                     got: record.index,
                 });
             }
-            expected += 1;
         }
         let result = self.write_locked(&mut state, records);
         if let Err(error) = &result {
@@ -534,7 +537,10 @@ impl Log {
             if from >= to {
                 continue;
             }
-            let (i, j) = ((from - segment.first) as usize, (to - segment.first) as usize);
+            let (i, j) = (
+                (from - segment.first) as usize,
+                (to - segment.first) as usize,
+            );
             let start = u64::from(segment.offsets[i]);
             let end = segment.span(j - 1).1;
             let path = shared.layout.segment(segment.first);

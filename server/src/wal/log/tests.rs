@@ -85,7 +85,10 @@ fn appends_read_back_across_segments_and_reopen() {
     assert!(layout_of(&log).len() > 3, "small segments roll");
     assert_eq!(log.first_index(), Some(1));
     assert_eq!(log.last_index(), Some(40));
-    assert_eq!(log.read(5..9).unwrap(), (5..9).map(record).collect::<Vec<_>>());
+    assert_eq!(
+        log.read(5..9).unwrap(),
+        (5..9).map(record).collect::<Vec<_>>()
+    );
     drop(log);
     let (log, report) = open(&disk).unwrap();
     assert_eq!(report.records, 40);
@@ -112,7 +115,10 @@ fn truncate_from_and_purge_to_keep_the_rest_over_a_reopen() {
     block_on(log.append(vec![Record::new(33, 9, b"new".to_vec())])).unwrap();
     log.purge_to(20).unwrap();
     let first = log.first_index().unwrap();
-    assert!(first <= 21 && first > 1, "whole segments below 21 go: {first}");
+    assert!(
+        first <= 21 && first > 1,
+        "whole segments below 21 go: {first}"
+    );
     drop(log);
     let (log, _) = open(&disk).unwrap();
     let mut expected: Vec<Record> = (first..33).map(record).collect();
@@ -185,7 +191,10 @@ fn a_torn_write_at_every_byte_of_the_last_record_is_cut_off() {
             assert_eq!(all(&log), (1..count).map(record).collect::<Vec<_>>());
             if let Some((torn_path, offset, bytes)) = &report.torn_tail {
                 assert_eq!((torn_path, *offset), (&path, last_offset), "cut at {cut}");
-                assert!(*bytes > 0 && *bytes <= cut, "cut at {cut}: {bytes} torn bytes");
+                assert!(
+                    *bytes > 0 && *bytes <= cut,
+                    "cut at {cut}: {bytes} torn bytes"
+                );
             }
             block_on(log.append(vec![record(count)])).unwrap();
             drop(log);
@@ -224,7 +233,10 @@ fn a_bit_flip_anywhere_is_refused_or_only_costs_the_last_record() {
                         ..
                     }) => {
                         assert_eq!(&named, path, "flip at {byte}.{bit}");
-                        assert!(offset <= byte as u64, "flip at {byte}.{bit}, named {offset}");
+                        assert!(
+                            offset <= byte as u64,
+                            "flip at {byte}.{bit}, named {offset}"
+                        );
                         refused += 1;
                     }
                     Err(other) => panic!("flip at {byte}.{bit}: {other}"),
@@ -345,13 +357,26 @@ fn group_commit_on_the_real_disk() {
 
 #[derive(Clone, Debug)]
 enum Step {
-    Append { count: u64, size: usize },
-    TruncateFrom { back: u64 },
-    PurgeTo { fraction: u8 },
+    Append {
+        count: u64,
+        size: usize,
+    },
+    TruncateFrom {
+        back: u64,
+    },
+    PurgeTo {
+        fraction: u8,
+    },
     Reopen,
-    Crash { seed: u64, keep_unsynced: bool },
+    Crash {
+        seed: u64,
+        keep_unsynced: bool,
+    },
     /// Appends without waiting for durability, then the power goes out.
-    AppendThenCrash { count: u64, seed: u64 },
+    AppendThenCrash {
+        count: u64,
+        seed: u64,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -391,14 +416,18 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 let records: Vec<Record> = (next..next + count)
                     .map(|i| Record::new(i, i / 7, payload(i, size)))
                     .collect();
-                block_on(log.append(records.clone())).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                block_on(log.append(records.clone()))
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 next += count;
                 model.extend(records);
             }
             Step::TruncateFrom { back } => {
-                let Some(first) = log.first_index() else { continue };
+                let Some(first) = log.first_index() else {
+                    continue;
+                };
                 let index = next.saturating_sub(back).max(first);
-                log.truncate_from(index).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                log.truncate_from(index)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 model.retain(|r| r.index < index);
                 next = index;
             }
@@ -407,18 +436,26 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     continue;
                 };
                 let index = first + (last - first) * u64::from(fraction) / 255;
-                log.purge_to(index).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                log.purge_to(index)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let kept = log.first_index();
                 prop_assert!(kept.is_some_and(|k| k <= index + 1));
             }
             Step::Reopen => {
                 drop(log);
-                log = open(&disk).map_err(|e| TestCaseError::fail(e.to_string()))?.0;
+                log = open(&disk)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?
+                    .0;
             }
-            Step::Crash { seed, keep_unsynced } => {
+            Step::Crash {
+                seed,
+                keep_unsynced,
+            } => {
                 drop(log);
                 disk.crash(seed, keep_unsynced);
-                log = open(&disk).map_err(|e| TestCaseError::fail(e.to_string()))?.0;
+                log = open(&disk)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?
+                    .0;
             }
             Step::AppendThenCrash { count, seed } => {
                 let records: Vec<Record> = (next..next + count)
@@ -427,7 +464,9 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 drop(log.append(records.clone()));
                 drop(log);
                 disk.crash(seed, true);
-                log = open(&disk).map_err(|e| TestCaseError::fail(e.to_string()))?.0;
+                log = open(&disk)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?
+                    .0;
                 // Any prefix of the unacknowledged records may have survived, no more.
                 let durable_last = model.last().map(|r| r.index);
                 let last = log.last_index();
