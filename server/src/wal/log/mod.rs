@@ -249,6 +249,21 @@ impl Shared {
     }
 
     fn write_locked(&self, state: &mut State, records: &[Record]) -> Result<u64, WalError> {
+        // An empty log may hold one empty segment (its first record never landed): it
+        // is named by an index the next record may not have.
+        if let (Some(segment), Some(first)) = (state.segments.last(), records.first()) {
+            if segment.offsets.is_empty() && segment.first != first.index {
+                let path = self.layout.segment(segment.first);
+                self.disk
+                    .remove(&path)
+                    .map_err(WalError::io("remove", &path))?;
+                self.sync_dir(&self.layout.dir)?;
+                let (empty, prev_crc) = (segment.first, segment.prev_crc);
+                state.dirty.remove(&empty);
+                state.chain_crc = prev_crc;
+                state.segments.pop();
+            }
+        }
         let mut buffer = Vec::new();
         let mut chain = state.chain();
         for record in records {

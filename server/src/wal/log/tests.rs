@@ -151,6 +151,22 @@ fn purged_segments_a_checkpoint_needs_go_to_the_archive() {
 }
 
 #[test]
+fn an_empty_segment_left_by_a_crash_takes_any_first_index() {
+    let disk = SimDisk::new();
+    let (log, _) = open(&disk).unwrap();
+    // The segment for record 5 is created and synced; the record itself is lost.
+    drop(log.append(vec![record(5)]));
+    drop(log);
+    disk.crash(1, false);
+    let (log, report) = open(&disk).unwrap();
+    assert_eq!((report.segments, log.last_index()), (1, None));
+    block_on(log.append(vec![record(9)])).unwrap();
+    drop(log);
+    let (log, _) = open(&disk).unwrap();
+    assert_eq!(all(&log), vec![record(9)]);
+}
+
+#[test]
 fn hard_state_is_replaced_atomically() {
     let disk = SimDisk::new();
     let (log, _) = open(&disk).unwrap();
