@@ -61,7 +61,7 @@ use std::path::PathBuf;
 
 pub use disk::{Disk, SimDisk, StdDisk};
 pub use kv::{Applied, ClientWrite, Entry, Kv};
-pub use log::{Log, LogOptions, LogStats, OpenReport};
+pub use log::{Log, LogOptions, LogStats, OpenReport, TornTail};
 pub use record::Record;
 pub use recover::{state_at, RecoverError, Target};
 

@@ -187,7 +187,8 @@ pub fn scan(
 fn later_record_at(bytes: &[u8], start: usize, index: u64, max_payload: usize) -> Option<usize> {
     let pattern = index.to_le_bytes();
     let end = bytes.iter().rposition(|&b| b != 0)? + 1;
-    (start + 1..end.saturating_sub(16).max(start + 1)).find(|&at| {
+    // The length field (never zero) lies before the last non-zero byte.
+    (start + 1..end.saturating_sub(4).max(start + 1)).find(|&at| {
         bytes.get(at + 8..at + 16) == Some(&pattern[..]) && {
             let mut word = [0; 4];
             word.copy_from_slice(&bytes[at + 4..at + 8]);

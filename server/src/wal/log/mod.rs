@@ -51,11 +51,20 @@ impl Default for LogOptions {
 pub struct OpenReport {
     pub segments: usize,
     pub records: u64,
-    /// A torn tail cut off the last segment: the file, where the valid records end, and
-    /// how many bytes after that were written and are now zeroed.
-    pub torn_tail: Option<(PathBuf, u64, u64)>,
+    /// A torn tail cut off the last segment.
+    pub torn_tail: Option<TornTail>,
     /// A last segment whose creation never landed (all zeros), removed.
     pub removed_blank_segment: Option<PathBuf>,
+}
+
+/// A torn tail [`Log::open`] cut off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    pub path: PathBuf,
+    /// Where the valid records end.
+    pub offset: u64,
+    /// Bytes after that which had been written (up to the last non-zero one), now zeros.
+    pub bytes: u64,
 }
 
 /// Counters of the log since it was opened.
@@ -170,17 +179,21 @@ impl Shared {
             .map_err(WalError::io("fsync directory", dir))
     }
 
-    /// Writes zeros over `[from, from + len)` of `path`.
+    /// Writes zeros over `[from, from + len)` of `path` and syncs them, last chunk
+    /// first, each chunk synced before the one in front of it: a crash part-way leaves
+    /// the records before some point and zeros after it (a valid log, perhaps with a
+    /// torn tail), never zeros followed by records, which would be corruption.
     fn zero(&self, path: &Path, from: u64, len: u64) -> Result<(), WalError> {
         const CHUNK: u64 = 1024 * 1024;
         let zeros = vec![0; CHUNK.min(len) as usize];
-        let mut at = from;
-        while at < from + len {
-            let n = CHUNK.min(from + len - at);
+        let mut end = from + len;
+        while end > from {
+            let start = end.saturating_sub(CHUNK).max(from);
             self.disk
-                .write_at(path, at, &zeros[..n as usize])
+                .write_at(path, start, &zeros[..(end - start) as usize])
                 .map_err(WalError::io("write", path))?;
-            at += n;
+            self.sync(path)?;
+            end = start;
         }
         Ok(())
     }
@@ -457,8 +470,11 @@ impl Log {
             }
             if scanned.torn_bytes > 0 {
                 shared.zero(&path, scanned.end, scanned.torn_bytes)?;
-                shared.sync(&path)?;
-                report.torn_tail = Some((path.clone(), scanned.end, scanned.torn_bytes));
+                report.torn_tail = Some(TornTail {
+                    path: path.clone(),
+                    offset: scanned.end,
+                    bytes: scanned.torn_bytes,
+                });
             }
             if is_last && (bytes.len() as u64) < options.segment_bytes {
                 disk.allocate(&path, options.segment_bytes)
@@ -625,7 +641,6 @@ impl Log {
                 let cut = u64::from(segment.offsets[keep]);
                 let path = shared.layout.segment(segment.first);
                 shared.zero(&path, cut, segment.end - cut)?;
-                shared.sync(&path)?;
                 segment.offsets.truncate(keep);
                 segment.crcs.truncate(keep);
                 segment.end = cut;
@@ -634,7 +649,8 @@ impl Log {
         Ok(())
     }
 
-    /// Drops whole segments whose records are all `<= index`, never the last segment.
+    /// Drops whole segments whose records are all `<= index`, never the last segment
+    /// that holds records.
     /// A dropped segment holding an index at or after the retention point is moved to
     /// `archive/` instead of deleted.
     pub fn purge_to(&self, index: u64) -> Result<(), WalError> {
@@ -642,7 +658,12 @@ impl Log {
         let _no_round = lock(&shared.sync_lock);
         let mut state = shared.state();
         let dir = &shared.layout.dir;
-        while state.segments.len() > 1 && state.segments[1].first <= index.saturating_add(1) {
+        // The segment after the one dropped must hold a record: purging never empties
+        // the log (an empty last segment is one whose first record was lost).
+        while state.segments.len() > 1
+            && state.segments[1].first <= index.saturating_add(1)
+            && !state.segments[1].offsets.is_empty()
+        {
             let segment = state.segments.remove(0);
             let last = state.segments[0].first - 1;
             let path = shared.layout.segment(segment.first);
