@@ -211,6 +211,22 @@ struct SimState {
     synced_names: BTreeMap<PathBuf, u64>,
     dirs: BTreeSet<PathBuf>,
     syncs: u64,
+    /// Mutating operations left before the power goes (`None`: it stays on).
+    power_left: Option<u64>,
+}
+
+impl SimState {
+    /// Counts one mutating operation against a pending power cut.
+    fn spend(&mut self) -> io::Result<()> {
+        match &mut self.power_left {
+            Some(0) => Err(io::Error::other("the power is out")),
+            Some(left) => {
+                *left -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 /// The in-memory disk. Cheap to clone; clones share the files.
@@ -258,12 +274,20 @@ impl SimDisk {
         self.held.1.notify_all();
     }
 
+    /// After `ops` more mutating operations (writes, syncs, creates, renames, removes)
+    /// every one fails and changes nothing, as if the power went out in the middle of
+    /// whatever the log was doing; [`crash`](Self::crash) then restores it.
+    pub fn cut_power_after(&self, ops: u64) {
+        self.state().power_left = Some(ops);
+    }
+
     /// The power goes out. Directory changes since each directory's last sync are lost;
     /// each file keeps its synced bytes and, when `keep_unsynced` is set, a random prefix
     /// (drawn from `seed`) of its later writes, the last one kept possibly cut short.
     pub fn crash(&self, seed: u64, keep_unsynced: bool) {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut state = self.state();
+        state.power_left = None;
         state.names = state.synced_names.clone();
         let live: BTreeSet<u64> = state.names.values().copied().collect();
         state.inodes.retain(|id, _| live.contains(id));
@@ -309,6 +333,7 @@ impl SimDisk {
 
     fn change(&self, path: &Path, change: Change) -> io::Result<()> {
         let mut state = self.state();
+        state.spend()?;
         let id = *state.names.get(path).ok_or_else(|| not_found(path))?;
         let inode = state.inodes.get_mut(&id).ok_or_else(|| not_found(path))?;
         change.apply(&mut inode.data);
@@ -349,6 +374,7 @@ impl Disk for SimDisk {
 
     fn create(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state();
+        state.spend()?;
         if !state.dirs.contains(&parent_of(path)) {
             return Err(not_found(&parent_of(path)));
         }
@@ -404,6 +430,7 @@ impl Disk for SimDisk {
             }
         }
         let mut state = self.state();
+        state.spend()?;
         state.syncs += 1;
         let id = *state.names.get(path).ok_or_else(|| not_found(path))?;
         let inode = state.inodes.get_mut(&id).ok_or_else(|| not_found(path))?;
@@ -415,6 +442,7 @@ impl Disk for SimDisk {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.state();
+        state.spend()?;
         let SimState {
             names,
             synced_names,
@@ -431,6 +459,7 @@ impl Disk for SimDisk {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.state();
+        state.spend()?;
         if !state.dirs.contains(&parent_of(to)) {
             return Err(not_found(&parent_of(to)));
         }
@@ -441,6 +470,7 @@ impl Disk for SimDisk {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state();
+        state.spend()?;
         state.names.remove(path).ok_or_else(|| not_found(path))?;
         Ok(())
     }

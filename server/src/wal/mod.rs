@@ -24,7 +24,8 @@
 //!     durable; records must continue the log (index = last_index + 1, any index when
 //!     the log is empty). Appends that arrive while an fsync is in flight share the next.
 //! log.read(Range<u64>) -> Result<Vec<Record>, WalError>   (clamped to what is present)
-//! log.truncate_from(index)   drop index and everything after it (durable on return)
+//! log.truncate_from(index)   drop index and everything after it (durable on return; the
+//!                            log's next index is then `index`)
 //! log.purge_to(index)        drop whole segments whose records are all <= index (openraft's
 //!                            purge is inclusive); first_index() may stay <= index
 //! log.set_retain_from(Option<u64>)  purged segments holding an index >= this are moved to
@@ -46,9 +47,11 @@
 //!   nothing but zeros follows it; it is then cut off and its size reported. Any other
 //!   damage is refused with the file and offset: the log never opens missing a record it
 //!   acknowledged.
-//! - Past the written end of every segment the bytes are zero on disk (preallocation
-//!   gives zeros; truncation writes zeros back), which is what tells a torn tail from
-//!   corruption.
+//! - No byte of a segment is written twice. Past the written end of the newest segment
+//!   the bytes are zero (preallocation), which is what tells a torn tail from
+//!   corruption. A truncation or a torn tail seals its segment and starts a new one at
+//!   the cut index; the sealed segment is read only up to there. An empty segment
+//!   before others is a truncation a crash interrupted, which open finishes.
 
 pub mod disk;
 pub mod kv;

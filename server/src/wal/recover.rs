@@ -95,7 +95,6 @@ pub fn state_at(disk: &dyn Disk, dir: &Path, target: Target) -> Result<Kv, Recov
         sources.push(Source { first, live: true });
     }
     sources.sort_by_key(|s| s.first);
-    let last_live = sources.iter().rposition(|s| s.live);
 
     let mut next = kv.last_applied().map(|lsn| lsn + 1);
     let mut last_seen: Option<u64> = None;
@@ -152,7 +151,7 @@ pub fn state_at(disk: &dyn Disk, dir: &Path, target: Target) -> Result<Kv, Recov
             &path,
             &bytes,
             source.first,
-            Some(i) == last_live,
+            sources.get(i + 1).map(|next| next.first),
             MAX_PAYLOAD_HARD,
             &mut replay,
         )?;

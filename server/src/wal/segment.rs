@@ -10,6 +10,12 @@
 //!
 //! [`scan`] reads a segment back and decides, for the first bad record, torn tail or
 //! corruption (see [`record::Decoded`]).
+//!
+//! No byte of a segment is ever written twice: records are only appended at its end.
+//! A segment that is cut (a truncation, or a torn tail found on open) is sealed, and a
+//! new segment named by the cut index follows it; a scan reads a sealed segment only up
+//! to that index, and what lies beyond is never read again. So no crash in the middle
+//! of a repair can turn a valid log into a corrupt one.
 
 use std::path::{Path, PathBuf};
 
@@ -76,16 +82,19 @@ fn corrupt(path: &Path, offset: usize, reason: impl Into<String>) -> WalError {
 }
 
 /// Reads back the segment `bytes` of the file at `path`, named by `name_first`.
-/// `is_last`: the newest live segment, the only one that may end in a torn tail.
-/// `on_record` sees each valid record.
+/// `next_first`: the first index of the segment after this one, where this one's
+/// records stop (bytes after are what a truncation or a torn tail left: never read);
+/// `None` for the newest segment, the only one that may end in a torn tail and that is
+/// read to its end. `on_record` sees each valid record.
 pub fn scan(
     path: &Path,
     bytes: &[u8],
     name_first: u64,
-    is_last: bool,
+    next_first: Option<u64>,
     max_payload: usize,
     on_record: &mut dyn FnMut(Record),
 ) -> Result<Scanned, WalError> {
+    let is_last = next_first.is_none();
     if bytes.len() < SEGMENT_HEADER_LEN || bytes[..SEGMENT_HEADER_LEN].iter().all(|&b| b == 0) {
         if is_last && bytes.iter().all(|&b| b == 0) {
             return Ok(Scanned {
@@ -123,6 +132,9 @@ pub fn scan(
     let mut chain = prev_crc;
     let mut expected = first_index;
     loop {
+        if next_first == Some(expected) {
+            break;
+        }
         match record::decode(&bytes[at..], chain, expected, max_payload) {
             Decoded::Record { record, crc, len } => {
                 scanned.offsets.push(at as u32);

@@ -53,8 +53,10 @@ pub struct OpenReport {
     pub records: u64,
     /// A torn tail cut off the last segment.
     pub torn_tail: Option<TornTail>,
-    /// A last segment whose creation never landed (all zeros), removed.
-    pub removed_blank_segment: Option<PathBuf>,
+    /// A last segment whose creation never landed (all zeros), replaced by an empty one.
+    pub replaced_blank_segment: Option<PathBuf>,
+    /// Segments removed to finish a truncation a crash interrupted.
+    pub finished_truncation: Vec<PathBuf>,
 }
 
 /// A torn tail [`Log::open`] cut off.
@@ -179,23 +181,30 @@ impl Shared {
             .map_err(WalError::io("fsync directory", dir))
     }
 
-    /// Writes zeros over `[from, from + len)` of `path` and syncs them, last chunk
-    /// first, each chunk synced before the one in front of it: a crash part-way leaves
-    /// the records before some point and zeros after it (a valid log, perhaps with a
-    /// torn tail), never zeros followed by records, which would be corruption.
-    fn zero(&self, path: &Path, from: u64, len: u64) -> Result<(), WalError> {
-        const CHUNK: u64 = 1024 * 1024;
-        let zeros = vec![0; CHUNK.min(len) as usize];
-        let mut end = from + len;
-        while end > from {
-            let start = end.saturating_sub(CHUNK).max(from);
-            self.disk
-                .write_at(path, start, &zeros[..(end - start) as usize])
-                .map_err(WalError::io("write", path))?;
-            self.sync(path)?;
-            end = start;
-        }
-        Ok(())
+    /// Puts a new, empty segment named `first` in place, atomically replacing one of
+    /// that name: a temporary file is preallocated, given its header and synced, then
+    /// renamed over, and the directory synced. A crash leaves the old file or the new.
+    fn replace_with_empty(&self, first: u64, prev_crc: u32) -> Result<Segment, WalError> {
+        let path = self.layout.segment(first);
+        let temporary = path.with_extension("tmp");
+        let disk = &self.disk;
+        disk.create(&temporary)
+            .map_err(WalError::io("create", &temporary))?;
+        disk.allocate(&temporary, self.options.segment_bytes)
+            .map_err(WalError::io("allocate", &temporary))?;
+        disk.write_at(&temporary, 0, &segment::encode_header(first, prev_crc))
+            .map_err(WalError::io("write", &temporary))?;
+        self.sync(&temporary)?;
+        disk.rename(&temporary, &path)
+            .map_err(WalError::io("rename", &temporary))?;
+        self.sync_dir(&self.layout.dir)?;
+        Ok(Segment {
+            first,
+            prev_crc,
+            offsets: Vec::new(),
+            crcs: Vec::new(),
+            end: SEGMENT_HEADER_LEN as u64,
+        })
     }
 
     /// Starts a segment whose first record will be `first`: created, preallocated, its
@@ -432,20 +441,21 @@ impl Log {
         let mut segments: Vec<Segment> = Vec::new();
         for (i, &first) in firsts.iter().enumerate() {
             let path = layout.segment(first);
-            let is_last = i + 1 == firsts.len();
+            let next_first = firsts.get(i + 1).copied();
             let bytes = disk.read_all(&path).map_err(WalError::io("read", &path))?;
             let scanned = segment::scan(
                 &path,
                 &bytes,
                 first,
-                is_last,
+                next_first,
                 options.max_payload,
                 &mut |_| {},
             )?;
             if scanned.blank {
-                disk.remove(&path).map_err(WalError::io("remove", &path))?;
-                shared.sync_dir(dir)?;
-                report.removed_blank_segment = Some(path);
+                // The newest segment's name landed, its header did not.
+                let prev_crc = segments.last().map_or(0, Segment::last_crc);
+                segments.push(shared.replace_with_empty(first, prev_crc)?);
+                report.replaced_blank_segment = Some(path);
                 continue;
             }
             if let Some(previous) = segments.last() {
@@ -461,22 +471,32 @@ impl Log {
                     });
                 }
             }
-            if !is_last && scanned.offsets.is_empty() {
-                return Err(WalError::Corrupt {
-                    path,
-                    offset: SEGMENT_HEADER_LEN as u64,
-                    reason: "a segment with no records before the last one".into(),
+            if next_first.is_some() && scanned.offsets.is_empty() {
+                // Only a truncation leaves an empty segment before others, and only when
+                // a crash stopped it before it removed the last of them: finish it.
+                for &later in firsts[i + 1..].iter().rev() {
+                    let later = layout.segment(later);
+                    disk.remove(&later)
+                        .map_err(WalError::io("remove", &later))?;
+                    shared.sync_dir(dir)?;
+                    report.finished_truncation.push(later);
+                }
+                segments.push(Segment {
+                    first,
+                    prev_crc: scanned.prev_crc,
+                    offsets: Vec::new(),
+                    crcs: Vec::new(),
+                    end: scanned.end,
                 });
+                break;
             }
             if scanned.torn_bytes > 0 {
-                shared.zero(&path, scanned.end, scanned.torn_bytes)?;
                 report.torn_tail = Some(TornTail {
                     path: path.clone(),
                     offset: scanned.end,
                     bytes: scanned.torn_bytes,
                 });
-            }
-            if is_last && (bytes.len() as u64) < options.segment_bytes {
+            } else if next_first.is_none() && (bytes.len() as u64) < options.segment_bytes {
                 disk.allocate(&path, options.segment_bytes)
                     .map_err(WalError::io("allocate", &path))?;
                 shared.sync(&path)?;
@@ -490,8 +510,28 @@ impl Log {
                 end: scanned.end,
             });
         }
-        report.segments = segments.len();
-        shared.state().segments = segments;
+        {
+            let mut state = shared.state();
+            state.segments = segments;
+            // A torn tail is never overwritten: the segment is sealed before it and the
+            // next record goes to a new segment (an empty one in its place if the tear
+            // took its only record).
+            if report.torn_tail.is_some() {
+                let (first, prev_crc, last) = match state.segments.last() {
+                    Some(torn) => (torn.first, torn.prev_crc, torn.last_index()),
+                    None => return Err(WalError::BadOptions("a torn tail in no segment".into())),
+                };
+                match last {
+                    Some(last) => shared.roll(&mut state, last + 1)?,
+                    None => {
+                        let empty = shared.replace_with_empty(first, prev_crc)?;
+                        state.segments.pop();
+                        state.segments.push(empty);
+                    }
+                }
+            }
+            report.segments = state.segments.len();
+        }
         let syncer = {
             let shared = shared.clone();
             std::thread::Builder::new()
@@ -614,38 +654,67 @@ impl Log {
     }
 
     /// Drops `index` and every record after it (Raft's conflict truncation), durably.
+    /// The segment holding `index` is sealed and an empty segment named `index` follows
+    /// it (replacing one of that name atomically); then the segments after are removed.
+    /// No byte is overwritten, and a crash part-way leaves the log as it was or as it
+    /// is to be, never corrupt and never with a truncated record back.
     pub fn truncate_from(&self, index: u64) -> Result<(), WalError> {
         let shared = self.shared();
         let _no_round = lock(&shared.sync_lock);
         let mut state = shared.state();
-        let dir = &shared.layout.dir;
-        while let Some(last) = state.segments.last() {
-            if last.first < index {
-                break;
+        if state.last_index().is_none_or(|last| index > last) {
+            return Ok(());
+        }
+        let holder = state.segments.iter().rposition(|s| s.first <= index);
+        let prev_crc = match holder {
+            None => state
+                .segments
+                .first()
+                .map_or(state.chain_crc, |s| s.prev_crc),
+            Some(h) if state.segments[h].first == index => state.segments[h].prev_crc,
+            Some(h) => {
+                let cut_holder = &mut state.segments[h];
+                let keep = ((index - cut_holder.first) as usize).min(cut_holder.offsets.len());
+                let prev_crc = match keep {
+                    0 => cut_holder.prev_crc,
+                    keep => cut_holder.crcs[keep - 1],
+                };
+                let cut = cut_holder
+                    .offsets
+                    .get(keep)
+                    .map_or(cut_holder.end, |&o| u64::from(o));
+                cut_holder.offsets.truncate(keep);
+                cut_holder.crcs.truncate(keep);
+                cut_holder.end = cut;
+                let first = cut_holder.first;
+                // The records it keeps are durable before a segment follows it.
+                shared.sync(&shared.layout.segment(first))?;
+                state.dirty.remove(&first);
+                prev_crc
             }
-            let path = shared.layout.segment(last.first);
+        };
+        // First the empty segment named `index` (atomically replacing one of that name):
+        // once it is durable, open finishes the truncation whatever else landed (an
+        // empty segment before others marks an interrupted truncation).
+        let empty = shared.replace_with_empty(index, prev_crc)?;
+        let later: Vec<u64> = state
+            .segments
+            .iter()
+            .map(|s| s.first)
+            .filter(|&first| first > index)
+            .collect();
+        for first in later.into_iter().rev() {
+            let path = shared.layout.segment(first);
             shared
                 .disk
                 .remove(&path)
                 .map_err(WalError::io("remove", &path))?;
-            // One directory sync per segment: a later one never outlives an earlier.
-            shared.sync_dir(dir)?;
-            let (first, prev_crc) = (last.first, last.prev_crc);
             state.dirty.remove(&first);
-            state.chain_crc = prev_crc;
-            state.segments.pop();
         }
-        if let Some(segment) = state.segments.last_mut() {
-            if segment.last_index().is_some_and(|last| last >= index) {
-                let keep = (index - segment.first) as usize;
-                let cut = u64::from(segment.offsets[keep]);
-                let path = shared.layout.segment(segment.first);
-                shared.zero(&path, cut, segment.end - cut)?;
-                segment.offsets.truncate(keep);
-                segment.crcs.truncate(keep);
-                segment.end = cut;
-            }
-        }
+        shared.sync_dir(&shared.layout.dir)?;
+        state.segments.retain(|s| s.first < index);
+        state.dirty.remove(&index);
+        state.segments.push(empty);
         Ok(())
     }
 
