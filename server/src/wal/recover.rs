@@ -164,6 +164,11 @@ pub fn state_at(disk: &dyn Disk, dir: &Path, target: Target) -> Result<Kv, Recov
         if let Some(error) = failure.take() {
             return Err(error);
         }
+        if scanned.offsets.is_empty() {
+            // An empty segment ends the log (before others: a truncation that a crash
+            // interrupted and the log's next open finishes).
+            break;
+        }
     }
     if let Target::Lsn(n) = target {
         if kv.last_applied().is_none_or(|applied| applied < n) {
@@ -356,6 +361,48 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn recovery_reads_a_truncated_log_as_rewritten() {
+        let disk = SimDisk::new();
+        let dir = Path::new(DIR);
+        let options = LogOptions {
+            segment_bytes: 1024,
+            max_payload: 300,
+        };
+        let (log, _) = Log::open(Arc::new(disk.clone()), dir, options).unwrap();
+        let write = |lsn: u64, value: &str| {
+            Entry::Write(ClientWrite {
+                key: format!("k{}", lsn % 3),
+                value: value.into(),
+                idempotency_key: None,
+                leader_time_ms: lsn as i64,
+            })
+            .encode()
+            .unwrap()
+        };
+        for lsn in 1..=30 {
+            block_on(log.append(vec![Record::new(lsn, 1, write(lsn, "old"))])).unwrap();
+        }
+        // A new leader's entries replace 20.. (the old ones were never committed).
+        log.truncate_from(20).unwrap();
+        let mut expected = Kv::new();
+        for lsn in 1..=25 {
+            let value = if lsn < 20 { "old" } else { "new" };
+            if lsn >= 20 {
+                block_on(log.append(vec![Record::new(lsn, 2, write(lsn, value))])).unwrap();
+            }
+            expected.apply(lsn, &write(lsn, value)).unwrap();
+        }
+        assert_eq!(state_at(&disk, dir, Target::Lsn(25)).unwrap(), expected);
+        assert!(matches!(
+            state_at(&disk, dir, Target::Lsn(26)),
+            Err(RecoverError::BeyondLog {
+                target: 26,
+                last: Some(25)
+            })
+        ));
     }
 
     #[test]
