@@ -44,7 +44,8 @@
 //! Invariants (tested beside each part):
 //! - An append that resolved survives any crash of the disk (`SimDisk::crash`).
 //! - On open, a damaged record is a torn tail only in the last segment and only when
-//!   nothing but zeros follows it; it is then cut off and its size reported. Any other
+//!   nothing but zeros follows it; it is then cut off (sealed) and its size reported.
+//!   A damaged record with the next record's header behind it is corruption. Any other
 //!   damage is refused with the file and offset: the log never opens missing a record it
 //!   acknowledged.
 //! - No byte of a segment is written twice. Past the written end of the newest segment

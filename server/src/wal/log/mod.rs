@@ -7,8 +7,13 @@
 //! while it is fsyncing wait for the next round: that is the group commit, and
 //! [`LogStats::sync_rounds`] counts the rounds.
 //!
+//! Writing on the caller's thread means `append` does a `pwrite` (microseconds, page
+//! cache) inside an async task, and, once per segment (64 MiB), the fsyncs of a segment
+//! roll; a caller that cannot afford that runs it in `spawn_blocking`.
+//!
 //! Locks: `sync_lock` (held for a whole fsync round, and by truncation and purge, which
-//! remove files a round might sync) is always taken before `state`.
+//! remove files a round might sync) is always taken before `state`. `read` holds `state`
+//! while it reads the disk, so appends wait for reads (a reader cache is for later).
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -65,7 +70,8 @@ pub struct TornTail {
     pub path: PathBuf,
     /// Where the valid records end.
     pub offset: u64,
-    /// Bytes after that which had been written (up to the last non-zero one), now zeros.
+    /// Bytes after that which had been written (up to the last non-zero one). They stay
+    /// in the file, never read again: the segment is sealed and a new one follows.
     pub bytes: u64,
 }
 
