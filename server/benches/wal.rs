@@ -6,10 +6,17 @@
 //! An element is one append that resolved (durable). Group commit is what lets 64
 //! appenders beat the fsync rate: after the run, fsyncs per append are printed.
 //!
-//! Measured on the 2-core development machine (virtual disk, dev profile, which matters
-//! little here: the figures are fsync-bound): the disk ~1,600 fsyncs/s; 1 appender
-//! ~2,000 appends/s (1.00 fsync per append), 16 appenders ~15,000/s (0.095),
-//! 64 appenders ~34,000/s (0.019).
+//! Measured on the 2-core development machine (virtual disk, shared with another build,
+//! dev profile, which matters little here: the figures are fsync-bound), two runs an
+//! hour apart, the disk's speed varying fivefold between them:
+//!
+//! ```text
+//!                    run 1                         run 2
+//! disk fsyncs/s      ~1,600                        ~8,600
+//! 1 appender         ~2,000 appends/s (1.00 fsync/append)   ~5,500/s (1.00)
+//! 16 appenders       ~15,000/s (0.095)             ~57,000/s (0.126)
+//! 64 appenders       ~34,000/s (0.019)             ~85,000/s
+//! ```
 
 use std::path::Path;
 use std::sync::Arc;
