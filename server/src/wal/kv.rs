@@ -501,6 +501,41 @@ mod tests {
     }
 
     #[test]
+    fn a_power_cut_during_a_checkpoint_leaves_the_old_ones_whole() {
+        let dir = Path::new("/data");
+        for ops in 0..12 {
+            let disk = super::super::SimDisk::new();
+            let mut kv = Kv::new();
+            let mut saved = Vec::new();
+            for lsn in 1..=3 {
+                kv.apply(lsn, &write("k", &lsn.to_string(), None, 0))
+                    .unwrap();
+                kv.checkpoint(&disk, dir, 2).unwrap();
+                saved.push(kv.clone());
+            }
+            kv.apply(4, &write("k", "4", None, 0)).unwrap();
+            disk.cut_power_after(ops);
+            let finished = kv.checkpoint(&disk, dir, 2).is_ok();
+            disk.crash(ops, true);
+            let lsns = checkpoints(&disk, dir).unwrap();
+            assert!(!lsns.is_empty(), "power cut after {ops} operations");
+            for lsn in &lsns {
+                let loaded = Kv::load_checkpoint(&disk, dir, *lsn)
+                    .unwrap_or_else(|e| panic!("power cut after {ops} operations: {e}"));
+                let expected = if *lsn == 4 {
+                    &kv
+                } else {
+                    &saved[*lsn as usize - 1]
+                };
+                assert_eq!(&loaded, expected);
+            }
+            if finished {
+                assert_eq!(lsns, vec![3, 4], "a finished checkpoint is durable");
+            }
+        }
+    }
+
+    #[test]
     fn checkpoints_round_trip_and_keep_the_newest() {
         let disk = super::super::SimDisk::new();
         let dir = Path::new("/data");

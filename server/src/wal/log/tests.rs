@@ -191,6 +191,25 @@ fn purging_never_empties_the_log_behind_an_empty_last_segment() {
 }
 
 #[test]
+fn a_power_cut_while_saving_the_hard_state_leaves_the_old_or_the_new() {
+    for ops in 0..8 {
+        let disk = SimDisk::new();
+        let (log, _) = open(&disk).unwrap();
+        log.save_hard_state(b"old").unwrap();
+        disk.cut_power_after(ops);
+        let saved = log.save_hard_state(b"new").is_ok();
+        drop(log);
+        disk.crash(ops, true);
+        let (log, _) = open(&disk).unwrap();
+        let state = log.load_hard_state().unwrap().unwrap();
+        assert!(state == b"old" || state == b"new", "cut after {ops}");
+        if saved {
+            assert_eq!(state, b"new", "a save that returned is durable");
+        }
+    }
+}
+
+#[test]
 fn hard_state_is_replaced_atomically() {
     let disk = SimDisk::new();
     let (log, _) = open(&disk).unwrap();
