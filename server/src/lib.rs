@@ -46,6 +46,7 @@ pub mod realtime;
 pub mod sales;
 pub mod trace_context;
 pub mod traces;
+pub mod wal;
 pub mod web;
 
 use std::future::Future;
