@@ -5,6 +5,8 @@
 //! engine/      every change, one transaction each; conflicts, restores, the tree's checks
 //! store        SQL: heads, nodes, versions and their chunks, uploads, shares
 //! chunk_store  ChunkStore: chunk bytes by SHA-256 (a local directory by default)
+//! retention/   the maintenance pass: old versions, the trash, expired uploads, and
+//!              chunks nothing references any more
 //! agent/       the sync agent: local state, three-way comparison, watcher
 //! ```
 //!
@@ -22,14 +24,21 @@
 //!   everyone else gets 404, as if it did not exist. Read shares cannot change anything.
 //! - Nothing is stored half: a chunk is whole in the store before it is listed, and a
 //!   version is committed only when all its chunks are listed.
-//! - Every version stays in history (restorable) until a retention rule removes it; none
-//!   is implemented yet, so all stay.
+//! - Every version stays in history (restorable) until the retention rule removes it
+//!   (`retention`: by default the 100 newest versions of a file, each for 30 days after it
+//!   was replaced); the current version of a file always stays. A deleted file keeps all
+//!   its versions in the trash, for 30 days by default, then is purged. A removed version
+//!   answers 404 `version_not_found`.
+//! - A row of `drive_chunks` always has its bytes in the chunk store; a chunk is deleted
+//!   only when no version and no upload in progress references it, after a grace period
+//!   during which uploads count it as missing (`retention` states the protocol).
 //! - Each change reaches the `user:` topics of those who see it (`DriveChanged`), after
 //!   it commits, on every instance.
 
 pub mod agent;
 pub mod chunk_store;
 pub mod engine;
+pub mod retention;
 pub mod store;
 
 use std::sync::Arc;

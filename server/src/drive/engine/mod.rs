@@ -66,7 +66,7 @@ pub enum DriveError {
     InvalidDevice,
     #[error("no upload {0:?} of yours")]
     UploadNotFound(String),
-    #[error("no version {0:?} that you may open")]
+    #[error("no version {0:?} that you may open (versions past the retention rule are removed)")]
     VersionNotFound(String),
     #[error("{0} chunks of this upload are still missing")]
     MissingChunks(usize),
