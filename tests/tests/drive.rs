@@ -8,10 +8,16 @@
 //! - hostile input (bad names, wrong hashes, truncated uploads, another account's ids)
 //!   gets the error shape and stores nothing half;
 //! - shares read-only and read-write; the change feed and its realtime event, also
-//!   across two instances on one PostgreSQL.
+//!   across two instances on one PostgreSQL;
+//! - retention, run by `run_maintenance` under the test clock: versions past the rule
+//!   go and the current one stays, a file in the trash keeps its versions until it is
+//!   purged, a chunk goes (row and bytes, after its grace period) only once no version
+//!   and no upload in progress references it.
 
 use std::collections::HashSet;
 
+use meridian_server::drive::retention::RetentionReport;
+use meridian_server::run_maintenance;
 use meridian_shared::api::Me;
 use meridian_shared::drive::chunking::{chunk_hash, manifest_of, MAX_CHUNK};
 use meridian_shared::drive::{
@@ -760,3 +766,357 @@ async fn changes_cross_instances() {
         b"on a"
     );
 }
+
+const HOUR: i64 = 3600 * 1000;
+const DAY: i64 = 24 * HOUR;
+
+/// One maintenance pass, as the loop runs it; its drive part.
+async fn pass(server: &TestServer) -> RetentionReport {
+    run_maintenance(&server.state).await.unwrap().drive
+}
+
+/// A chunk's row: absent (`None`), listed (`Some(false)`) or listed and dying.
+async fn chunk_row(server: &TestServer, hash: &str) -> Option<bool> {
+    let dying: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT dying_ms FROM drive_chunks WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(&server.state.db.pool)
+            .await
+            .unwrap();
+    dying.map(|d| d.is_some())
+}
+
+async fn chunk_bytes(server: &TestServer, hash: &str) -> bool {
+    server.state.drive.chunks.get(hash).await.is_ok()
+}
+
+fn hashes(data: &[u8]) -> HashSet<String> {
+    manifest_of(data).into_iter().map(|c| c.hash).collect()
+}
+
+async fn version_ids(client: &Client, node_id: &str) -> Vec<String> {
+    let list: VersionList = client
+        .get(&format!("/api/drive/nodes/{node_id}/versions"))
+        .await
+        .expect(200);
+    list.versions.into_iter().map(|v| v.id).collect()
+}
+
+both_backends!(
+    retention_removes_old_versions_and_their_chunks,
+    |db: TestDatabase| async move {
+        let server = TestServer::start_with(&db, |c| c.drive_keep_versions = Some(3)).await;
+        let (alice, _) = account(&server, "alice").await;
+        // Two versions sharing all but their last chunk.
+        let first = bytes(600 * 1024, 7);
+        let mut second = first.clone();
+        let len = second.len();
+        second[len - 10..].copy_from_slice(b"0123456789");
+        let (_, v1) = upload(&alice, new_file(None, "report.txt", "laptop"), &first).await;
+        server.clock.advance(DAY);
+        let (_, v2) = upload(
+            &alice,
+            new_version(&v1.node.id, Some(&v1.version.id), "laptop"),
+            &second,
+        )
+        .await;
+        assert_eq!(v2.outcome, CommitOutcome::Updated);
+        let only_first: Vec<String> = hashes(&first)
+            .difference(&hashes(&second))
+            .cloned()
+            .collect();
+        let shared: Vec<String> = hashes(&first)
+            .intersection(&hashes(&second))
+            .cloned()
+            .collect();
+        assert!(!only_first.is_empty() && !shared.is_empty());
+
+        // A file edited five times: the count keeps its three newest.
+        let (_, note) = upload(&alice, new_file(None, "notes.txt", "laptop"), b"note 0").await;
+        let mut notes = vec![note.version.id.clone()];
+        for i in 1..5 {
+            let base = notes.last().cloned();
+            let (_, c) = upload(
+                &alice,
+                new_version(&note.node.id, base.as_deref(), "laptop"),
+                format!("note {i}").as_bytes(),
+            )
+            .await;
+            notes.push(c.version.id);
+        }
+
+        // 29 days after its replacement the first version stays; the count applies.
+        server.clock.advance(29 * DAY);
+        let report = pass(&server).await;
+        assert_eq!(report.versions_removed, 2, "{report:?}");
+        assert_eq!(report.uploads_expired, 7, "{report:?}");
+        let newest: Vec<String> = notes[2..].iter().rev().cloned().collect();
+        assert_eq!(version_ids(&alice, &note.node.id).await, newest);
+        assert_eq!(
+            version_ids(&alice, &v1.node.id).await,
+            vec![v2.version.id.clone(), v1.version.id.clone()]
+        );
+
+        // 31 days after: it goes, and the notes replaced as long ago; the current
+        // versions stay.
+        server.clock.advance(2 * DAY);
+        let report = pass(&server).await;
+        assert_eq!(report.versions_removed, 3, "{report:?}");
+        assert_eq!(
+            report.chunks_deleted, 2,
+            "the first two notes' chunks, dying since the last pass"
+        );
+        assert_eq!(
+            version_ids(&alice, &note.node.id).await,
+            notes[4..].to_vec()
+        );
+        assert_eq!(
+            version_ids(&alice, &v1.node.id).await,
+            vec![v2.version.id.clone()]
+        );
+        let gone = &v1.version.id;
+        for reply in [
+            alice.get(&format!("/api/drive/versions/{gone}")).await,
+            alice
+                .get(&format!("/api/drive/versions/{gone}/content"))
+                .await,
+            alice
+                .post_empty(&format!("/api/drive/versions/{gone}/restore"))
+                .await,
+        ] {
+            reply.assert_error(404, "version_not_found");
+        }
+        // Its own chunks are dying (still stored), the shared ones are not.
+        for hash in &only_first {
+            assert_eq!(chunk_row(&server, hash).await, Some(true));
+            assert!(chunk_bytes(&server, hash).await);
+        }
+        for hash in &shared {
+            assert_eq!(chunk_row(&server, hash).await, Some(false));
+        }
+
+        // After the grace period, row and bytes go; what the kept version uses stays.
+        server.clock.advance(HOUR + 1);
+        let report = pass(&server).await;
+        assert_eq!(
+            report.chunks_deleted,
+            only_first.len() as u64 + 2,
+            "and the next two notes' {report:?}"
+        );
+        for hash in &only_first {
+            assert_eq!(chunk_row(&server, hash).await, None);
+            assert!(!chunk_bytes(&server, hash).await);
+        }
+        for hash in &shared {
+            assert_eq!(chunk_row(&server, hash).await, Some(false));
+            assert!(chunk_bytes(&server, hash).await);
+        }
+        assert_eq!(
+            download(&alice, &format!("/api/drive/nodes/{}/content", v1.node.id)).await,
+            second
+        );
+        assert_eq!(pass(&server).await, RetentionReport::default());
+    }
+);
+
+both_backends!(
+    uploads_in_progress_keep_their_chunks,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let (alice, _) = account(&server, "alice").await;
+        let a = bytes(300 * 1024, 11);
+        let (_, first) = upload(&alice, new_file(None, "a.bin", "laptop"), &a).await;
+        upload(
+            &alice,
+            new_version(&first.node.id, Some(&first.version.id), "laptop"),
+            &bytes(1000, 12),
+        )
+        .await;
+        server.clock.advance(31 * DAY);
+
+        // An upload of the same bytes starts before the pass: nothing is missing, and
+        // its manifest keeps the chunks through the pass and the grace period.
+        let mut copy = new_file(None, "copy.bin", "phone");
+        copy.chunks = manifest_of(&a);
+        let status: UploadStatus = alice
+            .post_json("/api/drive/uploads", &copy)
+            .await
+            .expect(201);
+        assert!(status.missing.is_empty());
+        let report = pass(&server).await;
+        assert_eq!(report.versions_removed, 1, "{report:?}");
+        server.clock.advance(HOUR + 1);
+        assert_eq!(pass(&server).await.chunks_deleted, 0);
+        for hash in hashes(&a) {
+            assert_eq!(chunk_row(&server, &hash).await, Some(false));
+            assert!(chunk_bytes(&server, &hash).await);
+        }
+        let committed: Committed = alice
+            .post_empty(&format!("/api/drive/uploads/{}/commit", status.upload_id))
+            .await
+            .expect(200);
+        assert_eq!(committed.outcome, CommitOutcome::Created);
+        assert_eq!(
+            download(
+                &alice,
+                &format!("/api/drive/nodes/{}/content", committed.node.id)
+            )
+            .await,
+            a
+        );
+
+        // A dying chunk counts as missing: a commit that did not send it again is
+        // refused, and sending it again keeps it.
+        let c = bytes(200 * 1024, 13);
+        let (_, c1) = upload(&alice, new_file(None, "c.bin", "laptop"), &c).await;
+        upload(
+            &alice,
+            new_version(&c1.node.id, Some(&c1.version.id), "laptop"),
+            &bytes(1000, 14),
+        )
+        .await;
+        server.clock.advance(31 * DAY);
+        let report = pass(&server).await;
+        assert_eq!(report.versions_removed, 1, "{report:?}");
+        let dying = hashes(&c);
+        for hash in &dying {
+            assert_eq!(chunk_row(&server, hash).await, Some(true));
+        }
+        let mut again = new_file(None, "c again.bin", "phone");
+        again.chunks = manifest_of(&c);
+        let status: UploadStatus = alice
+            .post_json("/api/drive/uploads", &again)
+            .await
+            .expect(201);
+        assert_eq!(
+            status.missing.iter().cloned().collect::<HashSet<_>>(),
+            dying
+        );
+        alice
+            .post_empty(&format!("/api/drive/uploads/{}/commit", status.upload_id))
+            .await
+            .assert_error(409, "missing_chunks");
+        let mut offset = 0;
+        for chunk in &again.chunks {
+            let piece = c[offset..offset + chunk.size as usize].to_vec();
+            offset += chunk.size as usize;
+            let reply = put_chunk(&alice, &status.upload_id, &chunk.hash, piece).await;
+            assert_eq!(reply.status.as_u16(), 204, "{}", reply.json);
+        }
+        server.clock.advance(HOUR + 1);
+        assert_eq!(pass(&server).await.chunks_deleted, 0);
+        let committed: Committed = alice
+            .post_empty(&format!("/api/drive/uploads/{}/commit", status.upload_id))
+            .await
+            .expect(200);
+        assert_eq!(
+            download(
+                &alice,
+                &format!("/api/drive/nodes/{}/content", committed.node.id)
+            )
+            .await,
+            c
+        );
+
+        // An abandoned upload expires, and the chunks only it had go with it.
+        let lost = bytes(100 * 1024, 15);
+        let mut abandoned = new_file(None, "lost.bin", "phone");
+        abandoned.chunks = manifest_of(&lost);
+        let status: UploadStatus = alice
+            .post_json("/api/drive/uploads", &abandoned)
+            .await
+            .expect(201);
+        let mut offset = 0;
+        for chunk in &abandoned.chunks {
+            let piece = lost[offset..offset + chunk.size as usize].to_vec();
+            offset += chunk.size as usize;
+            put_chunk(&alice, &status.upload_id, &chunk.hash, piece).await;
+        }
+        server.clock.advance(7 * DAY + 1);
+        assert!(pass(&server).await.uploads_expired >= 1);
+        server.clock.advance(HOUR + 1);
+        pass(&server).await;
+        for hash in hashes(&lost) {
+            assert_eq!(chunk_row(&server, &hash).await, None);
+            assert!(!chunk_bytes(&server, &hash).await);
+        }
+        alice
+            .get(&format!("/api/drive/uploads/{}", status.upload_id))
+            .await
+            .assert_error(404, "upload_not_found");
+    }
+);
+
+both_backends!(
+    the_trash_keeps_versions_until_it_is_purged,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let (alice, _) = account(&server, "alice").await;
+        let old = folder(&alice, None, "old").await;
+        let x = bytes(100 * 1024, 21);
+        let y = bytes(100 * 1024, 22);
+        let (_, v1) = upload(&alice, new_file(Some(&old.id), "x.bin", "laptop"), &x).await;
+        server.clock.advance(DAY);
+        upload(
+            &alice,
+            new_version(&v1.node.id, Some(&v1.version.id), "laptop"),
+            &y,
+        )
+        .await;
+        server.clock.advance(15 * DAY);
+        assert_eq!(
+            alice
+                .delete(&format!("/api/drive/nodes/{}", old.id))
+                .await
+                .status
+                .as_u16(),
+            204
+        );
+
+        // 20 days in the trash: the first version, replaced 35 days ago, which the rule
+        // would remove from a live file, stays with the deleted one.
+        server.clock.advance(20 * DAY);
+        let report = pass(&server).await;
+        assert_eq!((report.versions_removed, report.nodes_purged), (0, 0));
+        assert_eq!(version_ids(&alice, &v1.node.id).await.len(), 2);
+        assert_eq!(
+            download(
+                &alice,
+                &format!("/api/drive/versions/{}/content", v1.version.id)
+            )
+            .await,
+            x
+        );
+
+        // Past 30 days in the trash: purged, the file before its folder.
+        server.clock.advance(10 * DAY + 1);
+        let report = pass(&server).await;
+        assert_eq!(
+            (report.nodes_purged, report.versions_removed),
+            (2, 2),
+            "{report:?}"
+        );
+        for id in [&old.id, &v1.node.id] {
+            alice
+                .get(&format!("/api/drive/nodes/{id}"))
+                .await
+                .assert_error(404, "node_not_found");
+        }
+        alice
+            .get(&format!("/api/drive/versions/{}", v1.version.id))
+            .await
+            .assert_error(404, "version_not_found");
+        let trash: NodeList = alice
+            .get("/api/drive/children?include_deleted=true")
+            .await
+            .expect(200);
+        assert!(trash.nodes.is_empty(), "{:?}", trash.nodes);
+        server.clock.advance(HOUR + 1);
+        let chunks: HashSet<String> = hashes(&x).union(&hashes(&y)).cloned().collect();
+        assert_eq!(pass(&server).await.chunks_deleted, chunks.len() as u64);
+        for hash in &chunks {
+            assert_eq!(chunk_row(&server, hash).await, None);
+            assert!(!chunk_bytes(&server, hash).await);
+        }
+    }
+);
