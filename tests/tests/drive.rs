@@ -1120,3 +1120,78 @@ both_backends!(
         }
     }
 );
+
+both_backends!(
+    a_crash_between_row_and_bytes_leaves_a_deletion_the_next_pass_finishes,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let pool = &server.state.db.pool;
+        let (alice, _) = account(&server, "alice").await;
+        let data = bytes(300 * 1024, 31);
+        let chunks = manifest_of(&data);
+        assert!(chunks.len() >= 2);
+        let (_, first) = upload(&alice, new_file(None, "d.bin", "laptop"), &data).await;
+        upload(
+            &alice,
+            new_version(&first.node.id, Some(&first.version.id), "laptop"),
+            &bytes(1000, 32),
+        )
+        .await;
+        server.clock.advance(31 * DAY);
+        assert_eq!(pass(&server).await.versions_removed, 1);
+
+        // What a crash after the sweep's commit leaves: rows gone, hashes queued, bytes
+        // still stored.
+        for chunk in &chunks {
+            sqlx::query("DELETE FROM drive_chunks WHERE hash = $1")
+                .bind(&chunk.hash)
+                .execute(pool)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO drive_chunk_deletions (hash, since_ms) VALUES ($1, 0)")
+                .bind(&chunk.hash)
+                .execute(pool)
+                .await
+                .unwrap();
+            assert!(chunk_bytes(&server, &chunk.hash).await);
+        }
+        // Meanwhile an upload sends the first chunk again: it takes its deletion over.
+        let mut again = new_file(None, "again.bin", "phone");
+        again.chunks = vec![chunks[0].clone()];
+        let status: UploadStatus = alice
+            .post_json("/api/drive/uploads", &again)
+            .await
+            .expect(201);
+        assert_eq!(status.missing, vec![chunks[0].hash.clone()]);
+        let piece = data[..chunks[0].size as usize].to_vec();
+        let reply = put_chunk(&alice, &status.upload_id, &chunks[0].hash, piece.clone()).await;
+        assert_eq!(reply.status.as_u16(), 204, "{}", reply.json);
+
+        // The next pass deletes the other queued bytes, and not the ones sent again.
+        let report = pass(&server).await;
+        assert_eq!(report.chunks_deleted, chunks.len() as u64 - 1, "{report:?}");
+        assert_eq!(chunk_row(&server, &chunks[0].hash).await, Some(false));
+        assert!(chunk_bytes(&server, &chunks[0].hash).await);
+        for chunk in &chunks[1..] {
+            assert_eq!(chunk_row(&server, &chunk.hash).await, None);
+            assert!(!chunk_bytes(&server, &chunk.hash).await);
+        }
+        let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM drive_chunk_deletions")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(queued, 0);
+        let committed: Committed = alice
+            .post_empty(&format!("/api/drive/uploads/{}/commit", status.upload_id))
+            .await
+            .expect(200);
+        assert_eq!(
+            download(
+                &alice,
+                &format!("/api/drive/nodes/{}/content", committed.node.id)
+            )
+            .await,
+            piece
+        );
+    }
+);
