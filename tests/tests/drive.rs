@@ -15,6 +15,9 @@
 //!   and no upload in progress references it.
 
 use std::collections::HashSet;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
 
 use meridian_server::drive::retention::RetentionReport;
 use meridian_server::run_maintenance;
@@ -1193,5 +1196,153 @@ both_backends!(
             .await,
             piece
         );
+    }
+);
+
+/// Uploads `data` (a new file named `name`, or a new version of `node`) until a commit
+/// succeeds: collection racing it may expire the upload (404) or collect a chunk it
+/// was told of (409 `missing_chunks`); both are retried from the start.
+async fn upload_through_collection(
+    client: &Client,
+    node: Option<&Committed>,
+    name: &str,
+    data: &[u8],
+) -> Committed {
+    let pieces: std::collections::HashMap<String, Vec<u8>> = {
+        let mut offset = 0;
+        manifest_of(data)
+            .into_iter()
+            .map(|chunk| {
+                let piece = data[offset..offset + chunk.size as usize].to_vec();
+                offset += chunk.size as usize;
+                (chunk.hash, piece)
+            })
+            .collect()
+    };
+    'attempt: for _ in 0..200 {
+        let mut target = match node {
+            Some(c) => new_version(&c.node.id, Some(&c.version.id), "racer"),
+            None => new_file(None, name, "racer"),
+        };
+        target.chunks = manifest_of(data);
+        let status: UploadStatus = client
+            .post_json("/api/drive/uploads", &target)
+            .await
+            .expect(201);
+        for hash in &status.missing {
+            let reply = put_chunk(client, &status.upload_id, hash, pieces[hash].clone()).await;
+            match reply.status.as_u16() {
+                204 => {}
+                404 => continue 'attempt,
+                other => panic!("PUT answered {other}: {}", reply.json),
+            }
+        }
+        let reply = client
+            .post_empty(&format!("/api/drive/uploads/{}/commit", status.upload_id))
+            .await;
+        match reply.status.as_u16() {
+            200 => return reply.parse(),
+            404 | 409 => continue,
+            other => panic!("commit answered {other}: {}", reply.json),
+        }
+    }
+    panic!("no commit of {name} in 200 attempts");
+}
+
+both_backends!(
+    collection_racing_uploads_leaves_no_row_without_bytes,
+    |db: TestDatabase| async move {
+        // Every replaced version goes at the next pass, uploads expire after two
+        // passes, dying chunks go at the pass after they were marked: the same chunks
+        // are freed and used again while uploads run.
+        let server = TestServer::start_with(&db, |c| {
+            c.drive_keep_versions = Some(1);
+            c.drive_keep_for = std::time::Duration::ZERO;
+            c.drive_upload_expiry = std::time::Duration::from_secs(2 * 3600);
+        })
+        .await;
+        let pool = &server.state.db.pool;
+        let contents: Vec<Vec<u8>> = (0..24)
+            .map(|i| bytes(60 * 1024 + i * 10 * 1024, 100 + i as u64))
+            .collect();
+        // Each racer commits about once per pass (a round waits for as many passes), so
+        // that some contents fall out of use while the others are uploaded again.
+        let done = Arc::new(AtomicUsize::new(0));
+        let (passes, passed) = tokio::sync::watch::channel(0usize);
+        let mut racers = Vec::new();
+        for user in 0..4 {
+            let (client, _) = account(&server, &format!("racer{user}")).await;
+            let contents = contents.clone();
+            let (done, mut passed) = (done.clone(), passed.clone());
+            racers.push(tokio::spawn(async move {
+                let mut last: Option<Committed> = None;
+                let mut data = Vec::new();
+                for round in 0..30 {
+                    passed.wait_for(|&p| p >= round).await.unwrap();
+                    data = contents[(user * 6 + round) % contents.len()].clone();
+                    last = Some(
+                        upload_through_collection(&client, last.as_ref(), "file.bin", &data).await,
+                    );
+                }
+                done.fetch_add(1, SeqCst);
+                (client, last.unwrap(), data)
+            }));
+        }
+        let mut collected = 0;
+        while done.load(SeqCst) < 4 {
+            server.clock.advance(HOUR + 1);
+            collected += pass(&server).await.chunks_deleted;
+            passes.send_modify(|p| *p += 1);
+            tokio::task::yield_now().await;
+        }
+        let mut files = Vec::new();
+        for racer in racers {
+            files.push(racer.await.unwrap());
+        }
+
+        // Settle: the uploads expire, what they alone held is collected.
+        server.clock.advance(6 * HOUR);
+        pass(&server).await;
+        server.clock.advance(HOUR + 1);
+        pass(&server).await;
+        let listed: Vec<String> = sqlx::query_scalar("SELECT hash FROM drive_chunks")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        for hash in &listed {
+            assert!(
+                chunk_bytes(&server, hash).await,
+                "{hash} listed without bytes"
+            );
+        }
+        let unlisted: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM drive_version_chunks v \
+             LEFT JOIN drive_chunks c ON c.hash = v.hash WHERE c.hash IS NULL",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(unlisted, 0, "a version's chunk is not listed");
+        let used: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT hash) FROM drive_version_chunks")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(listed.len() as i64, used, "only what versions use is left");
+        for (client, committed, data) in files {
+            assert_eq!(version_ids(&client, &committed.node.id).await.len(), 1);
+            assert_eq!(
+                download(
+                    &client,
+                    &format!("/api/drive/nodes/{}/content", committed.node.id)
+                )
+                .await,
+                data
+            );
+        }
+        eprintln!(
+            "{} passes raced 120 commits, collecting {collected} chunks",
+            *passes.borrow()
+        );
+        assert!(collected > 0, "collection raced the uploads");
     }
 );
