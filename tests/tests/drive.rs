@@ -1067,6 +1067,7 @@ both_backends!(
         )
         .await;
         server.clock.advance(15 * DAY);
+        let before: Changes = alice.get("/api/drive/changes").await.expect(200);
         assert_eq!(
             alice
                 .delete(&format!("/api/drive/nodes/{}", old.id))
@@ -1075,6 +1076,12 @@ both_backends!(
                 .as_u16(),
             204
         );
+
+        let after: Changes = alice
+            .get(&format!("/api/drive/changes?since={}", before.cursor))
+            .await
+            .expect(200);
+        assert!(after.nodes.iter().all(|n| n.deleted));
 
         // 20 days in the trash: the first version, replaced 35 days ago, which the rule
         // would remove from a live file, stays with the deleted one.
@@ -1114,6 +1121,18 @@ both_backends!(
             .await
             .expect(200);
         assert!(trash.nodes.is_empty(), "{:?}", trash.nodes);
+        // A change feed cursor that has not seen the deletion cannot any more: it must
+        // list again; one that has seen it goes on.
+        alice
+            .get(&format!("/api/drive/changes?since={}", before.cursor))
+            .await
+            .assert_error(410, "cursor_expired");
+        let fresh: Changes = alice.get("/api/drive/changes").await.expect(200);
+        assert!(fresh.nodes.is_empty(), "{:?}", fresh.nodes);
+        alice
+            .get(&format!("/api/drive/changes?since={}", after.cursor))
+            .await
+            .expect::<Changes>(200);
         server.clock.advance(HOUR + 1);
         let chunks: HashSet<String> = hashes(&x).union(&hashes(&y)).cloned().collect();
         assert_eq!(pass(&server).await.chunks_deleted, chunks.len() as u64);
@@ -1344,5 +1363,68 @@ both_backends!(
             *passes.borrow()
         );
         assert!(collected > 0, "collection raced the uploads");
+    }
+);
+
+/// An agent in this process (as the simulation in `drive_agent.rs` runs them).
+async fn syncer(
+    server: &TestServer,
+    dir: &std::path::Path,
+    device: &str,
+) -> meridian_server::drive::agent::sync::Syncer {
+    use meridian_server::drive::agent::{api::Api, state::AgentState};
+    let url = server.base_url();
+    let api = Api::sign_in(&url, "alice", PASSWORD).await.unwrap();
+    let root = dir.canonicalize().unwrap();
+    let state = AgentState::load(&root, &url, "alice").unwrap();
+    meridian_server::drive::agent::sync::Syncer::new(api, root, device.to_owned(), state)
+}
+
+both_backends!(
+    an_agent_offline_past_a_purge_lists_again_and_keeps_its_edit,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let (alice, _) = account(&server, "alice").await;
+        let (laptop_dir, phone_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut laptop = syncer(&server, laptop_dir.path(), "laptop").await;
+        let mut phone = syncer(&server, phone_dir.path(), "phone").await;
+        for name in ["keep.txt", "gone.txt", "edited.txt"] {
+            std::fs::write(laptop_dir.path().join(name), name).unwrap();
+        }
+        laptop.pass().await.unwrap();
+        phone.pass().await.unwrap();
+        assert!(phone_dir.path().join("gone.txt").exists());
+
+        // The laptop deletes two files; the phone, offline, edits one of them; both stay
+        // in the trash past its 30 days and are purged.
+        std::fs::remove_file(laptop_dir.path().join("gone.txt")).unwrap();
+        std::fs::remove_file(laptop_dir.path().join("edited.txt")).unwrap();
+        laptop.pass().await.unwrap();
+        std::fs::write(phone_dir.path().join("edited.txt"), "edited offline").unwrap();
+        server.clock.advance(31 * DAY);
+        assert_eq!(pass(&server).await.nodes_purged, 2);
+
+        // Back online, the phone's cursor has expired: it lists again, removes the file it
+        // had not changed, and uploads its edit as a new file.
+        for _ in 0..3 {
+            phone.pass().await.unwrap();
+        }
+        assert!(!phone_dir.path().join("gone.txt").exists());
+        assert_eq!(
+            std::fs::read(phone_dir.path().join("edited.txt")).unwrap(),
+            b"edited offline"
+        );
+        let mut names: Vec<String> = children(&alice, None)
+            .await
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["edited.txt", "keep.txt"]);
+        laptop.pass().await.unwrap();
+        assert_eq!(
+            std::fs::read(laptop_dir.path().join("edited.txt")).unwrap(),
+            b"edited offline"
+        );
     }
 );

@@ -23,5 +23,9 @@ CREATE TABLE drive_gc (
 );
 INSERT INTO drive_gc (id, versions_after, chunks_after) VALUES (1, '', '');
 
+-- The newest change whose tombstones were purged: a change feed cursor older than it
+-- missed deletions it can no longer read, and must list the drive again.
+ALTER TABLE drive_heads ADD COLUMN purged_seq BIGINT NOT NULL DEFAULT 0;
+
 CREATE INDEX drive_nodes_trash ON drive_nodes (updated_ms) WHERE deleted = 1;
 CREATE INDEX drive_uploads_created ON drive_uploads (created_ms);

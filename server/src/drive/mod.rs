@@ -32,6 +32,9 @@
 //! - A row of `drive_chunks` always has its bytes in the chunk store; a chunk is deleted
 //!   only when no version and no upload in progress references it, after a grace period
 //!   during which uploads count it as missing (`retention` states the protocol).
+//! - The change feed never silently skips a deletion: once tombstones are purged, a
+//!   cursor older than their deletion answers 410 `cursor_expired`, and the client lists
+//!   the drive again from 0 (the agent does; what is no longer listed is gone).
 //! - Each change reaches the `user:` topics of those who see it (`DriveChanged`), after
 //!   it commits, on every instance.
 
@@ -122,6 +125,7 @@ impl From<DriveError> for ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "cannot_share_with_owner")
             }
             DriveError::HashMismatch => (StatusCode::BAD_REQUEST, "hash_mismatch"),
+            DriveError::CursorExpired => (StatusCode::GONE, "cursor_expired"),
             DriveError::Db(_) | DriveError::Ids(_) | DriveError::Storage(_) => {
                 unreachable!("answered above")
             }
@@ -170,7 +174,7 @@ struct ChangesQuery {
 }
 
 /// The change feed of your drive: nodes changed after a cursor, each as it is now
-/// (deleted ones too, as tombstones).
+/// (deleted ones too, as tombstones, until they are purged from the trash).
 #[utoipa::path(
     get,
     path = "/api/drive/changes",
@@ -179,6 +183,7 @@ struct ChangesQuery {
     responses(
         (status = 200, description = "Changed nodes and the next cursor", body = Changes),
         SignInRequired,
+        (status = 410, description = "`cursor_expired`: deletions after this cursor were purged from the trash; list again from 0 (what is not listed is gone)", body = ApiErrorBody),
     )
 )]
 async fn changes(
@@ -189,6 +194,9 @@ async fn changes(
     let user = session.signed_in()?;
     let since = query.since.unwrap_or(0).min(i64::MAX as u64) as i64;
     let mut conn = state.db.pool.acquire().await?;
+    if since > 0 && since < store::purged_seq(&mut conn, &user.id).await? {
+        return Err(DriveError::CursorExpired.into());
+    }
     let head = store::head(&mut conn, &user.id).await?;
     let mut rows = store::changes(&mut conn, &user.id, since, CHANGES_PAGE).await?;
     let more = rows.len() as i64 == CHANGES_PAGE;

@@ -104,6 +104,18 @@ pub async fn head(conn: &mut AnyConnection, owner_id: &str) -> Result<i64, sqlx:
     )
 }
 
+/// The newest change of the drive whose tombstones were purged (0 if none): a change
+/// feed cursor older than it missed deletions (see `retention`).
+pub async fn purged_seq(conn: &mut AnyConnection, owner_id: &str) -> Result<i64, sqlx::Error> {
+    Ok(
+        sqlx::query_scalar("SELECT purged_seq FROM drive_heads WHERE owner_id = $1")
+            .bind(owner_id)
+            .fetch_optional(conn)
+            .await?
+            .unwrap_or(0),
+    )
+}
+
 pub async fn node(conn: &mut AnyConnection, id: &str) -> Result<Option<NodeRow>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "SELECT {NODE_COLUMNS} FROM drive_nodes n WHERE n.id = $1"

@@ -80,6 +80,8 @@ pub enum DriveError {
     ShareWithOwner,
     #[error("{0:?} is not shared with that account")]
     ShareNotFound(String),
+    #[error("this cursor is older than deletions purged from the trash: list the drive again from cursor 0")]
+    CursorExpired,
     #[error(transparent)]
     Db(#[from] sqlx::Error),
     #[error(transparent)]

@@ -182,8 +182,8 @@ pub async fn trash_candidates(
 }
 
 /// Purges deleted, childless nodes of one drive deleted at or before `cutoff_ms` (checked
-/// again here, under the drive's lock): their versions, shares and rows. Answers
-/// `(nodes, versions)` removed.
+/// again here, under the drive's lock): their versions, shares and rows; the drive's
+/// `purged_seq` moves up to their deletion. Answers `(nodes, versions)` removed.
 pub async fn purge_nodes(
     conn: &mut AnyConnection,
     ids: &[String],
@@ -191,18 +191,31 @@ pub async fn purge_nodes(
     now_ms: i64,
 ) -> Result<(u64, u64), sqlx::Error> {
     let mut gone = Vec::new();
+    let mut newest_seq = 0;
     for batch in ids.chunks(PER_STATEMENT) {
         let sql = format!(
-            "SELECT n.id FROM drive_nodes n WHERE n.id IN ({}) AND n.deleted = 1 \
+            "SELECT n.id, n.seq FROM drive_nodes n WHERE n.id IN ({}) AND n.deleted = 1 \
              AND n.updated_ms <= $1 \
              AND NOT EXISTS (SELECT 1 FROM drive_nodes c WHERE c.parent_id = n.id)",
             params(2, batch.len())
         );
-        let mut query = sqlx::query_scalar(&sql).bind(cutoff_ms);
+        let mut query = sqlx::query_as::<_, (String, i64)>(&sql).bind(cutoff_ms);
         for id in batch {
             query = query.bind(id);
         }
-        gone.extend(query.fetch_all(&mut *conn).await?);
+        for (id, seq) in query.fetch_all(&mut *conn).await? {
+            newest_seq = newest_seq.max(seq);
+            gone.push(id);
+        }
+    }
+    if let Some(owner_id) = owner_of_first(conn, &gone).await? {
+        sqlx::query(
+            "UPDATE drive_heads SET purged_seq = $2 WHERE owner_id = $1 AND purged_seq < $2",
+        )
+        .bind(owner_id)
+        .bind(newest_seq)
+        .execute(&mut *conn)
+        .await?;
     }
     let mut versions = Vec::new();
     for batch in gone.chunks(PER_STATEMENT) {
@@ -220,6 +233,19 @@ pub async fn purge_nodes(
     delete_in(conn, "drive_shares", "folder_id", &gone).await?;
     let nodes_removed = delete_in(conn, "drive_nodes", "id", &gone).await?;
     Ok((nodes_removed, versions_removed))
+}
+
+async fn owner_of_first(
+    conn: &mut AnyConnection,
+    ids: &[String],
+) -> Result<Option<String>, sqlx::Error> {
+    let Some(id) = ids.first() else {
+        return Ok(None);
+    };
+    sqlx::query_scalar("SELECT owner_id FROM drive_nodes WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// Uploads made at or before `cutoff_ms` (committed or not), oldest first: `(id, owner)`.
