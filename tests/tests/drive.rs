@@ -865,6 +865,7 @@ both_backends!(
         server.clock.advance(2 * DAY);
         let report = pass(&server).await;
         assert_eq!(report.versions_removed, 3, "{report:?}");
+        assert_eq!(report.chunks_marked, only_first.len() as u64 + 2);
         assert_eq!(
             report.chunks_deleted, 2,
             "the first two notes' chunks, dying since the last pass"

@@ -90,10 +90,19 @@ pub struct RetentionReport {
     pub nodes_purged: u64,
     /// Versions removed by the rule and with purged files.
     pub versions_removed: u64,
-    /// Chunks newly marked dying.
+    /// Chunks newly marked dying (by the steps that freed them, or the scan).
     pub chunks_marked: u64,
     /// Chunks whose row and bytes are gone.
     pub chunks_deleted: u64,
+}
+
+impl RetentionReport {
+    fn add(&mut self, removed: store::Removed) {
+        self.uploads_expired += removed.uploads;
+        self.nodes_purged += removed.nodes;
+        self.versions_removed += removed.versions;
+        self.chunks_marked += removed.chunks_marked;
+    }
 }
 
 /// One pass of retention and collection (see the module's doc).
@@ -138,10 +147,11 @@ async fn expire_uploads(
             let mut tx = state.db.pool.begin().await?;
             // A commit of one of them waits, then finds it gone (or we find it done).
             store::lock_drive(&mut tx, &owner).await?;
-            deleted += store::delete_uploads(&mut tx, &ids, now).await?;
+            let removed = store::delete_uploads(&mut tx, &ids, now).await?;
             tx.commit().await?;
+            deleted += removed.uploads;
+            report.add(removed);
         }
-        report.uploads_expired += deleted;
         if deleted == 0 {
             break;
         }
@@ -169,12 +179,11 @@ async fn purge_trash(
             let mut tx = state.db.pool.begin().await?;
             // A restore of one of them waits, then finds it gone (or we find it live).
             store::lock_drive(&mut tx, &owner).await?;
-            let (nodes, versions) = store::purge_nodes(&mut tx, &ids, cutoff, now).await?;
+            let removed = store::purge_nodes(&mut tx, &ids, cutoff, now).await?;
             tx.commit().await?;
-            purged += nodes;
-            report.versions_removed += versions;
+            purged += removed.nodes;
+            report.add(removed);
         }
-        report.nodes_purged += purged;
         if purged == 0 {
             break;
         }
@@ -200,8 +209,7 @@ async fn remove_versions(
         let files = store::version_candidates(&mut conn, &after, keep, cutoff, BATCH).await?;
         drop(conn);
         for (node_id, owner) in &files {
-            report.versions_removed +=
-                remove_file_versions(state, &rule, node_id, owner, now).await?;
+            report.add(remove_file_versions(state, &rule, node_id, owner, now).await?);
         }
         match files.last() {
             Some((last, _)) if files.len() as i64 == BATCH => after.clone_from(last),
@@ -216,6 +224,30 @@ async fn remove_versions(
     store::set_versions_after(&mut conn, &after).await
 }
 
+/// The versions of a live file that the rule removes now (none for a deleted file).
+async fn doomed_versions(
+    conn: &mut sqlx::AnyConnection,
+    rule: &VersionRule,
+    node_id: &str,
+    now: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let Some(node) = drive_store::node(conn, node_id).await? else {
+        return Ok(Vec::new());
+    };
+    if node.deleted {
+        return Ok(Vec::new());
+    }
+    let stamps: Vec<VersionStamp> = drive_store::versions(conn, node_id)
+        .await?
+        .into_iter()
+        .map(|v| VersionStamp {
+            id: v.id,
+            created_ms: v.created_ms,
+        })
+        .collect();
+    Ok(rule.versions_to_remove(&stamps, node.version_id.as_deref(), now))
+}
+
 /// Removes what the rule no longer keeps of one live file, deciding again under the
 /// drive's lock in each transaction.
 async fn remove_file_versions(
@@ -224,30 +256,27 @@ async fn remove_file_versions(
     node_id: &str,
     owner: &str,
     now: i64,
-) -> Result<u64, sqlx::Error> {
-    let mut removed = 0;
+) -> Result<store::Removed, sqlx::Error> {
+    let mut removed = store::Removed::default();
+    // Most candidates keep everything: decided without a write first.
+    let mut conn = state.db.pool.acquire().await?;
+    if doomed_versions(&mut conn, rule, node_id, now)
+        .await?
+        .is_empty()
+    {
+        return Ok(removed);
+    }
+    drop(conn);
     loop {
         let _turn = state.db.write_turn().await;
         let mut tx = state.db.pool.begin().await?;
         store::lock_drive(&mut tx, owner).await?;
-        let Some(node) = drive_store::node(&mut tx, node_id).await? else {
-            return Ok(removed);
-        };
-        if node.deleted {
-            return Ok(removed);
-        }
-        let stamps: Vec<VersionStamp> = drive_store::versions(&mut tx, node_id)
-            .await?
-            .into_iter()
-            .map(|v| VersionStamp {
-                id: v.id,
-                created_ms: v.created_ms,
-            })
-            .collect();
-        let doomed = rule.versions_to_remove(&stamps, node.version_id.as_deref(), now);
+        let doomed = doomed_versions(&mut tx, rule, node_id, now).await?;
         let this_time = &doomed[..doomed.len().min(VERSIONS_PER_TX)];
-        removed += store::delete_versions(&mut tx, this_time, now).await?;
+        let these = store::delete_versions(&mut tx, this_time, now).await?;
         tx.commit().await?;
+        removed.versions += these.versions;
+        removed.chunks_marked += these.chunks_marked;
         if doomed.len() <= VERSIONS_PER_TX {
             return Ok(removed);
         }

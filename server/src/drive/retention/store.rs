@@ -6,6 +6,15 @@
 
 use sqlx::AnyConnection;
 
+/// What a removal took away: rows, and the chunks it left unreferenced (marked dying).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    pub uploads: u64,
+    pub nodes: u64,
+    pub versions: u64,
+    pub chunks_marked: u64,
+}
+
 /// Hashes or ids bound per statement (well under SQLite's limit of parameters).
 const PER_STATEMENT: usize = 500;
 
@@ -124,17 +133,20 @@ async fn delete_in(
 }
 
 /// Deletes versions and their chunk lists, and marks dying the chunks nothing else
-/// references any more; answers how many versions went.
+/// references any more.
 pub async fn delete_versions(
     conn: &mut AnyConnection,
     version_ids: &[String],
     now_ms: i64,
-) -> Result<u64, sqlx::Error> {
+) -> Result<Removed, sqlx::Error> {
     let hashes = chunks_of_versions(conn, version_ids).await?;
     delete_in(conn, "drive_version_chunks", "version_id", version_ids).await?;
     let deleted = delete_in(conn, "drive_versions", "id", version_ids).await?;
-    mark_unreferenced(conn, &hashes, now_ms).await?;
-    Ok(deleted)
+    Ok(Removed {
+        versions: deleted,
+        chunks_marked: mark_unreferenced(conn, &hashes, now_ms).await?,
+        ..Removed::default()
+    })
 }
 
 /// Live files, after `after` in id order, that may have versions to remove: more than
@@ -183,13 +195,13 @@ pub async fn trash_candidates(
 
 /// Purges deleted, childless nodes of one drive deleted at or before `cutoff_ms` (checked
 /// again here, under the drive's lock): their versions, shares and rows; the drive's
-/// `purged_seq` moves up to their deletion. Answers `(nodes, versions)` removed.
+/// `purged_seq` moves up to their deletion.
 pub async fn purge_nodes(
     conn: &mut AnyConnection,
     ids: &[String],
     cutoff_ms: i64,
     now_ms: i64,
-) -> Result<(u64, u64), sqlx::Error> {
+) -> Result<Removed, sqlx::Error> {
     let mut gone = Vec::new();
     let mut newest_seq = 0;
     for batch in ids.chunks(PER_STATEMENT) {
@@ -229,10 +241,12 @@ pub async fn purge_nodes(
         }
         versions.extend(query.fetch_all(&mut *conn).await?);
     }
-    let versions_removed = delete_versions(conn, &versions, now_ms).await?;
+    let removed = delete_versions(conn, &versions, now_ms).await?;
     delete_in(conn, "drive_shares", "folder_id", &gone).await?;
-    let nodes_removed = delete_in(conn, "drive_nodes", "id", &gone).await?;
-    Ok((nodes_removed, versions_removed))
+    Ok(Removed {
+        nodes: delete_in(conn, "drive_nodes", "id", &gone).await?,
+        ..removed
+    })
 }
 
 async fn owner_of_first(
@@ -264,13 +278,12 @@ pub async fn expired_uploads(
     .await
 }
 
-/// Deletes uploads and their manifests, marking dying the chunks nothing else references;
-/// answers how many uploads went.
+/// Deletes uploads and their manifests, marking dying the chunks nothing else references.
 pub async fn delete_uploads(
     conn: &mut AnyConnection,
     ids: &[String],
     now_ms: i64,
-) -> Result<u64, sqlx::Error> {
+) -> Result<Removed, sqlx::Error> {
     let mut hashes = Vec::new();
     for batch in ids.chunks(PER_STATEMENT) {
         let sql = format!(
@@ -286,9 +299,12 @@ pub async fn delete_uploads(
     hashes.sort();
     hashes.dedup();
     delete_in(conn, "drive_upload_chunks", "upload_id", ids).await?;
-    let deleted = delete_in(conn, "drive_uploads", "id", ids).await?;
-    mark_unreferenced(conn, &hashes, now_ms).await?;
-    Ok(deleted)
+    let uploads = delete_in(conn, "drive_uploads", "id", ids).await?;
+    Ok(Removed {
+        uploads,
+        chunks_marked: mark_unreferenced(conn, &hashes, now_ms).await?,
+        ..Removed::default()
+    })
 }
 
 /// Stored chunks after `after` in hash order, at most `limit`.
