@@ -504,12 +504,20 @@ async fn version_content(
     stream_version(&state, &id).await
 }
 
-/// Streams a version chunk by chunk: one chunk in memory at a time.
+/// Streams a version chunk by chunk: one chunk in memory at a time. Its chunks stay
+/// stored for the grace period at least, even if retention removes it meanwhile.
 async fn stream_version(state: &AppState, version_id: &str) -> ApiResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
     let chunks = store::version_chunks(&mut conn, version_id).await?;
-    drop(conn);
     let size: u64 = chunks.iter().map(|c| c.size).sum();
+    // Removed since the caller looked it up: its chunk list may have been read empty.
+    if store::version(&mut conn, version_id)
+        .await?
+        .is_none_or(|v| v.size != size)
+    {
+        return Err(DriveError::VersionNotFound(version_id.to_owned()).into());
+    }
+    drop(conn);
     let store = state.drive.chunks.clone();
     let stream = futures_util::stream::unfold(
         (chunks.into_iter(), store),

@@ -16,9 +16,9 @@
 //! 3. the versions of live files the rule (`rule.rs`: `drive_keep_versions`,
 //!    `drive_keep_for`) no longer keeps are removed; a deleted file's versions stay whole
 //!    until it is purged;
-//! 4. a slice of the chunk store is scanned for chunks nothing references (steps 1 to 3
-//!    mark what they free at once; the scan finds the rest, e.g. what another instance's
-//!    concurrent pass freed);
+//! 4. a slice of `drive_chunks` (in hash order, from a cursor) is scanned for chunks
+//!    nothing references (steps 1 to 3 mark what they free at once; the scan finds the
+//!    rest, e.g. what another instance's concurrent pass freed);
 //! 5. chunks marked dying for `drive_chunk_grace` and still unreferenced lose their row;
 //! 6. their bytes are deleted.
 //!
@@ -37,6 +37,9 @@
 //!   leaves at most a queued hash whose bytes the next pass deletes.
 //! - An upload in progress keeps its chunks: its manifest references them until it
 //!   expires.
+//! - The change feed never skips a purged deletion silently: purging moves the drive's
+//!   `purged_seq` to the deletion's change, and an older cursor is answered 410
+//!   `cursor_expired` (list again from 0).
 
 mod rule;
 mod store;
