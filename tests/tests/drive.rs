@@ -12,7 +12,9 @@
 //! - retention, run by `run_maintenance` under the test clock: versions past the rule
 //!   go and the current one stays, a file in the trash keeps its versions until it is
 //!   purged, a chunk goes (row and bytes, after its grace period) only once no version
-//!   and no upload in progress references it.
+//!   and no upload in progress references it, also while uploads race the passes and
+//!   after a crash between a row's deletion and its bytes'; a change feed cursor older
+//!   than a purge expires, and an agent offline past it lists again and keeps its edit.
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicUsize;
