@@ -196,6 +196,22 @@ struct ServeArgs {
     /// The share of traces (0 to 1) whose server spans Meridian stores about itself.
     #[arg(long, env = "MERIDIAN_TRACES_SELF_SAMPLE", default_value_t = 1.0)]
     traces_self_sample: f64,
+    /// How many of a file's newest versions the drive keeps (0: no limit); the current
+    /// version is always kept.
+    #[arg(long, env = "MERIDIAN_DRIVE_KEEP_VERSIONS", default_value_t = 100)]
+    drive_keep_versions: u32,
+    /// Days the drive keeps a file's previous version after it was replaced.
+    #[arg(long, env = "MERIDIAN_DRIVE_KEEP_DAYS", default_value_t = 30)]
+    drive_keep_days: u64,
+    /// Days a deleted file or folder stays in the drive's trash before it is purged.
+    #[arg(long, env = "MERIDIAN_DRIVE_TRASH_DAYS", default_value_t = 30)]
+    drive_trash_days: u64,
+    /// Days after which an upload (committed or not) is deleted.
+    #[arg(long, env = "MERIDIAN_DRIVE_UPLOAD_EXPIRY_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..))]
+    drive_upload_expiry_days: u64,
+    /// Minutes a chunk nothing references waits, marked dying, before it is deleted.
+    #[arg(long, env = "MERIDIAN_DRIVE_CHUNK_GRACE_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    drive_chunk_grace_minutes: u64,
     /// The OpenStreetMap extract (.osm.pbf) ETA routes on; without it, a synthetic
     /// network over central Helsinki.
     #[arg(long, env = "MERIDIAN_ETA_MAP")]
@@ -281,6 +297,11 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.traces_retention = Duration::from_secs(args.traces_retention_hours * 3600);
     config.traces_max_bytes = args.traces_max_mib.saturating_mul(1024 * 1024);
     config.traces_self_sample_rate = args.traces_self_sample.clamp(0.0, 1.0);
+    config.drive_keep_versions = Some(args.drive_keep_versions).filter(|&n| n > 0);
+    config.drive_keep_for = Duration::from_secs(args.drive_keep_days * 24 * 3600);
+    config.drive_trash_for = Duration::from_secs(args.drive_trash_days * 24 * 3600);
+    config.drive_upload_expiry = Duration::from_secs(args.drive_upload_expiry_days * 24 * 3600);
+    config.drive_chunk_grace = Duration::from_secs(args.drive_chunk_grace_minutes * 60);
     config.eta_map = args.eta_map;
     let listen = config.listen;
     let state = AppState::start(config, Arc::new(SystemClock)).await?;

@@ -73,6 +73,20 @@ pub struct Config {
     pub traces_max_buffered_spans: usize,
     /// The share of traces (0.0 to 1.0) whose server spans Meridian stores about itself.
     pub traces_self_sample_rate: f64,
+    /// How many of a file's newest versions the drive keeps (`None`: no limit); the
+    /// current version is kept in any case.
+    pub drive_keep_versions: Option<u32>,
+    /// How long the drive keeps a replaced version (from its replacement).
+    pub drive_keep_for: Duration,
+    /// How long a deleted file or folder stays in the drive's trash, all its versions
+    /// with it, before it is purged.
+    pub drive_trash_for: Duration,
+    /// Uploads older than this are deleted, committed or not (with the chunks only they
+    /// reference); a commit repeated later answers 404.
+    pub drive_upload_expiry: Duration,
+    /// How long a chunk nothing references is marked dying (counted missing by uploads)
+    /// before it is deleted.
+    pub drive_chunk_grace: Duration,
     /// The OpenStreetMap extract ETA routes on; `None`: a synthetic network.
     pub eta_map: Option<PathBuf>,
     /// How often ETA's live weights are customized again when traffic changed.
@@ -113,6 +127,11 @@ impl Config {
             traces_max_bytes: 20 * 1024 * 1024 * 1024,
             traces_max_buffered_spans: 1_000_000,
             traces_self_sample_rate: 1.0,
+            drive_keep_versions: Some(100),
+            drive_keep_for: Duration::from_secs(30 * 24 * 3600),
+            drive_trash_for: Duration::from_secs(30 * 24 * 3600),
+            drive_upload_expiry: Duration::from_secs(7 * 24 * 3600),
+            drive_chunk_grace: Duration::from_secs(3600),
             eta_map: None,
             eta_refresh_every: Duration::from_millis(500),
         }

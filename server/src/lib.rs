@@ -283,10 +283,12 @@ pub struct MaintenanceReport {
     pub events_trimmed: u64,
     pub guest_carts_deleted: u64,
     pub sale_reservations_expired: u64,
+    pub drive: drive::retention::RetentionReport,
 }
 
 /// Deletes idle guest sessions (older than `guest_session_ttl`) and idle guest carts
-/// (`guest_cart_ttl`), and trims topic logs.
+/// (`guest_cart_ttl`), trims topic logs, and applies the drive's retention (old
+/// versions, the trash, expired uploads, unreferenced chunks).
 pub async fn run_maintenance(state: &AppState) -> Result<MaintenanceReport, sqlx::Error> {
     let ttl_ms = state.config.guest_session_ttl.as_millis() as i64;
     let idle_before = state.clock.now_ms() - ttl_ms;
@@ -302,6 +304,7 @@ pub async fn run_maintenance(state: &AppState) -> Result<MaintenanceReport, sqlx
         )
         .await?,
         sale_reservations_expired: sales::expire_due(state).await?,
+        drive: drive::retention::run(state).await?,
         events_trimmed: realtime::store::trim(&state.db.pool, realtime::RETAINED_EVENTS_PER_TOPIC)
             .await?,
     })

@@ -8,10 +8,21 @@
 //! - hostile input (bad names, wrong hashes, truncated uploads, another account's ids)
 //!   gets the error shape and stores nothing half;
 //! - shares read-only and read-write; the change feed and its realtime event, also
-//!   across two instances on one PostgreSQL.
+//!   across two instances on one PostgreSQL;
+//! - retention, run by `run_maintenance` under the test clock: versions past the rule
+//!   go and the current one stays, a file in the trash keeps its versions until it is
+//!   purged, a chunk goes (row and bytes, after its grace period) only once no version
+//!   and no upload in progress references it, also while uploads race the passes and
+//!   after a crash between a row's deletion and its bytes'; a change feed cursor older
+//!   than a purge expires, and an agent offline past it lists again and keeps its edit.
 
 use std::collections::HashSet;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
 
+use meridian_server::drive::retention::RetentionReport;
+use meridian_server::run_maintenance;
 use meridian_shared::api::Me;
 use meridian_shared::drive::chunking::{chunk_hash, manifest_of, MAX_CHUNK};
 use meridian_shared::drive::{
@@ -760,3 +771,663 @@ async fn changes_cross_instances() {
         b"on a"
     );
 }
+
+const HOUR: i64 = 3600 * 1000;
+const DAY: i64 = 24 * HOUR;
+
+/// One maintenance pass, as the loop runs it; its drive part.
+async fn pass(server: &TestServer) -> RetentionReport {
+    run_maintenance(&server.state).await.unwrap().drive
+}
+
+/// A chunk's row: absent (`None`), listed (`Some(false)`) or listed and dying.
+async fn chunk_row(server: &TestServer, hash: &str) -> Option<bool> {
+    let dying: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT dying_ms FROM drive_chunks WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(&server.state.db.pool)
+            .await
+            .unwrap();
+    dying.map(|d| d.is_some())
+}
+
+async fn chunk_bytes(server: &TestServer, hash: &str) -> bool {
+    server.state.drive.chunks.get(hash).await.is_ok()
+}
+
+fn hashes(data: &[u8]) -> HashSet<String> {
+    manifest_of(data).into_iter().map(|c| c.hash).collect()
+}
+
+async fn version_ids(client: &Client, node_id: &str) -> Vec<String> {
+    let list: VersionList = client
+        .get(&format!("/api/drive/nodes/{node_id}/versions"))
+        .await
+        .expect(200);
+    list.versions.into_iter().map(|v| v.id).collect()
+}
+
+both_backends!(
+    retention_removes_old_versions_and_their_chunks,
+    |db: TestDatabase| async move {
+        let server = TestServer::start_with(&db, |c| c.drive_keep_versions = Some(3)).await;
+        let (alice, _) = account(&server, "alice").await;
+        // Two versions sharing all but their last chunk.
+        let first = bytes(600 * 1024, 7);
+        let mut second = first.clone();
+        let len = second.len();
+        second[len - 10..].copy_from_slice(b"0123456789");
+        let (_, v1) = upload(&alice, new_file(None, "report.txt", "laptop"), &first).await;
+        server.clock.advance(DAY);
+        let (_, v2) = upload(
+            &alice,
+            new_version(&v1.node.id, Some(&v1.version.id), "laptop"),
+            &second,
+        )
+        .await;
+        assert_eq!(v2.outcome, CommitOutcome::Updated);
+        let only_first: Vec<String> = hashes(&first)
+            .difference(&hashes(&second))
+            .cloned()
+            .collect();
+        let shared: Vec<String> = hashes(&first)
+            .intersection(&hashes(&second))
+            .cloned()
+            .collect();
+        assert!(!only_first.is_empty() && !shared.is_empty());
+
+        // A file edited five times: the count keeps its three newest.
+        let (_, note) = upload(&alice, new_file(None, "notes.txt", "laptop"), b"note 0").await;
+        let mut notes = vec![note.version.id.clone()];
+        for i in 1..5 {
+            let base = notes.last().cloned();
+            let (_, c) = upload(
+                &alice,
+                new_version(&note.node.id, base.as_deref(), "laptop"),
+                format!("note {i}").as_bytes(),
+            )
+            .await;
+            notes.push(c.version.id);
+        }
+
+        // 29 days after its replacement the first version stays; the count applies.
+        server.clock.advance(29 * DAY);
+        let report = pass(&server).await;
+        assert_eq!(report.versions_removed, 2, "{report:?}");
+        assert_eq!(report.uploads_expired, 7, "{report:?}");
+        let newest: Vec<String> = notes[2..].iter().rev().cloned().collect();
+        assert_eq!(version_ids(&alice, &note.node.id).await, newest);
+        assert_eq!(
+            version_ids(&alice, &v1.node.id).await,
+            vec![v2.version.id.clone(), v1.version.id.clone()]
+        );
+
+        // 31 days after: it goes, and the notes replaced as long ago; the current
+        // versions stay.
+        server.clock.advance(2 * DAY);
+        let report = pass(&server).await;
+        assert_eq!(report.versions_removed, 3, "{report:?}");
+        assert_eq!(report.chunks_marked, only_first.len() as u64 + 2);
+        assert_eq!(
+            report.chunks_deleted, 2,
+            "the first two notes' chunks, dying since the last pass"
+        );
+        assert_eq!(
+            version_ids(&alice, &note.node.id).await,
+            notes[4..].to_vec()
+        );
+        assert_eq!(
+            version_ids(&alice, &v1.node.id).await,
+            vec![v2.version.id.clone()]
+        );
+        let gone = &v1.version.id;
+        for reply in [
+            alice.get(&format!("/api/drive/versions/{gone}")).await,
+            alice
+                .get(&format!("/api/drive/versions/{gone}/content"))
+                .await,
+            alice
+                .post_empty(&format!("/api/drive/versions/{gone}/restore"))
+                .await,
+        ] {
+            reply.assert_error(404, "version_not_found");
+        }
+        // Its own chunks are dying (still stored), the shared ones are not.
+        for hash in &only_first {
+            assert_eq!(chunk_row(&server, hash).await, Some(true));
+            assert!(chunk_bytes(&server, hash).await);
+        }
+        for hash in &shared {
+            assert_eq!(chunk_row(&server, hash).await, Some(false));
+        }
+
+        // After the grace period, row and bytes go; what the kept version uses stays.
+        server.clock.advance(HOUR + 1);
+        let report = pass(&server).await;
+        assert_eq!(
+            report.chunks_deleted,
+            only_first.len() as u64 + 2,
+            "and the next two notes' {report:?}"
+        );
+        for hash in &only_first {
+            assert_eq!(chunk_row(&server, hash).await, None);
+            assert!(!chunk_bytes(&server, hash).await);
+        }
+        for hash in &shared {
+            assert_eq!(chunk_row(&server, hash).await, Some(false));
+            assert!(chunk_bytes(&server, hash).await);
+        }
+        assert_eq!(
+            download(&alice, &format!("/api/drive/nodes/{}/content", v1.node.id)).await,
+            second
+        );
+        assert_eq!(pass(&server).await, RetentionReport::default());
+    }
+);
+
+both_backends!(
+    uploads_in_progress_keep_their_chunks,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let (alice, _) = account(&server, "alice").await;
+        let a = bytes(300 * 1024, 11);
+        let (_, first) = upload(&alice, new_file(None, "a.bin", "laptop"), &a).await;
+        upload(
+            &alice,
+            new_version(&first.node.id, Some(&first.version.id), "laptop"),
+            &bytes(1000, 12),
+        )
+        .await;
+        server.clock.advance(31 * DAY);
+
+        // An upload of the same bytes starts before the pass: nothing is missing, and
+        // its manifest keeps the chunks through the pass and the grace period.
+        let mut copy = new_file(None, "copy.bin", "phone");
+        copy.chunks = manifest_of(&a);
+        let status: UploadStatus = alice
+            .post_json("/api/drive/uploads", &copy)
+            .await
+            .expect(201);
+        assert!(status.missing.is_empty());
+        let report = pass(&server).await;
+        assert_eq!(report.versions_removed, 1, "{report:?}");
+        server.clock.advance(HOUR + 1);
+        assert_eq!(pass(&server).await.chunks_deleted, 0);
+        for hash in hashes(&a) {
+            assert_eq!(chunk_row(&server, &hash).await, Some(false));
+            assert!(chunk_bytes(&server, &hash).await);
+        }
+        let committed: Committed = alice
+            .post_empty(&format!("/api/drive/uploads/{}/commit", status.upload_id))
+            .await
+            .expect(200);
+        assert_eq!(committed.outcome, CommitOutcome::Created);
+        assert_eq!(
+            download(
+                &alice,
+                &format!("/api/drive/nodes/{}/content", committed.node.id)
+            )
+            .await,
+            a
+        );
+
+        // A dying chunk counts as missing: a commit that did not send it again is
+        // refused, and sending it again keeps it.
+        let c = bytes(200 * 1024, 13);
+        let (_, c1) = upload(&alice, new_file(None, "c.bin", "laptop"), &c).await;
+        upload(
+            &alice,
+            new_version(&c1.node.id, Some(&c1.version.id), "laptop"),
+            &bytes(1000, 14),
+        )
+        .await;
+        server.clock.advance(31 * DAY);
+        let report = pass(&server).await;
+        assert_eq!(report.versions_removed, 1, "{report:?}");
+        let dying = hashes(&c);
+        for hash in &dying {
+            assert_eq!(chunk_row(&server, hash).await, Some(true));
+        }
+        let mut again = new_file(None, "c again.bin", "phone");
+        again.chunks = manifest_of(&c);
+        let status: UploadStatus = alice
+            .post_json("/api/drive/uploads", &again)
+            .await
+            .expect(201);
+        assert_eq!(
+            status.missing.iter().cloned().collect::<HashSet<_>>(),
+            dying
+        );
+        alice
+            .post_empty(&format!("/api/drive/uploads/{}/commit", status.upload_id))
+            .await
+            .assert_error(409, "missing_chunks");
+        let mut offset = 0;
+        for chunk in &again.chunks {
+            let piece = c[offset..offset + chunk.size as usize].to_vec();
+            offset += chunk.size as usize;
+            let reply = put_chunk(&alice, &status.upload_id, &chunk.hash, piece).await;
+            assert_eq!(reply.status.as_u16(), 204, "{}", reply.json);
+        }
+        server.clock.advance(HOUR + 1);
+        assert_eq!(pass(&server).await.chunks_deleted, 0);
+        let committed: Committed = alice
+            .post_empty(&format!("/api/drive/uploads/{}/commit", status.upload_id))
+            .await
+            .expect(200);
+        assert_eq!(
+            download(
+                &alice,
+                &format!("/api/drive/nodes/{}/content", committed.node.id)
+            )
+            .await,
+            c
+        );
+
+        // An abandoned upload expires, and the chunks only it had go with it.
+        let lost = bytes(100 * 1024, 15);
+        let mut abandoned = new_file(None, "lost.bin", "phone");
+        abandoned.chunks = manifest_of(&lost);
+        let status: UploadStatus = alice
+            .post_json("/api/drive/uploads", &abandoned)
+            .await
+            .expect(201);
+        let mut offset = 0;
+        for chunk in &abandoned.chunks {
+            let piece = lost[offset..offset + chunk.size as usize].to_vec();
+            offset += chunk.size as usize;
+            put_chunk(&alice, &status.upload_id, &chunk.hash, piece).await;
+        }
+        server.clock.advance(7 * DAY + 1);
+        assert!(pass(&server).await.uploads_expired >= 1);
+        server.clock.advance(HOUR + 1);
+        pass(&server).await;
+        for hash in hashes(&lost) {
+            assert_eq!(chunk_row(&server, &hash).await, None);
+            assert!(!chunk_bytes(&server, &hash).await);
+        }
+        alice
+            .get(&format!("/api/drive/uploads/{}", status.upload_id))
+            .await
+            .assert_error(404, "upload_not_found");
+    }
+);
+
+both_backends!(
+    the_trash_keeps_versions_until_it_is_purged,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let (alice, _) = account(&server, "alice").await;
+        let old = folder(&alice, None, "old").await;
+        let x = bytes(100 * 1024, 21);
+        let y = bytes(100 * 1024, 22);
+        let (_, v1) = upload(&alice, new_file(Some(&old.id), "x.bin", "laptop"), &x).await;
+        server.clock.advance(DAY);
+        upload(
+            &alice,
+            new_version(&v1.node.id, Some(&v1.version.id), "laptop"),
+            &y,
+        )
+        .await;
+        server.clock.advance(15 * DAY);
+        let before: Changes = alice.get("/api/drive/changes").await.expect(200);
+        assert_eq!(
+            alice
+                .delete(&format!("/api/drive/nodes/{}", old.id))
+                .await
+                .status
+                .as_u16(),
+            204
+        );
+
+        let after: Changes = alice
+            .get(&format!("/api/drive/changes?since={}", before.cursor))
+            .await
+            .expect(200);
+        assert!(after.nodes.iter().all(|n| n.deleted));
+
+        // 20 days in the trash: the first version, replaced 35 days ago, which the rule
+        // would remove from a live file, stays with the deleted one.
+        server.clock.advance(20 * DAY);
+        let report = pass(&server).await;
+        assert_eq!((report.versions_removed, report.nodes_purged), (0, 0));
+        assert_eq!(version_ids(&alice, &v1.node.id).await.len(), 2);
+        assert_eq!(
+            download(
+                &alice,
+                &format!("/api/drive/versions/{}/content", v1.version.id)
+            )
+            .await,
+            x
+        );
+
+        // Past 30 days in the trash: purged, the file before its folder.
+        server.clock.advance(10 * DAY + 1);
+        let report = pass(&server).await;
+        assert_eq!(
+            (report.nodes_purged, report.versions_removed),
+            (2, 2),
+            "{report:?}"
+        );
+        for id in [&old.id, &v1.node.id] {
+            alice
+                .get(&format!("/api/drive/nodes/{id}"))
+                .await
+                .assert_error(404, "node_not_found");
+        }
+        alice
+            .get(&format!("/api/drive/versions/{}", v1.version.id))
+            .await
+            .assert_error(404, "version_not_found");
+        let trash: NodeList = alice
+            .get("/api/drive/children?include_deleted=true")
+            .await
+            .expect(200);
+        assert!(trash.nodes.is_empty(), "{:?}", trash.nodes);
+        // A change feed cursor that has not seen the deletion cannot any more: it must
+        // list again; one that has seen it goes on.
+        alice
+            .get(&format!("/api/drive/changes?since={}", before.cursor))
+            .await
+            .assert_error(410, "cursor_expired");
+        let fresh: Changes = alice.get("/api/drive/changes").await.expect(200);
+        assert!(fresh.nodes.is_empty(), "{:?}", fresh.nodes);
+        alice
+            .get(&format!("/api/drive/changes?since={}", after.cursor))
+            .await
+            .expect::<Changes>(200);
+        server.clock.advance(HOUR + 1);
+        let chunks: HashSet<String> = hashes(&x).union(&hashes(&y)).cloned().collect();
+        assert_eq!(pass(&server).await.chunks_deleted, chunks.len() as u64);
+        for hash in &chunks {
+            assert_eq!(chunk_row(&server, hash).await, None);
+            assert!(!chunk_bytes(&server, hash).await);
+        }
+    }
+);
+
+both_backends!(
+    a_crash_between_row_and_bytes_leaves_a_deletion_the_next_pass_finishes,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let pool = &server.state.db.pool;
+        let (alice, _) = account(&server, "alice").await;
+        let data = bytes(300 * 1024, 31);
+        let chunks = manifest_of(&data);
+        assert!(chunks.len() >= 2);
+        let (_, first) = upload(&alice, new_file(None, "d.bin", "laptop"), &data).await;
+        upload(
+            &alice,
+            new_version(&first.node.id, Some(&first.version.id), "laptop"),
+            &bytes(1000, 32),
+        )
+        .await;
+        server.clock.advance(31 * DAY);
+        assert_eq!(pass(&server).await.versions_removed, 1);
+
+        // What a crash after the sweep's commit leaves: rows gone, hashes queued, bytes
+        // still stored.
+        for chunk in &chunks {
+            sqlx::query("DELETE FROM drive_chunks WHERE hash = $1")
+                .bind(&chunk.hash)
+                .execute(pool)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO drive_chunk_deletions (hash, since_ms) VALUES ($1, 0)")
+                .bind(&chunk.hash)
+                .execute(pool)
+                .await
+                .unwrap();
+            assert!(chunk_bytes(&server, &chunk.hash).await);
+        }
+        // Meanwhile an upload sends the first chunk again: it takes its deletion over.
+        let mut again = new_file(None, "again.bin", "phone");
+        again.chunks = vec![chunks[0].clone()];
+        let status: UploadStatus = alice
+            .post_json("/api/drive/uploads", &again)
+            .await
+            .expect(201);
+        assert_eq!(status.missing, vec![chunks[0].hash.clone()]);
+        let piece = data[..chunks[0].size as usize].to_vec();
+        let reply = put_chunk(&alice, &status.upload_id, &chunks[0].hash, piece.clone()).await;
+        assert_eq!(reply.status.as_u16(), 204, "{}", reply.json);
+
+        // The next pass deletes the other queued bytes, and not the ones sent again.
+        let report = pass(&server).await;
+        assert_eq!(report.chunks_deleted, chunks.len() as u64 - 1, "{report:?}");
+        assert_eq!(chunk_row(&server, &chunks[0].hash).await, Some(false));
+        assert!(chunk_bytes(&server, &chunks[0].hash).await);
+        for chunk in &chunks[1..] {
+            assert_eq!(chunk_row(&server, &chunk.hash).await, None);
+            assert!(!chunk_bytes(&server, &chunk.hash).await);
+        }
+        let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM drive_chunk_deletions")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(queued, 0);
+        let committed: Committed = alice
+            .post_empty(&format!("/api/drive/uploads/{}/commit", status.upload_id))
+            .await
+            .expect(200);
+        assert_eq!(
+            download(
+                &alice,
+                &format!("/api/drive/nodes/{}/content", committed.node.id)
+            )
+            .await,
+            piece
+        );
+    }
+);
+
+/// Uploads `data` (a new file named `name`, or a new version of `node`) until a commit
+/// succeeds: collection racing it may expire the upload (404) or collect a chunk it
+/// was told of (409 `missing_chunks`); both are retried from the start.
+async fn upload_through_collection(
+    client: &Client,
+    node: Option<&Committed>,
+    name: &str,
+    data: &[u8],
+) -> Committed {
+    let pieces: std::collections::HashMap<String, Vec<u8>> = {
+        let mut offset = 0;
+        manifest_of(data)
+            .into_iter()
+            .map(|chunk| {
+                let piece = data[offset..offset + chunk.size as usize].to_vec();
+                offset += chunk.size as usize;
+                (chunk.hash, piece)
+            })
+            .collect()
+    };
+    'attempt: for _ in 0..200 {
+        let mut target = match node {
+            Some(c) => new_version(&c.node.id, Some(&c.version.id), "racer"),
+            None => new_file(None, name, "racer"),
+        };
+        target.chunks = manifest_of(data);
+        let status: UploadStatus = client
+            .post_json("/api/drive/uploads", &target)
+            .await
+            .expect(201);
+        for hash in &status.missing {
+            let reply = put_chunk(client, &status.upload_id, hash, pieces[hash].clone()).await;
+            match reply.status.as_u16() {
+                204 => {}
+                404 => continue 'attempt,
+                other => panic!("PUT answered {other}: {}", reply.json),
+            }
+        }
+        let reply = client
+            .post_empty(&format!("/api/drive/uploads/{}/commit", status.upload_id))
+            .await;
+        match reply.status.as_u16() {
+            200 => return reply.parse(),
+            404 | 409 => continue,
+            other => panic!("commit answered {other}: {}", reply.json),
+        }
+    }
+    panic!("no commit of {name} in 200 attempts");
+}
+
+both_backends!(
+    collection_racing_uploads_leaves_no_row_without_bytes,
+    |db: TestDatabase| async move {
+        // Every replaced version goes at the next pass, uploads expire after two
+        // passes, dying chunks go at the pass after they were marked: the same chunks
+        // are freed and used again while uploads run.
+        let server = TestServer::start_with(&db, |c| {
+            c.drive_keep_versions = Some(1);
+            c.drive_keep_for = std::time::Duration::ZERO;
+            c.drive_upload_expiry = std::time::Duration::from_secs(2 * 3600);
+        })
+        .await;
+        let pool = &server.state.db.pool;
+        let contents: Vec<Vec<u8>> = (0..24)
+            .map(|i| bytes(60 * 1024 + i * 10 * 1024, 100 + i as u64))
+            .collect();
+        // Each racer commits about once per pass (a round waits for as many passes), so
+        // that some contents fall out of use while the others are uploaded again.
+        let done = Arc::new(AtomicUsize::new(0));
+        let (passes, passed) = tokio::sync::watch::channel(0usize);
+        let mut racers = Vec::new();
+        for user in 0..4 {
+            let (client, _) = account(&server, &format!("racer{user}")).await;
+            let contents = contents.clone();
+            let (done, mut passed) = (done.clone(), passed.clone());
+            racers.push(tokio::spawn(async move {
+                let mut last: Option<Committed> = None;
+                let mut data = Vec::new();
+                for round in 0..30 {
+                    passed.wait_for(|&p| p >= round).await.unwrap();
+                    data = contents[(user * 6 + round) % contents.len()].clone();
+                    last = Some(
+                        upload_through_collection(&client, last.as_ref(), "file.bin", &data).await,
+                    );
+                }
+                done.fetch_add(1, SeqCst);
+                (client, last.unwrap(), data)
+            }));
+        }
+        let mut collected = 0;
+        while done.load(SeqCst) < 4 {
+            server.clock.advance(HOUR + 1);
+            collected += pass(&server).await.chunks_deleted;
+            passes.send_modify(|p| *p += 1);
+            tokio::task::yield_now().await;
+        }
+        let mut files = Vec::new();
+        for racer in racers {
+            files.push(racer.await.unwrap());
+        }
+
+        // Settle: the uploads expire, what they alone held is collected.
+        server.clock.advance(6 * HOUR);
+        pass(&server).await;
+        server.clock.advance(HOUR + 1);
+        pass(&server).await;
+        let listed: Vec<String> = sqlx::query_scalar("SELECT hash FROM drive_chunks")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        for hash in &listed {
+            assert!(
+                chunk_bytes(&server, hash).await,
+                "{hash} listed without bytes"
+            );
+        }
+        let unlisted: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM drive_version_chunks v \
+             LEFT JOIN drive_chunks c ON c.hash = v.hash WHERE c.hash IS NULL",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(unlisted, 0, "a version's chunk is not listed");
+        let used: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT hash) FROM drive_version_chunks")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(listed.len() as i64, used, "only what versions use is left");
+        for (client, committed, data) in files {
+            assert_eq!(version_ids(&client, &committed.node.id).await.len(), 1);
+            assert_eq!(
+                download(
+                    &client,
+                    &format!("/api/drive/nodes/{}/content", committed.node.id)
+                )
+                .await,
+                data
+            );
+        }
+        eprintln!(
+            "{} passes raced 120 commits, collecting {collected} chunks",
+            *passes.borrow()
+        );
+        assert!(collected > 0, "collection raced the uploads");
+    }
+);
+
+/// An agent in this process (as the simulation in `drive_agent.rs` runs them).
+async fn syncer(
+    server: &TestServer,
+    dir: &std::path::Path,
+    device: &str,
+) -> meridian_server::drive::agent::sync::Syncer {
+    use meridian_server::drive::agent::{api::Api, state::AgentState};
+    let url = server.base_url();
+    let api = Api::sign_in(&url, "alice", PASSWORD).await.unwrap();
+    let root = dir.canonicalize().unwrap();
+    let state = AgentState::load(&root, &url, "alice").unwrap();
+    meridian_server::drive::agent::sync::Syncer::new(api, root, device.to_owned(), state)
+}
+
+both_backends!(
+    an_agent_offline_past_a_purge_lists_again_and_keeps_its_edit,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let (alice, _) = account(&server, "alice").await;
+        let (laptop_dir, phone_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut laptop = syncer(&server, laptop_dir.path(), "laptop").await;
+        let mut phone = syncer(&server, phone_dir.path(), "phone").await;
+        for name in ["keep.txt", "gone.txt", "edited.txt"] {
+            std::fs::write(laptop_dir.path().join(name), name).unwrap();
+        }
+        laptop.pass().await.unwrap();
+        phone.pass().await.unwrap();
+        assert!(phone_dir.path().join("gone.txt").exists());
+
+        // The laptop deletes two files; the phone, offline, edits one of them; both stay
+        // in the trash past its 30 days and are purged.
+        std::fs::remove_file(laptop_dir.path().join("gone.txt")).unwrap();
+        std::fs::remove_file(laptop_dir.path().join("edited.txt")).unwrap();
+        laptop.pass().await.unwrap();
+        std::fs::write(phone_dir.path().join("edited.txt"), "edited offline").unwrap();
+        server.clock.advance(31 * DAY);
+        assert_eq!(pass(&server).await.nodes_purged, 2);
+
+        // Back online, the phone's cursor has expired: it lists again, removes the file it
+        // had not changed, and uploads its edit as a new file.
+        for _ in 0..3 {
+            phone.pass().await.unwrap();
+        }
+        assert!(!phone_dir.path().join("gone.txt").exists());
+        assert_eq!(
+            std::fs::read(phone_dir.path().join("edited.txt")).unwrap(),
+            b"edited offline"
+        );
+        let mut names: Vec<String> = children(&alice, None)
+            .await
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["edited.txt", "keep.txt"]);
+        laptop.pass().await.unwrap();
+        assert_eq!(
+            std::fs::read(laptop_dir.path().join("edited.txt")).unwrap(),
+            b"edited offline"
+        );
+    }
+);

@@ -9,7 +9,9 @@
 //! Invariants of every implementation:
 //! - `put` is atomic: a chunk is whole or absent, never half written, even across a
 //!   crash; when `put` returns, the chunk is durable.
-//! - `put` of a chunk already stored is harmless (same address, same bytes).
+//! - `put` of a chunk already stored is harmless (same address, same bytes), and `put`
+//!   of a chunk deleted meanwhile writes it again.
+//! - Only the drive's collection (`retention`) deletes, under the protocol it states.
 
 use std::io;
 use std::path::{Path, PathBuf};

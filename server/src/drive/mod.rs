@@ -5,6 +5,8 @@
 //! engine/      every change, one transaction each; conflicts, restores, the tree's checks
 //! store        SQL: heads, nodes, versions and their chunks, uploads, shares
 //! chunk_store  ChunkStore: chunk bytes by SHA-256 (a local directory by default)
+//! retention/   the maintenance pass: old versions, the trash, expired uploads, and
+//!              chunks nothing references any more
 //! agent/       the sync agent: local state, three-way comparison, watcher
 //! ```
 //!
@@ -22,14 +24,24 @@
 //!   everyone else gets 404, as if it did not exist. Read shares cannot change anything.
 //! - Nothing is stored half: a chunk is whole in the store before it is listed, and a
 //!   version is committed only when all its chunks are listed.
-//! - Every version stays in history (restorable) until a retention rule removes it; none
-//!   is implemented yet, so all stay.
+//! - Every version stays in history (restorable) until the retention rule removes it
+//!   (`retention`: by default the 100 newest versions of a file, each for 30 days after it
+//!   was replaced); the current version of a file always stays. A deleted file keeps all
+//!   its versions in the trash, for 30 days by default, then is purged. A removed version
+//!   answers 404 `version_not_found`.
+//! - A row of `drive_chunks` always has its bytes in the chunk store; a chunk is deleted
+//!   only when no version and no upload in progress references it, after a grace period
+//!   during which uploads count it as missing (`retention` states the protocol).
+//! - The change feed never silently skips a deletion: once tombstones are purged, a
+//!   cursor older than their deletion answers 410 `cursor_expired`, and the client lists
+//!   the drive again from 0 (the agent does; what is no longer listed is gone).
 //! - Each change reaches the `user:` topics of those who see it (`DriveChanged`), after
 //!   it commits, on every instance.
 
 pub mod agent;
 pub mod chunk_store;
 pub mod engine;
+pub mod retention;
 pub mod store;
 
 use std::sync::Arc;
@@ -113,6 +125,7 @@ impl From<DriveError> for ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "cannot_share_with_owner")
             }
             DriveError::HashMismatch => (StatusCode::BAD_REQUEST, "hash_mismatch"),
+            DriveError::CursorExpired => (StatusCode::GONE, "cursor_expired"),
             DriveError::Db(_) | DriveError::Ids(_) | DriveError::Storage(_) => {
                 unreachable!("answered above")
             }
@@ -161,7 +174,7 @@ struct ChangesQuery {
 }
 
 /// The change feed of your drive: nodes changed after a cursor, each as it is now
-/// (deleted ones too, as tombstones).
+/// (deleted ones too, as tombstones, until they are purged from the trash).
 #[utoipa::path(
     get,
     path = "/api/drive/changes",
@@ -170,6 +183,7 @@ struct ChangesQuery {
     responses(
         (status = 200, description = "Changed nodes and the next cursor", body = Changes),
         SignInRequired,
+        (status = 410, description = "`cursor_expired`: deletions after this cursor were purged from the trash; list again from 0 (what is not listed is gone)", body = ApiErrorBody),
     )
 )]
 async fn changes(
@@ -180,6 +194,9 @@ async fn changes(
     let user = session.signed_in()?;
     let since = query.since.unwrap_or(0).min(i64::MAX as u64) as i64;
     let mut conn = state.db.pool.acquire().await?;
+    if since > 0 && since < store::purged_seq(&mut conn, &user.id).await? {
+        return Err(DriveError::CursorExpired.into());
+    }
     let head = store::head(&mut conn, &user.id).await?;
     let mut rows = store::changes(&mut conn, &user.id, since, CHANGES_PAGE).await?;
     let more = rows.len() as i64 == CHANGES_PAGE;
@@ -487,12 +504,20 @@ async fn version_content(
     stream_version(&state, &id).await
 }
 
-/// Streams a version chunk by chunk: one chunk in memory at a time.
+/// Streams a version chunk by chunk: one chunk in memory at a time. Its chunks stay
+/// stored for the grace period at least, even if retention removes it meanwhile.
 async fn stream_version(state: &AppState, version_id: &str) -> ApiResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
     let chunks = store::version_chunks(&mut conn, version_id).await?;
-    drop(conn);
     let size: u64 = chunks.iter().map(|c| c.size).sum();
+    // Removed since the caller looked it up: its chunk list may have been read empty.
+    if store::version(&mut conn, version_id)
+        .await?
+        .is_none_or(|v| v.size != size)
+    {
+        return Err(DriveError::VersionNotFound(version_id.to_owned()).into());
+    }
+    drop(conn);
     let store = state.drive.chunks.clone();
     let stream = futures_util::stream::unfold(
         (chunks.into_iter(), store),

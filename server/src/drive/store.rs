@@ -6,8 +6,10 @@
 //!   transaction ends (on PostgreSQL; SQLite has one writer anyway): tree checks (cycles,
 //!   name clashes) made after it cannot race another change of the same drive.
 //! - At most one live node per `(owner, parent, name_key)` (a unique partial index).
-//! - A version's chunks are all in `drive_chunks` (and so in the chunk store) before the
-//!   version is inserted.
+//! - A version's chunks are all in `drive_chunks` (and so in the chunk store), and none
+//!   of them dying, before the version is inserted.
+//! - A row of `drive_chunks` has its bytes in the chunk store (see `retention` for how
+//!   chunks are collected without breaking this).
 
 use meridian_shared::drive::{ChunkRef, Node, NodeKind, ShareMode, VersionInfo};
 use sqlx::any::AnyRow;
@@ -95,6 +97,18 @@ pub async fn next_seq(conn: &mut AnyConnection, owner_id: &str) -> Result<i64, s
 pub async fn head(conn: &mut AnyConnection, owner_id: &str) -> Result<i64, sqlx::Error> {
     Ok(
         sqlx::query_scalar("SELECT seq FROM drive_heads WHERE owner_id = $1")
+            .bind(owner_id)
+            .fetch_optional(conn)
+            .await?
+            .unwrap_or(0),
+    )
+}
+
+/// The newest change of the drive whose tombstones were purged (0 if none): a change
+/// feed cursor older than it missed deletions (see `retention`).
+pub async fn purged_seq(conn: &mut AnyConnection, owner_id: &str) -> Result<i64, sqlx::Error> {
+    Ok(
+        sqlx::query_scalar("SELECT purged_seq FROM drive_heads WHERE owner_id = $1")
             .bind(owner_id)
             .fetch_optional(conn)
             .await?
@@ -582,14 +596,15 @@ pub async fn upload(conn: &mut AnyConnection, id: &str) -> Result<Option<UploadR
     }))
 }
 
-/// The upload's chunks the store does not hold yet, each once, in manifest order.
+/// The upload's chunks the store does not hold yet, or holds but is collecting (dying:
+/// see `retention`), each once, in manifest order.
 pub async fn missing_chunks(
     conn: &mut AnyConnection,
     upload_id: &str,
 ) -> Result<Vec<String>, sqlx::Error> {
     let hashes: Vec<String> = sqlx::query_scalar(
         "SELECT u.hash FROM drive_upload_chunks u LEFT JOIN drive_chunks c ON c.hash = u.hash \
-         WHERE u.upload_id = $1 AND c.hash IS NULL ORDER BY u.idx",
+         WHERE u.upload_id = $1 AND (c.hash IS NULL OR c.dying_ms IS NOT NULL) ORDER BY u.idx",
     )
     .bind(upload_id)
     .fetch_all(conn)
@@ -616,7 +631,11 @@ pub async fn upload_chunk_size(
     .await
 }
 
-/// Records that the store holds a chunk (after it was written there).
+/// Records that the store holds a chunk (after it was written there), in the caller's
+/// transaction: lists it, or clears its dying mark, then takes over a deletion of its
+/// bytes still queued. The caller writes the bytes again before committing (they may
+/// have been deleted since it wrote them); from then until the commit no deletion of
+/// them can start, as the row is locked and listed.
 pub async fn chunk_stored(
     conn: &mut AnyConnection,
     hash: &str,
@@ -624,14 +643,19 @@ pub async fn chunk_stored(
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO drive_chunks (hash, size, created_ms) VALUES ($1, $2, $3) \
-         ON CONFLICT (hash) DO NOTHING",
+        "INSERT INTO drive_chunks (hash, size, created_ms, dying_ms) VALUES ($1, $2, $3, NULL) \
+         ON CONFLICT (hash) DO UPDATE SET dying_ms = NULL",
     )
     .bind(hash)
     .bind(size)
     .bind(now_ms)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    // Waits for a deletion of the bytes in progress (it locks this row).
+    sqlx::query("DELETE FROM drive_chunk_deletions WHERE hash = $1")
+        .bind(hash)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -180,7 +180,16 @@ impl Syncer {
 
     async fn pull(&mut self) -> Result<(), AgentError> {
         loop {
-            let changes = self.api.changes(self.state.cursor).await?;
+            let changes = match self.api.changes(self.state.cursor).await {
+                Err(AgentError::Refused(r)) if r.is(StatusCode::GONE, "cursor_expired") => {
+                    // Deletions this cursor missed were purged from the trash: list the
+                    // drive again; what is not listed any more counts as deleted there.
+                    self.state.remote.clear();
+                    self.state.cursor = 0;
+                    continue;
+                }
+                other => other?,
+            };
             for node in changes.nodes {
                 self.state.remote.insert(node.id.clone(), node);
             }
@@ -435,7 +444,16 @@ impl Syncer {
             let Ok(meta) = std::fs::metadata(self.root.join(&path)) else {
                 continue;
             };
-            let (committed, sent) = self.api.upload(&self.root.join(&path), target).await?;
+            let (committed, sent) = match self.api.upload(&self.root.join(&path), target).await {
+                Err(AgentError::Refused(r)) if r.is(StatusCode::NOT_FOUND, "node_not_found") => {
+                    // Purged from the trash meanwhile: forgotten here, the edit is
+                    // uploaded as a new file by the next pass.
+                    self.state.synced.remove(&id);
+                    self.save()?;
+                    continue;
+                }
+                other => other?,
+            };
             report.uploaded += 1;
             report.chunks_sent += sent;
             let parent = synced.parent_id.clone();

@@ -66,7 +66,7 @@ pub enum DriveError {
     InvalidDevice,
     #[error("no upload {0:?} of yours")]
     UploadNotFound(String),
-    #[error("no version {0:?} that you may open")]
+    #[error("no version {0:?} that you may open (versions past the retention rule are removed)")]
     VersionNotFound(String),
     #[error("{0} chunks of this upload are still missing")]
     MissingChunks(usize),
@@ -80,6 +80,8 @@ pub enum DriveError {
     ShareWithOwner,
     #[error("{0:?} is not shared with that account")]
     ShareNotFound(String),
+    #[error("this cursor is older than deletions purged from the trash: list the drive again from cursor 0")]
+    CursorExpired,
     #[error(transparent)]
     Db(#[from] sqlx::Error),
     #[error(transparent)]

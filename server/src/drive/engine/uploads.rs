@@ -151,10 +151,14 @@ pub async fn put_chunk(
     if data.len() as i64 != size || chunk_hash(&data) != hash {
         return Err(DriveError::HashMismatch);
     }
-    state.drive.chunks.put(hash, data).await?;
+    state.drive.chunks.put(hash, data.clone()).await?;
     let _turn = state.db.write_turn().await;
-    let mut conn = state.db.pool.acquire().await?;
-    store::chunk_stored(&mut conn, hash, size, state.clock.now_ms()).await?;
+    let mut tx = state.db.pool.begin().await?;
+    store::chunk_stored(&mut tx, hash, size, state.clock.now_ms()).await?;
+    // Collection may have deleted the bytes since they were written (see
+    // `store::chunk_stored`); usually they are there and this only looks.
+    state.drive.chunks.put(hash, data).await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -229,12 +233,13 @@ pub async fn commit_upload(
         if let (Some(version), Some(node), Some(outcome)) =
             (&up.committed_version, &up.committed_node, &up.outcome)
         {
+            // Retention may have purged the file or removed the version since.
             let node = store::node(&mut tx, node)
                 .await?
-                .ok_or(sqlx::Error::RowNotFound)?;
+                .ok_or_else(|| DriveError::NodeNotFound(node.clone()))?;
             let version = store::version(&mut tx, version)
                 .await?
-                .ok_or(sqlx::Error::RowNotFound)?;
+                .ok_or_else(|| DriveError::VersionNotFound(version.clone()))?;
             tx.rollback().await?;
             return Ok(Committed {
                 outcome: parse_outcome(outcome),
