@@ -54,9 +54,13 @@
 //!   the cut index; the sealed segment is read only up to there. An empty segment
 //!   before others is a truncation a crash interrupted, which open finishes.
 
+pub mod api;
 pub mod disk;
 pub mod kv;
 pub mod log;
+pub mod network;
+pub mod node;
+pub mod raft;
 pub mod record;
 pub mod recover;
 pub mod segment;
