@@ -175,6 +175,16 @@ async fn append(
         )
         .await;
     }
+    // A retry of writes that are all applied already is answered without a new record.
+    if let Some(answer) = node.machine.answer_if_applied(&writes).await {
+        let term = node.raft.metrics().borrow().current_term;
+        return Ok(Json(WalAppendResponse {
+            first_lsn: answer.0,
+            last_lsn: answer.1,
+            term,
+        })
+        .into_response());
+    }
     let proposed = {
         // One batch at a time, so a batch takes consecutive LSNs.
         let _order = node.append_order.lock().await;

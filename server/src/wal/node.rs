@@ -169,6 +169,9 @@ impl WalNode {
             .await;
         shutdown.cancel();
         let _ = flusher.await;
+        if let Err(err) = self.store.flush_committed() {
+            tracing::warn!(%err, "cannot save the commit index");
+        }
         if let Err(err) = self.raft.shutdown().await {
             tracing::warn!(%err, "raft did not stop cleanly");
         }

@@ -427,6 +427,24 @@ impl StateMachine {
         )
     }
 
+    /// The first and last LSN of `writes` when every one carries an idempotency key
+    /// already applied (a retry), `None` otherwise.
+    pub async fn answer_if_applied(&self, writes: &[WalWrite]) -> Option<(u64, u64)> {
+        let state = self.state.read().await;
+        let mut lsns = writes.iter().map(|write| {
+            write
+                .idempotency_key
+                .as_deref()
+                .and_then(|key| state.kv.idempotent_lsn(key))
+        });
+        let first = lsns.next()??;
+        let mut last = first;
+        for lsn in lsns {
+            last = lsn?;
+        }
+        Some((first, last))
+    }
+
     /// Writes `bytes` to `path` atomically (a temporary file, fsynced, renamed).
     fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), WalError> {
         let disk = &self.disk;
