@@ -15,8 +15,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::Router;
 use futures_util::stream::{self, Stream, StreamExt};
 use meridian_shared::api::ApiErrorBody;
 use meridian_shared::wal::{
@@ -25,6 +23,8 @@ use meridian_shared::wal::{
 };
 use openraft::error::ClientWriteError;
 use openraft::{BasicNode, ServerState};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::kv::{self, ClientWrite};
 use super::node::WalNode;
@@ -39,15 +39,21 @@ const CLUSTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Marks a request one node forwarded to the leader.
 const FORWARDED: &str = "x-meridian-wal-forwarded";
 
-pub fn routes() -> Router<WalNode> {
-    Router::new()
-        .route("/wal/append", post(append))
-        .route("/wal/records", get(records))
-        .route("/wal/tail", get(tail))
-        .route("/wal/kv/{key}", get(read_key))
-        .route("/wal/status", get(status))
-        .route("/wal/members", post(add_member))
-        .route("/wal/members/{id}", delete(remove_member))
+/// The client API with its OpenAPI description.
+pub fn routes() -> OpenApiRouter<WalNode> {
+    OpenApiRouter::new()
+        .routes(routes!(append))
+        .routes(routes!(records))
+        .routes(routes!(tail))
+        .routes(routes!(read_key))
+        .routes(routes!(status))
+        .routes(routes!(add_member))
+        .routes(routes!(remove_member))
+}
+
+/// The OpenAPI document of a node's client API (for the main server's document).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
 }
 
 fn unavailable(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -574,4 +580,25 @@ async fn remove_member(
         .await
         .map_err(|err| unavailable("membership_change_failed", err.to_string()))?;
     Ok(Json(node.status()).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_openapi_document_has_every_client_route() {
+        let doc = super::openapi();
+        let paths: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
+        assert_eq!(
+            paths,
+            [
+                "/wal/append",
+                "/wal/kv/{key}",
+                "/wal/members",
+                "/wal/members/{id}",
+                "/wal/records",
+                "/wal/status",
+                "/wal/tail"
+            ]
+        );
+    }
 }

@@ -137,7 +137,7 @@ impl WalNode {
             .route("/wal/raft/append", post(raft_append))
             .route("/wal/raft/vote", post(raft_vote))
             .route("/wal/raft/snapshot", post(raft_snapshot))
-            .merge(super::api::routes())
+            .merge(Router::from(super::api::routes()))
             .fallback(api_not_found)
             .with_state(self.clone())
     }
