@@ -7,7 +7,8 @@
 //! - a repeated idempotency key answers the original LSN;
 //! - a read through a follower after a write through another sees the write;
 //! - bad input (unknown fields, oversized records, bad LSN ranges) gets a 4xx JSON code;
-//! - `wal recover --to-lsn N` equals the state after the writes up to N.
+//! - `wal recover --to-lsn N` equals the state after the writes up to N, and
+//!   `--to-time T` the state after the writes the leader stamped at or before T.
 //!
 //! Nothing waits by sleeping: each wait polls `/wal/status` (or the command) against a
 //! deadline. The load's randomness is seeded; the seed is printed (WAL_TEST_SEED
@@ -20,6 +21,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use meridian_shared::ids::format_rfc3339_ms;
 use meridian_shared::wal::{WalAppendResponse, WalKvResponse, WalRecordsResponse, WalStatus};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -536,10 +538,15 @@ async fn bad_input_gets_a_4xx_with_a_json_code() {
 }
 
 fn recover(dir: &Path, lsn: u64, out: &Path) -> Option<serde_json::Value> {
+    recover_to(dir, ["--to-lsn".into(), lsn.to_string()], out)
+}
+
+fn recover_to(dir: &Path, target: [String; 2], out: &Path) -> Option<serde_json::Value> {
     let status = std::process::Command::new(BIN)
         .args(["wal", "recover", "--data-dir"])
         .arg(dir)
-        .args(["--to-lsn", &lsn.to_string(), "--out"])
+        .args(target)
+        .arg("--out")
         .arg(out)
         .stderr(Stdio::null())
         .status()
@@ -590,5 +597,27 @@ async fn recover_to_an_lsn_equals_the_state_after_the_writes_up_to_it() {
                 serde_json::from_value(json["entries"].clone()).expect("entries");
             assert_eq!(&entries, expected, "node {node} at lsn {lsn}");
         }
+    }
+    // To a time: the state after every write whose leader time is at or before it.
+    let records = cluster.records(1).await;
+    let out_time = cluster._dir.path().join("recovered-time.json");
+    for pick in [0, 30, 60, 119] {
+        let time = records[pick].write.leader_time_ms;
+        let last_at_time = records
+            .iter()
+            .filter(|record| record.write.leader_time_ms <= time)
+            .map(|record| record.lsn)
+            .max()
+            .expect("a record");
+        let expected = &states
+            .iter()
+            .find(|(lsn, _)| *lsn == last_at_time)
+            .expect("a state at that lsn")
+            .1;
+        let target = ["--to-time".into(), format_rfc3339_ms(time)];
+        let json = recover_to(&cluster.node(1).dir, target, &out_time).expect("recover to a time");
+        let entries: BTreeMap<String, String> =
+            serde_json::from_value(json["entries"].clone()).expect("entries");
+        assert_eq!(&entries, expected, "at {time} ms (lsn {last_at_time})");
     }
 }
