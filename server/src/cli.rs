@@ -2,7 +2,10 @@
 //! also settable from the environment (MERIDIAN_LISTEN, MERIDIAN_DATA_DIR, DATABASE_URL,
 //! ...). Prints `Meridian listening on http://ADDR` on stdout once it accepts connections,
 //! and shuts down gracefully on SIGTERM or Ctrl-C. `meridian sync DIR --server URL
-//! --username NAME` runs the file sync agent (`drive::agent`).
+//! --username NAME` runs the file sync agent (`drive::agent`). `meridian wal-node --id N
+//! --listen ADDR --data-dir DIR --peers 1=ADDR,...` runs one node of the replicated WAL;
+//! `meridian wal recover --data-dir DIR (--to-lsn N | --to-time RFC3339) --out FILE`
+//! writes its key-value state at that point.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -42,6 +45,75 @@ enum Command {
     Sync(SyncArgs),
     /// Emulate 50+ services sending traces (OTLP/HTTP) to a server at a chosen rate.
     TraceSim(TraceSimArgs),
+    /// Run one node of a replicated write-ahead log cluster (Raft traffic and the
+    /// client API `/wal/...` on one address).
+    WalNode(WalNodeArgs),
+    /// Tools over a WAL node's data directory.
+    #[command(subcommand)]
+    Wal(WalCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct WalNodeArgs {
+    /// This node's id (one of --peers).
+    #[arg(long)]
+    id: u64,
+    /// Where to accept Raft traffic and clients, e.g. `127.0.0.1:7001`.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// The node's log, hard state and checkpoints.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Every voter of the initial cluster: `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`.
+    #[arg(long, value_parser = parse_peers)]
+    peers: std::collections::BTreeMap<u64, String>,
+    /// A snapshot (a checkpoint of the key-value state) every this many entries.
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_every: u64,
+}
+
+fn parse_peers(text: &str) -> Result<std::collections::BTreeMap<u64, String>, String> {
+    let mut peers = std::collections::BTreeMap::new();
+    for pair in text.split(',').filter(|pair| !pair.is_empty()) {
+        let (id, addr) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?} is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("{id:?} is not a node id"))?;
+        if peers.insert(id, addr.trim().to_owned()).is_some() {
+            return Err(format!("node {id} is named twice"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("name at least one node".into());
+    }
+    Ok(peers)
+}
+
+#[derive(Debug, Subcommand)]
+enum WalCommand {
+    /// Write the key-value state as of an LSN or a time as JSON (`{"lsn", "entries"}`),
+    /// from the newest checkpoint before it plus a replay; capped at the node's commit
+    /// index. Read-only: it may run beside the live node.
+    Recover(WalRecoverArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["to_lsn", "to_time"])))]
+struct WalRecoverArgs {
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The state right after this LSN.
+    #[arg(long)]
+    to_lsn: Option<u64>,
+    /// The state after every write up to this time (RFC 3339).
+    #[arg(long)]
+    to_time: Option<String>,
+    /// The JSON file to write.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -252,6 +324,8 @@ pub fn main() -> ExitCode {
         Command::Admin(AdminCommand::Grant(args)) => runtime.block_on(run_grant(args)),
         Command::FeedSeed(args) => runtime.block_on(run_feed_seed(args)),
         Command::Sync(args) => runtime.block_on(run_sync(args)),
+        Command::WalNode(args) => runtime.block_on(run_wal_node(args)),
+        Command::Wal(WalCommand::Recover(args)) => run_wal_recover(args),
         Command::TraceSim(args) => runtime.block_on(async move {
             let report = crate::traces::sim::run(&crate::traces::sim::SimConfig {
                 addr: args.addr,
@@ -319,6 +393,67 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     serve(listener, state, shutdown_signal()).await?;
     tracing::info!("Meridian stopped");
+    Ok(())
+}
+
+async fn run_wal_node(args: WalNodeArgs) -> anyhow::Result<()> {
+    use crate::wal::node::{NodeOptions, WalNode};
+    let options = NodeOptions {
+        id: args.id,
+        data_dir: args.data_dir,
+        peers: args.peers,
+        snapshot_every: args.snapshot_every.max(2),
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let node = WalNode::start(&options).await?;
+    tracing::info!(%addr, id = options.id, "WAL node started");
+    println!("Meridian listening on http://{addr}");
+    std::io::stdout().flush()?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signal.cancel();
+    });
+    node.serve(listener, stop).await?;
+    tracing::info!("WAL node stopped");
+    Ok(())
+}
+
+fn run_wal_recover(args: WalRecoverArgs) -> anyhow::Result<()> {
+    use crate::wal::raft::HardState;
+    use crate::wal::{state_at, StdDisk, Target};
+    let disk = StdDisk::new();
+    let committed = HardState::load_from(&disk, &args.data_dir)?
+        .committed
+        .map(|id| id.index);
+    let Some(committed) = committed else {
+        anyhow::bail!(
+            "{}: nothing is known to be committed",
+            args.data_dir.display()
+        );
+    };
+    let target = match (args.to_lsn, &args.to_time) {
+        (Some(lsn), _) => Target::Lsn(lsn.min(committed)),
+        (None, Some(time)) => Target::Time(
+            meridian_shared::sales::parse_rfc3339_ms(time)
+                .ok_or_else(|| anyhow::anyhow!("{time:?} is not an RFC 3339 time"))?,
+        ),
+        (None, None) => anyhow::bail!("give --to-lsn or --to-time"),
+    };
+    let mut kv = state_at(&disk, &args.data_dir, target)?;
+    if kv.last_applied().is_some_and(|lsn| lsn > committed) {
+        kv = state_at(&disk, &args.data_dir, Target::Lsn(committed))?;
+    }
+    let state = serde_json::json!({
+        "lsn": kv.last_applied(),
+        "entries": kv.entries(),
+    });
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&state)?)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.out.display()))?;
     Ok(())
 }
 

@@ -23,3 +23,4 @@ pub mod sales;
 pub mod systems;
 pub mod traceparent;
 pub mod traces;
+pub mod wal;

@@ -1,6 +1,6 @@
 //! The write-ahead log (issue 13): the log engine and the key-value state machine with
-//! checkpoints and point-in-time recovery. Library code only: no HTTP, no Raft here yet;
-//! the Raft step wraps [`Log`] as openraft 0.9's log storage.
+//! checkpoints and point-in-time recovery, and the cluster that replicates it with
+//! openraft 0.9 ([`Log`] is openraft's log storage, [`Kv`] its state machine).
 //!
 //! ```text
 //! record     the record codec: length-prefixed, chained CRC32C, torn tail vs corruption
@@ -9,11 +9,15 @@
 //! log/       Log: segments, group commit, truncate_from, purge_to (archive), hard state
 //! kv         Kv: the key-value state machine, ClientWrite payloads, checkpoints
 //! recover    state_at: the KV state as of an LSN or a time, from a checkpoint plus replay
+//! raft       openraft's type config and storage adapters (LogStore, StateMachine)
+//! network    Raft RPCs over HTTP (/wal/raft/...)
+//! node       WalNode: one node of the cluster (`meridian wal-node`)
+//! api        the client API of every node (/wal/...)
 //! ```
 //!
 //! A data directory holds `NNNNNNNNNNNNNNNNNNNN.seg` (segments named by their first
 //! index), `hard-state`, `archive/` (purged segments a kept checkpoint still needs) and
-//! `checkpoints/` (`checkpoint-<lsn>`).
+//! `checkpoints/` (`checkpoint-<lsn>`); a cluster node adds `snapshot-meta`.
 //!
 //! # Contract (what the openraft step calls)
 //!
@@ -54,9 +58,13 @@
 //!   the cut index; the sealed segment is read only up to there. An empty segment
 //!   before others is a truncation a crash interrupted, which open finishes.
 
+pub mod api;
 pub mod disk;
 pub mod kv;
 pub mod log;
+pub mod network;
+pub mod node;
+pub mod raft;
 pub mod record;
 pub mod recover;
 pub mod segment;

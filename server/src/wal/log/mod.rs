@@ -822,37 +822,36 @@ impl Log {
     /// The hard state last saved, `None` if never.
     pub fn load_hard_state(&self) -> Result<Option<Vec<u8>>, WalError> {
         let shared = self.shared();
-        let path = shared.layout.hard_state();
-        if !shared
-            .disk
-            .exists(&path)
-            .map_err(WalError::io("stat", &path))?
-        {
-            return Ok(None);
-        }
-        let framed = shared
-            .disk
-            .read_all(&path)
-            .map_err(WalError::io("read", &path))?;
-        let corrupt = |reason: &str| WalError::Corrupt {
-            path: path.clone(),
-            offset: 0,
-            reason: reason.into(),
-        };
-        if framed.len() < 8 {
-            return Err(corrupt("a hard state shorter than its frame"));
-        }
-        let mut word = [0; 4];
-        word.copy_from_slice(&framed[..4]);
-        let len = u32::from_le_bytes(word) as usize;
-        word.copy_from_slice(&framed[4..8]);
-        let crc = u32::from_le_bytes(word);
-        let bytes = framed
-            .get(8..8 + len)
-            .ok_or_else(|| corrupt("a hard state shorter than its length"))?;
-        if record::crc32c(0, bytes) != crc {
-            return Err(corrupt("a hard state whose CRC does not match"));
-        }
-        Ok(Some(bytes.to_vec()))
+        load_hard_state(&*shared.disk, &shared.layout.dir)
     }
+}
+
+/// The hard state last saved in the log directory `dir`, `None` if never; reads only
+/// (`wal recover` uses it beside a live node).
+pub fn load_hard_state(disk: &dyn Disk, dir: &Path) -> Result<Option<Vec<u8>>, WalError> {
+    let path = Layout::new(dir).hard_state();
+    if !disk.exists(&path).map_err(WalError::io("stat", &path))? {
+        return Ok(None);
+    }
+    let framed = disk.read_all(&path).map_err(WalError::io("read", &path))?;
+    let corrupt = |reason: &str| WalError::Corrupt {
+        path: path.clone(),
+        offset: 0,
+        reason: reason.into(),
+    };
+    if framed.len() < 8 {
+        return Err(corrupt("a hard state shorter than its frame"));
+    }
+    let mut word = [0; 4];
+    word.copy_from_slice(&framed[..4]);
+    let len = u32::from_le_bytes(word) as usize;
+    word.copy_from_slice(&framed[4..8]);
+    let crc = u32::from_le_bytes(word);
+    let bytes = framed
+        .get(8..8 + len)
+        .ok_or_else(|| corrupt("a hard state shorter than its length"))?;
+    if record::crc32c(0, bytes) != crc {
+        return Err(corrupt("a hard state whose CRC does not match"));
+    }
+    Ok(Some(bytes.to_vec()))
 }
