@@ -12,6 +12,7 @@ pub mod client;
 pub mod db;
 pub mod process;
 pub mod server;
+pub mod wal;
 pub mod ybench;
 pub mod yjs;
 

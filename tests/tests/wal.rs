@@ -15,225 +15,21 @@
 //! replays it).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meridian_shared::ids::format_rfc3339_ms;
-use meridian_shared::wal::{WalAppendResponse, WalKvResponse, WalRecordsResponse, WalStatus};
+use meridian_shared::wal::{WalAppendResponse, WalKvResponse};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
+use meridian_tests::wal::{Cluster, Node, CLUSTER_TIMEOUT};
+
 const BIN: &str = env!("CARGO_BIN_EXE_meridian-under-test");
-const START_TIMEOUT: Duration = Duration::from_secs(30);
-const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// One `wal-node` process (killed when dropped).
-struct Node {
-    id: u64,
-    addr: SocketAddr,
-    dir: PathBuf,
-    peers: String,
-    child: Option<Child>,
-}
-
-impl Node {
-    async fn start(&mut self) {
-        let stderr = std::fs::File::create(self.dir.with_extension("stderr")).expect("stderr file");
-        let mut child = Command::new(BIN)
-            .args(["wal-node", "--id", &self.id.to_string(), "--listen"])
-            .arg(self.addr.to_string())
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .args(["--peers", &self.peers, "--snapshot-every", "50"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn wal-node");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let listening = tokio::time::timeout(START_TIMEOUT, async {
-            while let Some(line) = lines.next_line().await.expect("read stdout") {
-                if line.starts_with("Meridian listening on") {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        assert_eq!(
-            listening,
-            Ok(true),
-            "node {} did not start: {}",
-            self.id,
-            self.stderr()
-        );
-        self.child = Some(child);
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.with_extension("stderr")).unwrap_or_default()
-    }
-
-    /// kill -9.
-    async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.start_kill().expect("SIGKILL");
-            child.wait().await.expect("wait for the killed node");
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-struct Cluster {
-    nodes: Vec<Node>,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-fn free_addr() -> SocketAddr {
-    // Bound and released: the node binds it again a moment later.
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr")
-}
-
-impl Cluster {
-    async fn start(size: u64) -> Cluster {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let addrs: Vec<SocketAddr> = (0..size).map(|_| free_addr()).collect();
-        let peers = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, addr)| format!("{}={addr}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut nodes = Vec::new();
-        for (i, addr) in addrs.iter().enumerate() {
-            let mut node = Node {
-                id: i as u64 + 1,
-                addr: *addr,
-                dir: dir.path().join(format!("node{}", i + 1)),
-                peers: peers.clone(),
-                child: None,
-            };
-            node.start().await;
-            nodes.push(node);
-        }
-        let cluster = Cluster {
-            nodes,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(15))
-                .build()
-                .expect("client"),
-            _dir: dir,
-        };
-        cluster.wait_for_leader(None).await;
-        cluster
-    }
-
-    fn node(&self, id: u64) -> &Node {
-        &self.nodes[id as usize - 1]
-    }
-
-    async fn status(&self, id: u64) -> Option<WalStatus> {
-        let response = self
-            .http
-            .get(self.node(id).url("/wal/status"))
-            .send()
-            .await
-            .ok()?;
-        response.json().await.ok()
-    }
-
-    /// The leader all running nodes agree on, other than `not`.
-    async fn wait_for_leader(&self, not: Option<u64>) -> u64 {
-        let deadline = Instant::now() + CLUSTER_TIMEOUT;
-        loop {
-            let mut leaders = Vec::new();
-            for node in self.nodes.iter().filter(|node| node.child.is_some()) {
-                leaders.push(self.status(node.id).await.and_then(|status| status.leader));
-            }
-            if let Some(Some(leader)) = leaders.first().copied() {
-                if Some(leader) != not && leaders.iter().all(|l| *l == Some(leader)) {
-                    let status = self.status(leader).await;
-                    if status.is_some_and(|s| s.role == meridian_shared::wal::WalRole::Leader) {
-                        return leader;
-                    }
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no leader agreed within {CLUSTER_TIMEOUT:?}: {leaders:?}"
-            );
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Waits until every running node has applied `index`.
-    async fn wait_applied(&self, index: u64) {
-        let deadline = Instant::now() + CLUSTER_TIMEOUT;
-        for node in self.nodes.iter().filter(|node| node.child.is_some()) {
-            loop {
-                let applied = self.status(node.id).await.and_then(|s| s.apply_index);
-                if applied.is_some_and(|applied| applied >= index) {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "node {} applied {applied:?}, not {index}",
-                    node.id
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-
-    async fn append(&self, id: u64, body: serde_json::Value) -> reqwest::Response {
-        self.http
-            .post(self.node(id).url("/wal/append"))
-            .json(&body)
-            .send()
-            .await
-            .expect("send an append")
-    }
-
-    /// Every record on node `id`, in LSN order.
-    async fn records(&self, id: u64) -> Vec<meridian_shared::wal::WalRecord> {
-        let mut from = 0;
-        let mut out = Vec::new();
-        loop {
-            let page: WalRecordsResponse = self
-                .http
-                .get(
-                    self.node(id)
-                        .url(&format!("/wal/records?from={from}&limit=1000")),
-                )
-                .send()
-                .await
-                .expect("records")
-                .json()
-                .await
-                .expect("records json");
-            out.extend(page.records);
-            if page.next == from || page.applied.is_none_or(|applied| page.next > applied) {
-                return out;
-            }
-            from = page.next;
-        }
-    }
-}
 
 fn seed() -> u64 {
     let seed = std::env::var("WAL_TEST_SEED")
@@ -318,7 +114,9 @@ async fn wait_acks(acknowledged: &std::sync::Mutex<usize>, at: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_writes_survive_kill_9_of_the_leader_and_of_a_follower() {
     let seed = seed();
-    let cluster = Arc::new(Mutex::new(Cluster::start(3).await));
+    let cluster = Arc::new(Mutex::new(
+        Cluster::start(Path::new(BIN), 3, &["--snapshot-every", "50"]).await,
+    ));
     let mut acked = HashMap::new();
 
     for phase in ["leader", "follower"] {
@@ -365,7 +163,7 @@ async fn acknowledged_writes_survive_kill_9_of_the_leader_and_of_a_follower() {
     for node in 1..=3 {
         // The node's own state (read from its data directory beside it): every
         // acknowledged write, with its value.
-        let out = cluster._dir.path().join(format!("state-{node}.json"));
+        let out = cluster.dir.path().join(format!("state-{node}.json"));
         let dir = &cluster.node(node).dir;
         let deadline = Instant::now() + CLUSTER_TIMEOUT;
         let state = loop {
@@ -428,7 +226,7 @@ async fn acknowledged_writes_survive_kill_9_of_the_leader_and_of_a_follower() {
 
 #[tokio::test]
 async fn a_repeated_idempotency_key_answers_the_original_lsn() {
-    let cluster = Cluster::start(3).await;
+    let cluster = Cluster::start(Path::new(BIN), 3, &["--snapshot-every", "50"]).await;
     let body = json!({"records": [{"key": "k", "value": "first", "idempotency_key": "once"}]});
     let first: WalAppendResponse = cluster.append(2, body.clone()).await.json().await.unwrap();
     let again: WalAppendResponse = cluster
@@ -455,7 +253,7 @@ async fn a_repeated_idempotency_key_answers_the_original_lsn() {
 
 #[tokio::test]
 async fn a_read_through_a_follower_sees_a_write_through_another() {
-    let cluster = Cluster::start(3).await;
+    let cluster = Cluster::start(Path::new(BIN), 3, &["--snapshot-every", "50"]).await;
     let leader = cluster.wait_for_leader(None).await;
     let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
     for round in 0..20 {
@@ -489,7 +287,7 @@ async fn expect_error(response: reqwest::Response, status: u16, code: &str) {
 
 #[tokio::test]
 async fn bad_input_gets_a_4xx_with_a_json_code() {
-    let cluster = Cluster::start(3).await;
+    let cluster = Cluster::start(Path::new(BIN), 3, &["--snapshot-every", "50"]).await;
     let leader = cluster.wait_for_leader(None).await;
     let follower = leader % 3 + 1;
     for node in [leader, follower] {
@@ -561,7 +359,7 @@ fn recover_to(dir: &Path, target: [String; 2], out: &Path) -> Option<serde_json:
 async fn recover_to_an_lsn_equals_the_state_after_the_writes_up_to_it() {
     let seed = seed();
     let mut rng = StdRng::seed_from_u64(seed);
-    let cluster = Cluster::start(3).await;
+    let cluster = Cluster::start(Path::new(BIN), 3, &["--snapshot-every", "50"]).await;
     let mut state = BTreeMap::new();
     let mut states = Vec::new();
     for i in 0..120 {
@@ -576,7 +374,7 @@ async fn recover_to_an_lsn_equals_the_state_after_the_writes_up_to_it() {
         state.insert(key, value);
         states.push((answer.last_lsn, state.clone()));
     }
-    let out = cluster._dir.path().join("recovered.json");
+    let out = cluster.dir.path().join("recovered.json");
     let last = states.last().expect("writes").0;
     // Wait for every node to have saved a commit index covering the last write.
     for node in 1..=3 {
@@ -600,7 +398,7 @@ async fn recover_to_an_lsn_equals_the_state_after_the_writes_up_to_it() {
     }
     // To a time: the state after every write whose leader time is at or before it.
     let records = cluster.records(1).await;
-    let out_time = cluster._dir.path().join("recovered-time.json");
+    let out_time = cluster.dir.path().join("recovered-time.json");
     for pick in [0, 30, 60, 119] {
         let time = records[pick].write.leader_time_ms;
         let last_at_time = records
