@@ -199,10 +199,19 @@ impl Browser {
     }
 
     /// Types `text` into the (first) element matching `css`, replacing what it held.
+    ///
+    /// The field is emptied with an `input` event (WebDriver's clear sends none), so that
+    /// a controlled input's state is empty too: otherwise a re-render that lands between
+    /// the clear and the typing (a slow machine) writes the old value back, and the text
+    /// is typed after it.
     pub async fn fill(&self, css: &str, text: &str) {
         let input = self.wait_for(css).await;
-        input
-            .clear()
+        self.client
+            .execute(
+                "arguments[0].value = ''; \
+                 arguments[0].dispatchEvent(new Event('input', {bubbles: true})); return true;",
+                vec![serde_json::to_value(&input).expect("an element serialises")],
+            )
             .await
             .unwrap_or_else(|e| panic!("clear {css}: {e}"));
         input

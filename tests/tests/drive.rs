@@ -1289,33 +1289,48 @@ both_backends!(
             .collect();
         // Each racer commits about once per pass (a round waits for as many passes), so
         // that some contents fall out of use while the others are uploaded again.
+        const RACERS: usize = 4;
+        const ROUNDS: usize = 30;
         let done = Arc::new(AtomicUsize::new(0));
         let (passes, passed) = tokio::sync::watch::channel(0usize);
+        // Rounds finished, by all racers together.
+        let (finished, mut rounds_finished) = tokio::sync::watch::channel(0usize);
+        let finished = Arc::new(finished);
         let mut racers = Vec::new();
-        for user in 0..4 {
+        for user in 0..RACERS {
             let (client, _) = account(&server, &format!("racer{user}")).await;
             let contents = contents.clone();
-            let (done, mut passed) = (done.clone(), passed.clone());
+            let (done, mut passed, finished) = (done.clone(), passed.clone(), finished.clone());
             racers.push(tokio::spawn(async move {
                 let mut last: Option<Committed> = None;
                 let mut data = Vec::new();
-                for round in 0..30 {
+                for round in 0..ROUNDS {
                     passed.wait_for(|&p| p >= round).await.unwrap();
                     data = contents[(user * 6 + round) % contents.len()].clone();
                     last = Some(
                         upload_through_collection(&client, last.as_ref(), "file.bin", &data).await,
                     );
+                    finished.send_modify(|f| *f += 1);
                 }
                 done.fetch_add(1, SeqCst);
                 (client, last.unwrap(), data)
             }));
         }
         let mut collected = 0;
-        while done.load(SeqCst) < 4 {
+        let mut pass_count = 0;
+        while done.load(SeqCst) < RACERS {
             server.clock.advance(HOUR + 1);
             collected += pass(&server).await.chunks_deleted;
-            passes.send_modify(|p| *p += 1);
-            tokio::task::yield_now().await;
+            pass_count += 1;
+            passes.send_replace(pass_count);
+            // Before the next pass, every racer finishes the rounds this pass let it
+            // start but one: a pass still runs during each upload, but an upload never
+            // outlives its expiry (two passes), however slow the machine.
+            let target = RACERS * pass_count.min(ROUNDS);
+            rounds_finished
+                .wait_for(|&f| f >= target)
+                .await
+                .expect("the racers hold the sender");
         }
         let mut files = Vec::new();
         for racer in racers {
