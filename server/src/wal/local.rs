@@ -1,12 +1,15 @@
 //! The local cluster `meridian serve` runs for the page `/wal`: `Config::wal_nodes`
 //! child processes of the server's own executable (`meridian wal-node`), each with its
-//! data directory at `<data>/wal/node-N` and a free loopback port chosen at start, kept
-//! for the life of the server so a restarted node comes back at the same address.
+//! data directory at `<data>/wal/node-N` and a loopback port chosen free on the first
+//! start and saved in `<data>/wal/addresses`, so a restarted node (or server) comes
+//! back at the address the cluster's membership holds.
 //!
 //! Invariants:
-//! - No child outlives the server: every child is spawned with `kill_on_drop`, and the
-//!   task [`LocalCluster::start`] leaves in the server's tracker kills (SIGKILL) and
-//!   reaps them all when the server shuts down.
+//! - No child outlives the server: every child is spawned with `kill_on_drop`, the task
+//!   [`LocalCluster::start`] leaves in the server's tracker kills (SIGKILL) and reaps
+//!   them all when the server shuts down, and on Linux a server killed with SIGKILL
+//!   takes them with it (`PR_SET_PDEATHSIG`; they are spawned from runtime threads,
+//!   which live as long as the server).
 //! - Kill is SIGKILL (a crash, as the fault tests do it), never a graceful stop.
 //! - A node's process is touched by one request at a time (its own lock).
 
@@ -88,8 +91,9 @@ impl LocalCluster {
             Some(path) => path.clone(),
             None => std::env::current_exe().map_err(LocalError::Executable)?,
         };
+        let addrs = addresses(&config.data_dir, config.wal_nodes)?;
         let mut nodes = Vec::with_capacity(config.wal_nodes);
-        for index in 0..config.wal_nodes {
+        for (index, addr) in addrs.into_iter().enumerate() {
             let id = index as u64 + 1;
             let data_dir = node_dir(&config.data_dir, id);
             std::fs::create_dir_all(&data_dir).map_err(|source| LocalError::Dir {
@@ -98,7 +102,7 @@ impl LocalCluster {
             })?;
             nodes.push(LocalNode {
                 id,
-                addr: free_loopback_addr()?,
+                addr,
                 data_dir,
                 process: Mutex::new(None),
             });
@@ -140,7 +144,20 @@ impl LocalCluster {
             .append(true)
             .open(&log)
             .map_err(|source| LocalError::Dir { path: log, source })?;
-        Command::new(&self.inner.executable)
+        let mut command = Command::new(&self.inner.executable);
+        #[cfg(target_os = "linux")]
+        // SAFETY: between fork and exec only prctl, which is async-signal-safe, runs.
+        unsafe {
+            // A server killed with SIGKILL runs no destructor: the kernel kills the
+            // children when the thread that spawned them dies.
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        command
             .arg("wal-node")
             .args(["--id", &node.id.to_string()])
             .args(["--listen", &node.addr.to_string()])
@@ -220,6 +237,38 @@ async fn kill_and_reap(id: u64, child: &mut Child) {
     if let Err(err) = child.kill().await {
         tracing::warn!(id, %err, "cannot kill a WAL node");
     }
+}
+
+/// The nodes' addresses: those `<data>/wal/addresses` names when it names `count`
+/// (the membership in the nodes' logs holds them, so a server started again on the same
+/// data must reuse them), else free loopback ports, written there.
+fn addresses(data_dir: &Path, count: usize) -> Result<Vec<SocketAddr>, LocalError> {
+    let file = data_dir.join("wal").join("addresses");
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        let saved: Vec<SocketAddr> = text
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect();
+        if saved.len() == count {
+            return Ok(saved);
+        }
+        tracing::warn!(
+            file = %file.display(),
+            "the saved WAL node addresses do not match --wal-nodes; choosing new ones \
+             (a cluster whose size changed needs a fresh wal/ directory)"
+        );
+    }
+    let addrs = (0..count)
+        .map(|_| free_loopback_addr())
+        .collect::<Result<Vec<_>, _>>()?;
+    let dir = data_dir.join("wal");
+    std::fs::create_dir_all(&dir).map_err(|source| LocalError::Dir {
+        path: dir.clone(),
+        source,
+    })?;
+    let text: String = addrs.iter().map(|addr| format!("{addr}\n")).collect();
+    std::fs::write(&file, text).map_err(|source| LocalError::Dir { path: file, source })?;
+    Ok(addrs)
 }
 
 /// Where the local cluster keeps node `id`'s files under a server's data directory.

@@ -31,6 +31,9 @@ use crate::AppState;
 const STATUS_TIMEOUT: Duration = Duration::from_millis(800);
 /// How long a forwarded append or read may take (the node's own limit is 10 s).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long `/api/wal/state` waits for a node's saved commit index to catch up with
+/// the one it reports (it is saved every 200 ms).
+const SAVED_COMMIT_WAIT: Duration = Duration::from_secs(1);
 
 pub fn routes() -> OpenApiRouter<AppState> {
     with_platform_errors(
@@ -347,10 +350,28 @@ async fn state_at(
         })?;
     let id = source.id;
     let dir = node_of(cluster, id)?.data_dir.clone();
-    let rebuilt =
-        tokio::task::spawn_blocking(move || committed_state_at(&StdDisk::new(), &dir, target))
-            .await
-            .map_err(ApiError::internal)?;
+    // The commit index a node saves trails the one it reports by up to 200 ms: wait
+    // (briefly) until it covers what the page was shown as committed.
+    let wanted = source.status.as_ref().and_then(|status| match target {
+        Target::Lsn(lsn) => status.commit_index.map(|commit| commit.min(lsn)),
+        Target::Time(_) => status.commit_index,
+    });
+    let deadline = tokio::time::Instant::now() + SAVED_COMMIT_WAIT;
+    let rebuilt = loop {
+        let dir = dir.clone();
+        let rebuilt =
+            tokio::task::spawn_blocking(move || committed_state_at(&StdDisk::new(), &dir, target))
+                .await
+                .map_err(ApiError::internal)?;
+        let saved = match &rebuilt {
+            Ok(Some((_, committed))) => Some(*committed),
+            _ => None,
+        };
+        if saved >= wanted || rebuilt.is_err() || tokio::time::Instant::now() >= deadline {
+            break rebuilt;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     match rebuilt {
         Ok(Some((kv, committed))) => Ok(Json(WalStateResponse {
             node: id,
