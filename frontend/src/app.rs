@@ -38,6 +38,7 @@ use crate::pages::status::{describe_rtt, StatusPage};
 use crate::sales::SalePage;
 use crate::session::{SessionAction, SessionState};
 use crate::traces::{TracePage, TracingPage};
+use crate::wal::WalPage;
 
 /// Every page of the app.
 #[derive(Debug, Clone, PartialEq, Eq, Routable)]
@@ -74,6 +75,8 @@ pub enum Route {
     Tracing,
     #[at("/tracing/:trace_id")]
     Trace { trace_id: String },
+    #[at("/wal")]
+    Wal,
     #[not_found]
     #[at("/404")]
     NotFound,
@@ -97,6 +100,7 @@ fn switch(route: Route) -> Html {
         Route::Sale => html! { <SalePage /> },
         Route::Tracing => html! { <TracingPage /> },
         Route::Trace { trace_id } => html! { <TracePage {trace_id} /> },
+        Route::Wal => html! { <WalPage /> },
         Route::NotFound => html! { <NotFoundPage /> },
     }
 }
@@ -313,6 +317,7 @@ fn Header() -> Html {
                     { nav_link(Route::Drive, "Drive") }
                     { nav_link(Route::Tracing, "Tracing") }
                     { nav_link(Route::Eta, "ETA") }
+                    { nav_link(Route::Wal, "WAL") }
                     { nav_link(Route::Status, "Status") }
                     if session.allows(ROLES_PERMISSION) {
                         <span data-testid="nav-admin">{ nav_link(Route::Admin, "Admin") }</span>
@@ -360,6 +365,7 @@ mod tests {
         assert_eq!(Route::recognize("/status"), Some(Route::Status));
         assert_eq!(Route::Admin.to_path(), "/admin");
         assert_eq!(Route::recognize("/admin"), Some(Route::Admin));
+        assert_eq!(Route::recognize("/wal"), Some(Route::Wal));
         assert_eq!(Route::recognize("/no/such/page"), Some(Route::NotFound));
     }
 

@@ -46,6 +46,7 @@ pub mod sales;
 pub mod session;
 pub mod store;
 pub mod traces;
+pub mod wal;
 
 use wasm_bindgen::prelude::*;
 

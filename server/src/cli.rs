@@ -5,7 +5,8 @@
 //! --username NAME` runs the file sync agent (`drive::agent`). `meridian wal-node --id N
 //! --listen ADDR --data-dir DIR --peers 1=ADDR,...` runs one node of the replicated WAL;
 //! `meridian wal recover --data-dir DIR (--to-lsn N | --to-time RFC3339) --out FILE`
-//! writes its key-value state at that point.
+//! writes its key-value state at that point. `serve` runs a local WAL cluster of
+//! `--wal-nodes` (default 3; MERIDIAN_WAL_NODES) `wal-node` children for the page /wal.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -288,6 +289,19 @@ struct ServeArgs {
     /// network over central Helsinki.
     #[arg(long, env = "MERIDIAN_ETA_MAP")]
     eta_map: Option<PathBuf>,
+    /// How many nodes the local WAL cluster (for the page /wal) runs as child processes:
+    /// 0 (none), 1, 3 or 5. Their data is under `<data-dir>/wal/`.
+    #[arg(long, env = "MERIDIAN_WAL_NODES", default_value_t = 3, value_parser = parse_wal_nodes)]
+    wal_nodes: usize,
+}
+
+fn parse_wal_nodes(text: &str) -> Result<usize, String> {
+    match text.trim().parse() {
+        Ok(n @ (0 | 1 | 3 | 5)) => Ok(n),
+        _ => Err(format!(
+            "{text:?}: the local WAL cluster has 0, 1, 3 or 5 nodes"
+        )),
+    }
 }
 
 fn parse_merge_mode(text: &str) -> Result<MergeMode, String> {
@@ -377,6 +391,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.drive_upload_expiry = Duration::from_secs(args.drive_upload_expiry_days * 24 * 3600);
     config.drive_chunk_grace = Duration::from_secs(args.drive_chunk_grace_minutes * 60);
     config.eta_map = args.eta_map;
+    config.wal_nodes = args.wal_nodes;
     let listen = config.listen;
     let state = AppState::start(config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -424,30 +439,21 @@ async fn run_wal_node(args: WalNodeArgs) -> anyhow::Result<()> {
 }
 
 fn run_wal_recover(args: WalRecoverArgs) -> anyhow::Result<()> {
-    use crate::wal::raft::HardState;
-    use crate::wal::{state_at, StdDisk, Target};
-    let disk = StdDisk::new();
-    let committed = HardState::load_from(&disk, &args.data_dir)?
-        .committed
-        .map(|id| id.index);
-    let Some(committed) = committed else {
-        anyhow::bail!(
-            "{}: nothing is known to be committed",
-            args.data_dir.display()
-        );
-    };
+    use crate::wal::{committed_state_at, StdDisk, Target};
     let target = match (args.to_lsn, &args.to_time) {
-        (Some(lsn), _) => Target::Lsn(lsn.min(committed)),
+        (Some(lsn), _) => Target::Lsn(lsn),
         (None, Some(time)) => Target::Time(
             meridian_shared::sales::parse_rfc3339_ms(time)
                 .ok_or_else(|| anyhow::anyhow!("{time:?} is not an RFC 3339 time"))?,
         ),
         (None, None) => anyhow::bail!("give --to-lsn or --to-time"),
     };
-    let mut kv = state_at(&disk, &args.data_dir, target)?;
-    if kv.last_applied().is_some_and(|lsn| lsn > committed) {
-        kv = state_at(&disk, &args.data_dir, Target::Lsn(committed))?;
-    }
+    let Some((kv, _)) = committed_state_at(&StdDisk::new(), &args.data_dir, target)? else {
+        anyhow::bail!(
+            "{}: nothing is known to be committed",
+            args.data_dir.display()
+        );
+    };
     let state = serde_json::json!({
         "lsn": kv.last_applied(),
         "entries": kv.entries(),

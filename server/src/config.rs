@@ -91,6 +91,12 @@ pub struct Config {
     pub eta_map: Option<PathBuf>,
     /// How often ETA's live weights are customized again when traffic changed.
     pub eta_refresh_every: Duration,
+    /// How many `wal-node` processes the server runs as its local WAL cluster (0, 1, 3
+    /// or 5). 0 here (tests, tools); the command line's default is 3.
+    pub wal_nodes: usize,
+    /// The executable the local WAL cluster's nodes run (`meridian wal-node`); `None`:
+    /// the server's own.
+    pub wal_executable: Option<PathBuf>,
 }
 
 impl Config {
@@ -134,6 +140,8 @@ impl Config {
             drive_chunk_grace: Duration::from_secs(3600),
             eta_map: None,
             eta_refresh_every: Duration::from_millis(500),
+            wal_nodes: 0,
+            wal_executable: None,
         }
     }
 

@@ -20,6 +20,7 @@
 //! openapi    the error answers the platform gives for every route, declared once
 //! web        static files, SPA fallback, the rendered index.html, caching
 //! trace_context  W3C traceparent on every request
+//! wal/       the replicated write-ahead log: engine, wal-node, the local cluster and /api/wal
 //! traces/   distributed tracing: OTLP and Zipkin ingest, the span store, our and Tempo's API
 //! ```
 //!
@@ -113,6 +114,8 @@ pub struct AppState {
     pub platform: Arc<platform::Platform>,
     /// The routing engine with live traffic, and the trips en route.
     pub eta: eta::Eta,
+    /// The local WAL cluster (`--wal-nodes`); `None` when it is off.
+    pub wal: Option<wal::local::LocalCluster>,
 }
 
 impl axum::extract::FromRef<AppState> for auth::Auth {
@@ -193,6 +196,8 @@ pub enum StartError {
     Listen(#[source] sqlx::Error),
     #[error("cannot open the span store: {0}")]
     Traces(#[source] traces::store::StoreError),
+    #[error("cannot start the local WAL cluster: {0}")]
+    Wal(#[from] wal::local::LocalError),
 }
 
 impl AppState {
@@ -206,6 +211,9 @@ impl AppState {
             .map_err(StartError::Catalog)?;
         let hub = realtime::hub::Hub::new(config.outbound_queue, clock.clone());
         let ids = ids::Ids::new(&instance_id);
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let wal = wal::local::LocalCluster::start(&config, &shutdown, &tasks)?;
         let state = AppState {
             feed: Arc::new(feed::Feeds::new(
                 db.clone(),
@@ -224,6 +232,7 @@ impl AppState {
             drive: drive::Drive::local(&config.data_dir),
             traces: traces::Traces::open(&config, clock.clone()).map_err(StartError::Traces)?,
             eta: eta::Eta::default(),
+            wal,
             platform: Arc::new(
                 platform::Platform::with_platform_permissions()
                     .without_guest_session(realtime::WITHOUT_GUEST_SESSION)
@@ -232,12 +241,13 @@ impl AppState {
                     .without_guest_session(docs::WITHOUT_GUEST_SESSION)
                     .permissions(sales::access::PERMISSIONS)
                     .permissions(traces::access::PERMISSIONS)
-                    .without_guest_session(traces::WITHOUT_GUEST_SESSION),
+                    .without_guest_session(traces::WITHOUT_GUEST_SESSION)
+                    .permissions(wal::access::PERMISSIONS),
             ),
             instance_id,
             started_at: Instant::now(),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            shutdown,
+            tasks,
             web: Arc::new(web::WebAssets::load(&config.static_dir)),
             config: Arc::new(config),
             clock,
@@ -348,6 +358,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     .merge(drive::routes())
     .merge(traces::routes())
     .merge(eta::routes())
+    .merge(wal::pages::routes())
 }
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {

@@ -59,4 +59,9 @@ pub const SYSTEMS: &[SystemInfo] = &[
         name: "ETA under live traffic",
         summary: "Routes in milliseconds on real Helsinki roads (OpenStreetMap) that change as traffic does: GPS probes map-matched onto roads, live weights in customizable contraction hierarchies, incidents, trips re-routed with their ETA pushed live, and an instant route preview computed in your browser.",
     },
+    SystemInfo {
+        path: "/wal",
+        name: "Write-ahead log",
+        summary: "A replicated log that answers a write only once a majority holds it durably: CRC-chained segments that tell a torn write from corruption, Raft (openraft) for election and failover, a local three-node cluster you can kill -9 from the page, and the key-value state at any past LSN.",
+    },
 ];

@@ -165,3 +165,49 @@ pub struct WalAddMember {
     /// `HOST:PORT` of its Raft and client API.
     pub addr: String,
 }
+
+/// One node of the local cluster `meridian serve` runs (`GET /api/wal/nodes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WalLocalNode {
+    pub id: u64,
+    /// `HOST:PORT` of its Raft traffic and client API.
+    pub addr: String,
+    /// Whether its process runs (it was not killed from the page, or was restarted).
+    pub running: bool,
+    /// Its `/wal/status`, when it answered.
+    pub status: Option<WalStatus>,
+}
+
+/// The answer to `GET /api/wal/nodes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WalNodesResponse {
+    pub nodes: Vec<WalLocalNode>,
+}
+
+/// `GET /api/wal/state?lsn=N` or `?time=RFC3339`: exactly one of the two.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct WalStateQuery {
+    /// The state right after this LSN (capped at the commit index).
+    #[serde(default)]
+    pub lsn: Option<u64>,
+    /// The state after every write the leader stamped at or before this time.
+    #[serde(default)]
+    pub time: Option<String>,
+}
+
+/// The key-value state as of a point of the log (`GET /api/wal/state`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WalStateResponse {
+    /// The node whose data directory it was rebuilt from.
+    pub node: u64,
+    /// The last LSN applied to this state (`None`: the empty log).
+    pub lsn: Option<u64>,
+    /// That node's saved commit index, which bounds every answer.
+    pub commit_index: Option<u64>,
+    pub entries: std::collections::BTreeMap<String, String>,
+}

@@ -13,6 +13,10 @@
 //! network    Raft RPCs over HTTP (/wal/raft/...)
 //! node       WalNode: one node of the cluster (`meridian wal-node`)
 //! api        the client API of every node (/wal/...)
+//! local      LocalCluster: the wal-node child processes `meridian serve` runs
+//! access     the permissions of the page's routes (wal:read, wal:operate)
+//! pages      /api/wal/...: the local cluster for the page /wal (nodes, kill, restart,
+//!            append, records, the state as of an LSN or a time)
 //! ```
 //!
 //! A data directory holds `NNNNNNNNNNNNNNNNNNNN.seg` (segments named by their first
@@ -58,12 +62,15 @@
 //!   the cut index; the sealed segment is read only up to there. An empty segment
 //!   before others is a truncation a crash interrupted, which open finishes.
 
+pub mod access;
 pub mod api;
 pub mod disk;
 pub mod kv;
+pub mod local;
 pub mod log;
 pub mod network;
 pub mod node;
+pub mod pages;
 pub mod raft;
 pub mod record;
 pub mod recover;
@@ -75,7 +82,7 @@ pub use disk::{Disk, SimDisk, StdDisk};
 pub use kv::{Applied, ClientWrite, Entry, Kv};
 pub use log::{Log, LogOptions, LogStats, OpenReport, TornTail};
 pub use record::Record;
-pub use recover::{state_at, RecoverError, Target};
+pub use recover::{committed_state_at, state_at, RecoverError, Target};
 
 /// The errors of the log engine and the state machine.
 #[derive(Debug, thiserror::Error)]

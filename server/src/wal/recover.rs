@@ -181,6 +181,32 @@ pub fn state_at(disk: &dyn Disk, dir: &Path, target: Target) -> Result<Kv, Recov
     Ok(kv)
 }
 
+/// [`state_at`] bounded by the commit index saved in `dir`'s hard state, as `wal
+/// recover` and the page's time slider read it: a target past the commit index gives
+/// the state at the commit index. `Ok(None)`: nothing is known to be committed yet.
+/// Read-only, so it may run beside the live node.
+pub fn committed_state_at(
+    disk: &dyn Disk,
+    dir: &Path,
+    target: Target,
+) -> Result<Option<(Kv, u64)>, RecoverError> {
+    let committed = super::raft::HardState::load_from(disk, dir)?
+        .committed
+        .map(|id| id.index);
+    let Some(committed) = committed else {
+        return Ok(None);
+    };
+    let target = match target {
+        Target::Lsn(lsn) => Target::Lsn(lsn.min(committed)),
+        time => time,
+    };
+    let mut kv = state_at(disk, dir, target)?;
+    if kv.last_applied().is_some_and(|lsn| lsn > committed) {
+        kv = state_at(disk, dir, Target::Lsn(committed))?;
+    }
+    Ok(Some((kv, committed)))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
