@@ -95,6 +95,9 @@ impl ServerProcess {
             .arg(data_dir)
             .arg("--static-dir")
             .arg(static_dir)
+            // No local WAL cluster: these servers test other things, and three node
+            // processes each would crowd the machine (tests/tests/wal_local.rs runs one).
+            .args(["--wal-nodes", "0"])
             .env("DATABASE_URL", database_url)
             // Settings of the developer's shell must not leak into the test.
             .env_remove("MERIDIAN_LISTEN")
@@ -102,6 +105,7 @@ impl ServerProcess {
             .env_remove("MERIDIAN_STATIC_DIR")
             .env_remove("MERIDIAN_SECURE_COOKIES")
             .env_remove("MERIDIAN_GUEST_TTL_DAYS")
+            .env_remove("MERIDIAN_WAL_NODES")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr_file))
