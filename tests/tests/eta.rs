@@ -10,6 +10,7 @@
 //! - the real Helsinki extract (when `ensure_helsinki` fetched it: MERIDIAN_ETA_MAP).
 
 use meridian_server::eta::engine::EtaEngine;
+use meridian_server::eta::network::Network;
 use meridian_server::eta::sim::{self, Drive, World};
 use meridian_shared::eta::graph::LatLon;
 use meridian_shared::eta::synth::SplitMix64;
@@ -44,6 +45,39 @@ fn corners(engine: &EtaEngine) -> (LatLon, LatLon) {
         )
     };
     (at(0.2), at(0.8))
+}
+
+/// A fix every 5 s from `vehicles` simulated drives (seeded by `seed`) under `world`'s
+/// true speeds, from `since_ms` on, each fix moved by GPS noise of `noise_m` if given.
+fn simulated_probes(
+    net: &Network,
+    world: &World,
+    seed: u64,
+    vehicles: usize,
+    since_ms: i64,
+    noise_m: Option<f64>,
+) -> Vec<Probe> {
+    let free = net.cch.customize(net.graph.free_flow_weights());
+    let mut rng = SplitMix64::new(seed);
+    let mut probes = Vec::new();
+    for v in 0..vehicles {
+        let Some(drive) = Drive::random_in(net, &free, &mut rng, &world.true_ratio) else {
+            continue;
+        };
+        for (t_ms, at, _) in drive.samples(net, since_ms, 5_000) {
+            let at = match noise_m {
+                Some(noise_m) => sim::noisy(&mut rng, at, noise_m),
+                None => at,
+            };
+            probes.push(Probe {
+                device_id: format!("sim-{v}"),
+                t_ms,
+                lat: at.lat,
+                lon: at.lon,
+            });
+        }
+    }
+    probes
 }
 
 fn route_path(from: LatLon, to: LatLon) -> String {
@@ -267,24 +301,8 @@ async fn probes_from_simulated_vehicles_slow_the_roads() {
     let engine = ready(&server).await;
     let net = engine.net.clone();
     let world = World::new(&net, 11, 5);
-    let free = net.cch.customize(net.graph.free_flow_weights());
-    let mut rng = SplitMix64::new(12);
     let now = server.state.clock.now_ms();
-    let mut probes = Vec::new();
-    for v in 0..200 {
-        let Some(drive) = Drive::random_in(&net, &free, &mut rng, &world.true_ratio) else {
-            continue;
-        };
-        for (t_ms, at, _) in drive.samples(&net, now - 600_000, 5_000) {
-            let at = sim::noisy(&mut rng, at, 5.0);
-            probes.push(Probe {
-                device_id: format!("sim-{v}"),
-                t_ms,
-                lat: at.lat,
-                lon: at.lon,
-            });
-        }
-    }
+    let probes = simulated_probes(&net, &world, 12, 200, now - 600_000, Some(5.0));
     let mut matched = 0;
     for chunk in probes.chunks(5_000) {
         let report: ProbesAccepted = client
@@ -402,23 +420,8 @@ async fn two_instances_share_incidents_and_probes() {
     // Probes of simulated vehicles, all sent to A.
     let net = engine_a.net.clone();
     let world = World::new(&net, 21, 5);
-    let free = net.cch.customize(net.graph.free_flow_weights());
-    let mut rng = SplitMix64::new(22);
     let now = a.state.clock.now_ms();
-    let mut probes = Vec::new();
-    for v in 0..40 {
-        let Some(drive) = Drive::random_in(&net, &free, &mut rng, &world.true_ratio) else {
-            continue;
-        };
-        for (t_ms, at, _) in drive.samples(&net, now - 300_000, 5_000) {
-            probes.push(Probe {
-                device_id: format!("sim-{v}"),
-                t_ms,
-                lat: at.lat,
-                lon: at.lon,
-            });
-        }
-    }
+    let probes = simulated_probes(&net, &world, 22, 40, now - 300_000, None);
     for chunk in probes.chunks(5_000) {
         let _: ProbesAccepted = client_a
             .post_json(

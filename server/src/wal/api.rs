@@ -60,6 +60,25 @@ fn unavailable(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
 }
 
+/// When this node does not lead: the leader's answer to `request` posted to `path`
+/// (through [`forward`]); `None` when this node leads and should answer itself.
+async fn post_to_leader<T: serde::Serialize>(
+    node: &WalNode,
+    headers: &HeaderMap,
+    path: &str,
+    request: &T,
+) -> Option<ApiResult<Response>> {
+    let leader = leader_of(node);
+    if leader.as_ref().is_some_and(|(id, _)| *id == node.id) {
+        return None;
+    }
+    let body = match serde_json::to_vec(request) {
+        Ok(body) => body,
+        Err(err) => return Some(Err(ApiError::internal(err))),
+    };
+    Some(forward(node, headers, leader, Method::POST, path, Some(body)).await)
+}
+
 /// Sends the request to the leader and relays its answer.
 async fn forward(
     node: &WalNode,
@@ -168,18 +187,8 @@ async fn append(
             )
         })?;
     }
-    let leader = leader_of(&node);
-    if leader.as_ref().is_none_or(|(id, _)| *id != node.id) {
-        let body = serde_json::to_vec(&request).map_err(ApiError::internal)?;
-        return forward(
-            &node,
-            &headers,
-            leader,
-            Method::POST,
-            "/wal/append",
-            Some(body),
-        )
-        .await;
+    if let Some(answer) = post_to_leader(&node, &headers, "/wal/append", &request).await {
+        return answer;
     }
     // A retry of writes that are all applied already is answered without a new record.
     if let Some(answer) = node.machine.answer_if_applied(&writes).await {
@@ -493,18 +502,8 @@ async fn add_member(
     headers: HeaderMap,
     Json(request): Json<WalAddMember>,
 ) -> ApiResult<Response> {
-    let leader = leader_of(&node);
-    if leader.as_ref().is_none_or(|(id, _)| *id != node.id) {
-        let body = serde_json::to_vec(&request).map_err(ApiError::internal)?;
-        return forward(
-            &node,
-            &headers,
-            leader,
-            Method::POST,
-            "/wal/members",
-            Some(body),
-        )
-        .await;
+    if let Some(answer) = post_to_leader(&node, &headers, "/wal/members", &request).await {
+        return answer;
     }
     let failed =
         |err: &dyn std::fmt::Display| unavailable("membership_change_failed", err.to_string());

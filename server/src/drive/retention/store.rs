@@ -88,15 +88,18 @@ pub async fn mark_unreferenced(
     Ok(marked)
 }
 
-/// The distinct chunks of some versions.
-async fn chunks_of_versions(
+/// The distinct chunks that `table`'s rows with `column` among `ids` name (a version's or
+/// an upload's manifest), sorted.
+async fn chunks_named_by(
     conn: &mut AnyConnection,
-    version_ids: &[String],
+    table: &str,
+    column: &str,
+    ids: &[String],
 ) -> Result<Vec<String>, sqlx::Error> {
     let mut hashes = Vec::new();
-    for batch in version_ids.chunks(PER_STATEMENT) {
+    for batch in ids.chunks(PER_STATEMENT) {
         let sql = format!(
-            "SELECT DISTINCT hash FROM drive_version_chunks WHERE version_id IN ({})",
+            "SELECT DISTINCT hash FROM {table} WHERE {column} IN ({})",
             params(1, batch.len())
         );
         let mut query = sqlx::query_scalar(&sql);
@@ -139,7 +142,7 @@ pub async fn delete_versions(
     version_ids: &[String],
     now_ms: i64,
 ) -> Result<Removed, sqlx::Error> {
-    let hashes = chunks_of_versions(conn, version_ids).await?;
+    let hashes = chunks_named_by(conn, "drive_version_chunks", "version_id", version_ids).await?;
     delete_in(conn, "drive_version_chunks", "version_id", version_ids).await?;
     let deleted = delete_in(conn, "drive_versions", "id", version_ids).await?;
     Ok(Removed {
@@ -284,20 +287,7 @@ pub async fn delete_uploads(
     ids: &[String],
     now_ms: i64,
 ) -> Result<Removed, sqlx::Error> {
-    let mut hashes = Vec::new();
-    for batch in ids.chunks(PER_STATEMENT) {
-        let sql = format!(
-            "SELECT DISTINCT hash FROM drive_upload_chunks WHERE upload_id IN ({})",
-            params(1, batch.len())
-        );
-        let mut query = sqlx::query_scalar(&sql);
-        for id in batch {
-            query = query.bind(id);
-        }
-        hashes.extend(query.fetch_all(&mut *conn).await?);
-    }
-    hashes.sort();
-    hashes.dedup();
+    let hashes = chunks_named_by(conn, "drive_upload_chunks", "upload_id", ids).await?;
     delete_in(conn, "drive_upload_chunks", "upload_id", ids).await?;
     let uploads = delete_in(conn, "drive_uploads", "id", ids).await?;
     Ok(Removed {
