@@ -285,6 +285,12 @@ struct ServeArgs {
     /// Minutes a chunk nothing references waits, marked dying, before it is deleted.
     #[arg(long, env = "MERIDIAN_DRIVE_CHUNK_GRACE_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     drive_chunk_grace_minutes: u64,
+    /// Object storage for drive chunks and span blocks: `file:///abs/path` or
+    /// `s3://bucket[/prefix]` (S3 or S3-compatible, set up by AWS_ENDPOINT, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP). Unset: directories
+    /// under the data directory.
+    #[arg(long, env = "MERIDIAN_OBJECT_STORE")]
+    object_store: Option<String>,
     /// The OpenStreetMap extract (.osm.pbf) ETA routes on; without it, a synthetic
     /// network over central Helsinki.
     #[arg(long, env = "MERIDIAN_ETA_MAP")]
@@ -390,6 +396,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.drive_trash_for = Duration::from_secs(args.drive_trash_days * 24 * 3600);
     config.drive_upload_expiry = Duration::from_secs(args.drive_upload_expiry_days * 24 * 3600);
     config.drive_chunk_grace = Duration::from_secs(args.drive_chunk_grace_minutes * 60);
+    config.object_store = args.object_store.filter(|url| !url.is_empty());
     config.eta_map = args.eta_map;
     config.wal_nodes = args.wal_nodes;
     let listen = config.listen;
