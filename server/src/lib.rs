@@ -226,9 +226,8 @@ impl AppState {
         // object storage), kept off the runtime's worker threads.
         let traces = {
             let (config, clock, objects) = (config.clone(), clock.clone(), objects.clone());
-            let runtime = tokio::runtime::Handle::current();
             tokio::task::spawn_blocking(move || {
-                traces::Traces::open(&config, clock, objects.as_ref(), runtime)
+                traces::Traces::open(&config, clock, objects.as_ref())
             })
             .await
             .map_err(|err| StartError::Traces(std::io::Error::other(err).into()))?

@@ -8,6 +8,10 @@
 //! s3://bucket[/prefix]    S3 or any S3-compatible server (MinIO, Ceph, R2, moto), set up
 //!                         by the usual AWS_* variables: AWS_ENDPOINT, AWS_REGION,
 //!                         AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP
+//! s3://bucket?key=value&...  the same, a setting given in the URL over its variable
+//!                         (`endpoint`, `region`, `allow_http`, `access_key_id`... as the
+//!                         crate names them; values as written, no percent-decoding):
+//!                         what tests use, as they cannot share one process's variables
 //! ```
 //!
 //! Without the setting every user keeps its local directory. This module names no
@@ -17,7 +21,7 @@
 use std::io;
 use std::sync::Arc;
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
@@ -40,6 +44,8 @@ impl std::fmt::Debug for Objects {
 pub enum ObjectsError {
     #[error("{0:?} is not an object store: use file:///absolute/path or s3://bucket[/prefix]")]
     BadUrl(String),
+    #[error("{0:?} is not a setting of S3 object storage (endpoint, region, allow_http...)")]
+    UnknownSetting(String),
     #[error("cannot open the object store {url}: {source}")]
     Open {
         url: String,
@@ -73,14 +79,20 @@ impl Objects {
             })?;
             Arc::new(LocalFileSystem::new_with_prefix(path).map_err(open)?)
         } else if let Some(rest) = url.strip_prefix("s3://") {
+            let (rest, settings) = rest.split_once('?').unwrap_or((rest, ""));
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 return Err(bad());
             }
-            let s3 = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .build()
-                .map_err(open)?;
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            for setting in settings.split('&').filter(|s| !s.is_empty()) {
+                let (key, value) = setting.split_once('=').unwrap_or((setting, ""));
+                let key: AmazonS3ConfigKey = key
+                    .parse()
+                    .map_err(|_| ObjectsError::UnknownSetting(key.to_owned()))?;
+                builder = builder.with_config(key, value);
+            }
+            let s3 = builder.build().map_err(open)?;
             let prefix = prefix.trim_matches('/');
             if prefix.is_empty() {
                 Arc::new(s3)
@@ -102,6 +114,16 @@ impl Objects {
             store: Arc::new(InMemory::new()),
             url: "memory://".to_owned(),
         }
+    }
+
+    /// The same store through a client of its own (its own connections), for a user
+    /// that reaches it from a runtime of its own: a connection belongs to the runtime
+    /// that opened it. The in-memory store is shared as it is.
+    pub fn own_client(&self) -> Result<Objects, ObjectsError> {
+        if self.url.starts_with("memory:") {
+            return Ok(self.clone());
+        }
+        Objects::open(&self.url)
     }
 
     /// The store's objects whose keys start with `prefix/`, keyed without it.
@@ -144,6 +166,11 @@ mod tests {
         assert!(dir.path().join("objects").is_dir());
         // Credentials and endpoint come from the environment; building needs none.
         assert!(Objects::open("s3://bucket/some/prefix/").is_ok());
+        assert!(Objects::open("s3://bucket/p?endpoint=http://127.0.0.1:9&allow_http=true").is_ok());
+        assert!(matches!(
+            Objects::open("s3://bucket?colour=blue"),
+            Err(ObjectsError::UnknownSetting(key)) if key == "colour"
+        ));
     }
 
     #[tokio::test]

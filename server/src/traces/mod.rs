@@ -27,6 +27,7 @@ pub mod sim;
 pub mod store;
 pub mod tempo;
 
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,13 +62,12 @@ pub struct Traces {
 
 impl Traces {
     /// Opens the span store under `<data_dir>/traces`, its blocks there too or under
-    /// `traces/blocks` in object storage (reached through `runtime`). Blocking: call it
-    /// off the runtime's worker threads.
+    /// `traces/blocks` in object storage. Blocking: call it off the runtime's worker
+    /// threads.
     pub fn open(
         config: &Config,
         clock: Arc<dyn Clock>,
         objects: Option<&crate::objects::Objects>,
-        runtime: tokio::runtime::Handle,
     ) -> Result<Traces, StoreError> {
         let root = config.data_dir.join("traces");
         let mut store_config = StoreConfig::new(root.join("log"));
@@ -75,7 +75,11 @@ impl Traces {
         store_config.max_bytes = config.traces_max_bytes;
         store_config.max_buffered_spans = config.traces_max_buffered_spans;
         let storage: Arc<dyn BlockStorage> = match objects {
-            Some(objects) => Arc::new(ObjectBlocks::new(objects.under("traces/blocks"), runtime)),
+            Some(objects) => {
+                // The blocks' runtime is not the server's (see `ObjectBlocks`).
+                let objects = objects.own_client().map_err(io::Error::other)?;
+                Arc::new(ObjectBlocks::new(objects.under("traces/blocks"))?)
+            }
             None => Arc::new(LocalDir::open(root.join("blocks"))?),
         };
         Ok(Traces {

@@ -7,8 +7,10 @@
 //!
 //! The trait is synchronous: the store calls it from its own threads (writer, sealer)
 //! and from `spawn_blocking`, never from a runtime worker thread. [`ObjectBlocks`]
-//! waits there for the async object store with `Handle::block_on`, which panics on a
-//! worker thread: such a call is a bug, not a slow path.
+//! waits there for the async object store with `block_on` on a runtime of its own (one
+//! thread), which outlives the server's: a seal still running while the server's
+//! runtime shuts down finishes. `block_on` panics on a runtime worker thread: such a
+//! call is a bug, not a slow path.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -17,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::TryStreamExt;
-use tokio::runtime::Handle;
+use tokio::runtime::Runtime;
 
 use crate::objects::{io_error, ObjectPath, ObjectStore, ObjectStoreExt};
 
@@ -107,16 +109,32 @@ impl BlockStorage for LocalDir {
     }
 }
 
-/// Blocks as objects of an object store (a prefixed view of it: see `crate::objects`),
-/// reached through the runtime `runtime`. A read of part of a block is one ranged GET.
+/// Blocks as objects of an object store (a prefixed view of it: see `crate::objects`).
+/// A read of part of a block is one ranged GET.
 pub struct ObjectBlocks {
     store: Arc<dyn ObjectStore>,
-    runtime: Handle,
+    /// Always `Some` but in `drop`.
+    runtime: Option<Runtime>,
 }
 
 impl ObjectBlocks {
-    pub fn new(store: Arc<dyn ObjectStore>, runtime: Handle) -> ObjectBlocks {
-        ObjectBlocks { store, runtime }
+    pub fn new(store: Arc<dyn ObjectStore>) -> io::Result<ObjectBlocks> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("object-blocks")
+            .enable_all()
+            .build()?;
+        Ok(ObjectBlocks {
+            store,
+            runtime: Some(runtime),
+        })
+    }
+
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives until drop")
+            .block_on(future)
     }
 
     fn key(name: &str) -> io::Result<ObjectPath> {
@@ -127,8 +145,7 @@ impl ObjectBlocks {
 impl BlockStorage for ObjectBlocks {
     fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         let key = ObjectBlocks::key(name)?;
-        self.runtime
-            .block_on(self.store.put(&key, bytes.to_vec().into()))
+        self.block_on(self.store.put(&key, bytes.to_vec().into()))
             .map_err(io_error)?;
         Ok(())
     }
@@ -142,7 +159,6 @@ impl BlockStorage for ObjectBlocks {
             return Ok(Vec::new());
         }
         let bytes = self
-            .runtime
             .block_on(self.store.get_range(&key, offset..end))
             .map_err(io_error)?;
         // A range past the end is short (or refused): as a file's read_exact_at, an error.
@@ -160,7 +176,6 @@ impl BlockStorage for ObjectBlocks {
 
     fn list(&self) -> io::Result<Vec<(String, u64)>> {
         let listed: Vec<_> = self
-            .runtime
             .block_on(self.store.list(None).try_collect())
             .map_err(io_error)?;
         let mut out: Vec<(String, u64)> = listed
@@ -178,9 +193,19 @@ impl BlockStorage for ObjectBlocks {
 
     fn delete(&self, name: &str) -> io::Result<()> {
         let key = ObjectBlocks::key(name)?;
-        match self.runtime.block_on(self.store.delete(&key)) {
+        match self.block_on(self.store.delete(&key)) {
             Err(object_store::Error::NotFound { .. }) | Ok(()) => Ok(()),
             Err(err) => Err(io_error(err)),
+        }
+    }
+}
+
+impl Drop for ObjectBlocks {
+    /// Without waiting: the last handle may go on a runtime worker thread, where
+    /// dropping a runtime the ordinary way panics.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
@@ -226,22 +251,13 @@ mod tests {
         conformance(&LocalDir::open(dir.path()).unwrap());
     }
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
     #[test]
     fn object_storage_in_memory_conforms() {
-        let runtime = runtime();
         let objects = Objects::in_memory();
-        let storage = ObjectBlocks::new(objects.under("traces/blocks"), runtime.handle().clone());
+        let storage = ObjectBlocks::new(objects.under("traces/blocks")).unwrap();
         conformance(&storage);
         // Objects deeper than the prefix's own level are not blocks.
-        runtime
+        storage
             .block_on(
                 objects
                     .under("traces/blocks")
@@ -253,12 +269,20 @@ mod tests {
 
     #[test]
     fn object_storage_on_the_local_file_system_conforms() {
-        let runtime = runtime();
         let dir = tempfile::tempdir().unwrap();
         let objects = Objects::open(&format!("file://{}", dir.path().display())).unwrap();
-        conformance(&ObjectBlocks::new(
-            objects.under("traces/blocks"),
-            runtime.handle().clone(),
-        ));
+        conformance(&ObjectBlocks::new(objects.under("traces/blocks")).unwrap());
+    }
+
+    #[tokio::test]
+    async fn object_storage_can_be_dropped_on_a_runtime_thread() {
+        let storage = ObjectBlocks::new(Objects::in_memory().under("b")).unwrap();
+        let storage = tokio::task::spawn_blocking(move || {
+            storage.put("a.blk", b"x").unwrap();
+            storage
+        })
+        .await
+        .unwrap();
+        drop(storage);
     }
 }
