@@ -367,3 +367,68 @@ both_backends!(orphans_on_s3, |db: TestDatabase| async move {
     orphans_are_collected(&db, Some(url)).await;
     drop(moto);
 });
+
+/// `wal-node --archive` runs with its uploader, and `wal recover --archive --node`
+/// fetches the node's archive and replays it with the local log. (A node archives a
+/// segment only once 64 MiB segments fill and are purged: the segments' way to the
+/// store and back is tested in `server/src/wal/archive.rs` and `recover.rs`.)
+#[tokio::test]
+async fn wal_recover_fetches_the_archive_from_object_storage() {
+    use meridian_shared::wal::WalAppendResponse;
+    use meridian_tests::wal::Cluster;
+    const BIN: &str = env!("CARGO_BIN_EXE_meridian-under-test");
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("bucket").display());
+    let cluster = Cluster::start(
+        std::path::Path::new(BIN),
+        1,
+        &["--snapshot-every", "20", "--archive", &url],
+    )
+    .await;
+    let mut last = 0;
+    for i in 0..30 {
+        let answer: WalAppendResponse = cluster
+            .append(1, serde_json::json!({"records": [{"key": format!("k{}", i % 4), "value": i.to_string()}]}))
+            .await
+            .json()
+            .await
+            .expect("append");
+        last = answer.last_lsn;
+    }
+    let out = dir.path().join("recovered.json");
+    let recover = |extra: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(["wal", "recover", "--data-dir"])
+            .arg(&cluster.node(1).dir)
+            .args(["--to-lsn", &last.to_string(), "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .expect("run wal recover")
+    };
+    // --archive needs --node.
+    assert!(!recover(&["--archive", &url]).status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let run = recover(&["--archive", &url, "--node", "1"]);
+        let json: Option<Value> = run
+            .status
+            .success()
+            .then(|| serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap());
+        if let Some(json) = json.filter(|json| json["lsn"] == last) {
+            assert_eq!(json["entries"]["k1"], "29", "{json}");
+            assert!(
+                String::from_utf8_lossy(&run.stderr).contains("archived segments of node 1"),
+                "{}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+            break;
+        }
+        // The node saves its commit index every 200 ms.
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recovered lsn {last}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
