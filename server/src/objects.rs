@@ -36,8 +36,15 @@ pub struct Objects {
 
 impl std::fmt::Debug for Objects {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Objects").field("url", &self.url).finish()
+        f.debug_struct("Objects")
+            .field("url", &shown(&self.url))
+            .finish()
     }
+}
+
+/// `url` without its settings, which may hold credentials: for messages and logs.
+fn shown(url: &str) -> &str {
+    url.split('?').next().unwrap_or_default()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,9 +71,9 @@ impl Objects {
     /// Opens `url` (see the module's doc). Nothing is read or written yet: a
     /// misconfigured bucket shows at the first request.
     pub fn open(url: &str) -> Result<Objects, ObjectsError> {
-        let bad = || ObjectsError::BadUrl(url.to_owned());
+        let bad = || ObjectsError::BadUrl(shown(url).to_owned());
         let open = |source| ObjectsError::Open {
-            url: url.to_owned(),
+            url: shown(url).to_owned(),
             source,
         };
         let store: Arc<dyn ObjectStore> = if let Some(path) = url.strip_prefix("file://") {
@@ -167,6 +174,12 @@ mod tests {
         // Credentials and endpoint come from the environment; building needs none.
         assert!(Objects::open("s3://bucket/some/prefix/").is_ok());
         assert!(Objects::open("s3://bucket/p?endpoint=http://127.0.0.1:9&allow_http=true").is_ok());
+        // Credentials in the URL stay out of messages.
+        let with_secret =
+            Objects::open("s3://b/p?access_key_id=me&secret_access_key=hush").unwrap();
+        assert!(!format!("{with_secret:?}").contains("hush"));
+        let refused = Objects::open("s3://b/p?secret_access_key=hush").unwrap_err();
+        assert!(!refused.to_string().contains("hush"), "{refused}");
         assert!(matches!(
             Objects::open("s3://bucket?colour=blue"),
             Err(ObjectsError::UnknownSetting(key)) if key == "colour"

@@ -158,7 +158,7 @@ pub fn state_at_with(
             }
         };
         let scanned = segment::scan(
-            &path,
+            path,
             &bytes,
             source.first,
             sources.get(i + 1).map(|next| next.first),
