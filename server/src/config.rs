@@ -87,6 +87,9 @@ pub struct Config {
     /// How long a chunk nothing references is marked dying (counted missing by uploads)
     /// before it is deleted.
     pub drive_chunk_grace: Duration,
+    /// Object storage for drive chunks and span blocks (`file:///abs/path` or
+    /// `s3://bucket[/prefix]`, see `objects`); `None`: directories under `data_dir`.
+    pub object_store: Option<String>,
     /// The OpenStreetMap extract ETA routes on; `None`: a synthetic network.
     pub eta_map: Option<PathBuf>,
     /// How often ETA's live weights are customized again when traffic changed.
@@ -138,6 +141,7 @@ impl Config {
             drive_trash_for: Duration::from_secs(30 * 24 * 3600),
             drive_upload_expiry: Duration::from_secs(7 * 24 * 3600),
             drive_chunk_grace: Duration::from_secs(3600),
+            object_store: None,
             eta_map: None,
             eta_refresh_every: Duration::from_millis(500),
             wal_nodes: 0,

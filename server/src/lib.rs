@@ -21,6 +21,7 @@
 //! web        static files, SPA fallback, the rendered index.html, caching
 //! trace_context  W3C traceparent on every request
 //! wal/       the replicated write-ahead log: engine, wal-node, the local cluster and /api/wal
+//! objects    object storage (`--object-store`): the URL opened, a prefixed view per user
 //! traces/   distributed tracing: OTLP and Zipkin ingest, the span store, our and Tempo's API
 //! ```
 //!
@@ -41,6 +42,7 @@ pub mod feed;
 pub mod flags;
 pub mod health;
 pub mod ids;
+pub mod objects;
 pub mod openapi;
 pub mod platform;
 pub mod realtime;
@@ -196,6 +198,8 @@ pub enum StartError {
     Listen(#[source] sqlx::Error),
     #[error("cannot open the span store: {0}")]
     Traces(#[source] traces::store::StoreError),
+    #[error(transparent)]
+    Objects(#[from] objects::ObjectsError),
     #[error("cannot start the local WAL cluster: {0}")]
     Wal(#[from] wal::local::LocalError),
 }
@@ -214,6 +218,21 @@ impl AppState {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let wal = wal::local::LocalCluster::start(&config, &shutdown, &tasks)?;
+        let objects = match &config.object_store {
+            Some(url) => Some(objects::Objects::open(url)?),
+            None => None,
+        };
+        // Opening the span store reads its blocks: blocking work (network work with
+        // object storage), kept off the runtime's worker threads.
+        let traces = {
+            let (config, clock, objects) = (config.clone(), clock.clone(), objects.clone());
+            tokio::task::spawn_blocking(move || {
+                traces::Traces::open(&config, clock, objects.as_ref())
+            })
+            .await
+            .map_err(|err| StartError::Traces(std::io::Error::other(err).into()))?
+            .map_err(StartError::Traces)?
+        };
         let state = AppState {
             feed: Arc::new(feed::Feeds::new(
                 db.clone(),
@@ -229,8 +248,8 @@ impl AppState {
             flags: Arc::default(),
             docs: Arc::default(),
             sales: Arc::new(sales::Sales::new(&config)),
-            drive: drive::Drive::local(&config.data_dir),
-            traces: traces::Traces::open(&config, clock.clone()).map_err(StartError::Traces)?,
+            drive: drive::Drive::open(&config.data_dir, objects.as_ref()),
+            traces,
             eta: eta::Eta::default(),
             wal,
             platform: Arc::new(

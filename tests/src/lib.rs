@@ -10,6 +10,7 @@ pub mod bench;
 pub mod browser;
 pub mod client;
 pub mod db;
+pub mod objects;
 pub mod process;
 pub mod server;
 pub mod wal;

@@ -106,6 +106,7 @@ impl ServerProcess {
             .env_remove("MERIDIAN_SECURE_COOKIES")
             .env_remove("MERIDIAN_GUEST_TTL_DAYS")
             .env_remove("MERIDIAN_WAL_NODES")
+            .env_remove("MERIDIAN_OBJECT_STORE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr_file))

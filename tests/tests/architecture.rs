@@ -2,7 +2,7 @@
 //! another only through what is meant to be shared (ARCHITECTURE.md, "Adding a system").
 //!
 //! Server (`server/src`): plumbing is `auth`, `realtime`, `platform`, `db`, `error`,
-//! `clock`, `config`, `web`, `health`, `openapi` and `trace_context`; the composition root
+//! `clock`, `config`, `web`, `health`, `openapi`, `trace_context` and `objects`; the composition root
 //! (`lib.rs`, `cli.rs`, `main.rs`) wires the systems; every other top-level module is a
 //! system. Web UI (`frontend/src`): plumbing is `net`, `store`, `components`, `pages`
 //! (the pages of no system: home, sign-in, status), `browser`, `session`; `app.rs` and
@@ -28,6 +28,7 @@ const SERVER_PLUMBING: &[&str] = &[
     "health",
     "openapi",
     "trace_context",
+    "objects",
 ];
 const SERVER_ROOT: &[&str] = &["lib", "cli", "main"];
 const WEB_PLUMBING: &[&str] = &["net", "store", "components", "pages", "browser", "session"];

@@ -4,7 +4,8 @@
 //! ```text
 //! engine/      every change, one transaction each; conflicts, restores, the tree's checks
 //! store        SQL: heads, nodes, versions and their chunks, uploads, shares
-//! chunk_store  ChunkStore: chunk bytes by SHA-256 (a local directory by default)
+//! chunk_store  ChunkStore: chunk bytes by SHA-256 (a local directory by default, or
+//!              object storage under `drive/chunks`)
 //! retention/   the maintenance pass: old versions, the trash, expired uploads, and
 //!              chunks nothing references any more
 //! agent/       the sync agent: local state, three-way comparison, watcher
@@ -62,7 +63,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use self::chunk_store::{ChunkStore, LocalChunkStore};
+pub use self::chunk_store::{ChunkStore, LocalChunkStore, ObjectChunkStore, StoredChunk};
 pub use self::engine::DriveError;
 use self::engine::{authorize, Access};
 use crate::auth::Session;
@@ -78,14 +79,33 @@ pub const CHANGES_PAGE: i64 = 1000;
 #[derive(Clone)]
 pub struct Drive {
     pub chunks: Arc<dyn ChunkStore>,
+    /// Where this instance's search for orphaned chunk bytes goes on (`retention`).
+    pub orphans_after: Arc<std::sync::Mutex<String>>,
 }
 
 impl Drive {
+    pub fn new(chunks: Arc<dyn ChunkStore>) -> Drive {
+        Drive {
+            chunks,
+            orphans_after: Arc::default(),
+        }
+    }
+
+    /// Chunks in `<data_dir>/drive/chunks`, or under `drive/chunks` in object storage.
+    pub fn open(data_dir: &std::path::Path, objects: Option<&crate::objects::Objects>) -> Drive {
+        match objects {
+            Some(objects) => Drive::new(Arc::new(ObjectChunkStore::new(
+                objects.under("drive/chunks"),
+            ))),
+            None => Drive::local(data_dir),
+        }
+    }
+
     /// Chunks in `<data_dir>/drive/chunks`.
     pub fn local(data_dir: &std::path::Path) -> Drive {
-        Drive {
-            chunks: Arc::new(LocalChunkStore::new(data_dir.join("drive").join("chunks"))),
-        }
+        Drive::new(Arc::new(LocalChunkStore::new(
+            data_dir.join("drive").join("chunks"),
+        )))
     }
 }
 

@@ -27,12 +27,13 @@ pub mod sim;
 pub mod store;
 pub mod tempo;
 
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use utoipa_axum::router::OpenApiRouter;
 
-use self::store::{LocalDir, SpanStore, StoreConfig, StoreError};
+use self::store::{BlockStorage, LocalDir, ObjectBlocks, SpanStore, StoreConfig, StoreError};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -60,14 +61,27 @@ pub struct Traces {
 }
 
 impl Traces {
-    /// Opens the span store under `<data_dir>/traces`.
-    pub fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<Traces, StoreError> {
+    /// Opens the span store under `<data_dir>/traces`, its blocks there too or under
+    /// `traces/blocks` in object storage. Blocking: call it off the runtime's worker
+    /// threads.
+    pub fn open(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        objects: Option<&crate::objects::Objects>,
+    ) -> Result<Traces, StoreError> {
         let root = config.data_dir.join("traces");
         let mut store_config = StoreConfig::new(root.join("log"));
         store_config.retention = config.traces_retention;
         store_config.max_bytes = config.traces_max_bytes;
         store_config.max_buffered_spans = config.traces_max_buffered_spans;
-        let storage = Arc::new(LocalDir::open(root.join("blocks"))?);
+        let storage: Arc<dyn BlockStorage> = match objects {
+            Some(objects) => {
+                // The blocks' runtime is not the server's (see `ObjectBlocks`).
+                let objects = objects.own_client().map_err(io::Error::other)?;
+                Arc::new(ObjectBlocks::new(objects.under("traces/blocks"))?)
+            }
+            None => Arc::new(LocalDir::open(root.join("blocks"))?),
+        };
         Ok(Traces {
             store: SpanStore::open(store_config, storage, clock)?,
             self_tracer: Arc::new(selftrace::SelfTracer::new(config.traces_self_sample_rate)),

@@ -9,6 +9,7 @@
 //! log/       Log: segments, group commit, truncate_from, purge_to (archive), hard state
 //! kv         Kv: the key-value state machine, ClientWrite payloads, checkpoints
 //! recover    state_at: the KV state as of an LSN or a time, from a checkpoint plus replay
+//! archive    the archive copied to object storage (`wal-node --archive`), fetched back
 //! raft       openraft's type config and storage adapters (LogStore, StateMachine)
 //! network    Raft RPCs over HTTP (/wal/raft/...)
 //! node       WalNode: one node of the cluster (`meridian wal-node`)
@@ -64,6 +65,7 @@
 
 pub mod access;
 pub mod api;
+pub mod archive;
 pub mod disk;
 pub mod kv;
 pub mod local;
@@ -82,7 +84,9 @@ pub use disk::{Disk, SimDisk, StdDisk};
 pub use kv::{Applied, ClientWrite, Entry, Kv};
 pub use log::{Log, LogOptions, LogStats, OpenReport, TornTail};
 pub use record::Record;
-pub use recover::{committed_state_at, state_at, RecoverError, Target};
+pub use recover::{
+    committed_state_at, committed_state_at_with, state_at, state_at_with, RecoverError, Target,
+};
 
 /// The errors of the log engine and the state machine.
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,7 @@
 //! The log replayed is the node's local log, which may end in entries Raft has not
 //! committed; the caller bounds an LSN target by the commit index.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::disk::Disk;
 use super::kv::{self, Entry, Kv};
@@ -47,11 +47,22 @@ pub enum RecoverError {
 /// Where a segment to replay lives.
 struct Source {
     first: u64,
-    live: bool,
+    path: PathBuf,
 }
 
 /// Rebuilds the state of the log in `dir` as of `target`.
 pub fn state_at(disk: &dyn Disk, dir: &Path, target: Target) -> Result<Kv, RecoverError> {
+    state_at_with(disk, dir, None, target)
+}
+
+/// [`state_at`], with the archived segments in `fetched` too (fetched from object
+/// storage, see `archive`; a segment also in the log's own directories is read there).
+pub fn state_at_with(
+    disk: &dyn Disk,
+    dir: &Path,
+    fetched: Option<&Path>,
+    target: Target,
+) -> Result<Kv, RecoverError> {
     let layout = Layout::new(dir);
     let mut base = None;
     for &lsn in kv::checkpoints(disk, dir)?.iter().rev() {
@@ -76,23 +87,26 @@ pub fn state_at(disk: &dyn Disk, dir: &Path, target: Target) -> Result<Kv, Recov
 
     let mut sources: Vec<Source> = Vec::new();
     let archive = layout.archive_dir();
-    if disk
-        .exists(&archive)
-        .map_err(WalError::io("stat", &archive))?
-    {
-        let names = disk
-            .list(&archive)
-            .map_err(WalError::io("list", &archive))?;
-        sources.extend(
-            segment::segments_in(&names)
-                .into_iter()
-                .map(|first| Source { first, live: false }),
-        );
+    for archive in fetched.into_iter().chain([archive.as_path()]) {
+        if disk
+            .exists(archive)
+            .map_err(WalError::io("stat", archive))?
+        {
+            let names = disk.list(archive).map_err(WalError::io("list", archive))?;
+            for first in segment::segments_in(&names) {
+                sources.retain(|s| s.first != first);
+                let path = archive.join(segment::file_name(first));
+                sources.push(Source { first, path });
+            }
+        }
     }
     let names = disk.list(dir).map_err(WalError::io("list", dir))?;
     for first in segment::segments_in(&names) {
         sources.retain(|s| s.first != first);
-        sources.push(Source { first, live: true });
+        sources.push(Source {
+            first,
+            path: layout.segment(first),
+        });
     }
     sources.sort_by_key(|s| s.first);
 
@@ -104,12 +118,8 @@ pub fn state_at(disk: &dyn Disk, dir: &Path, target: Target) -> Result<Kv, Recov
         if done {
             break;
         }
-        let path = if source.live {
-            layout.segment(source.first)
-        } else {
-            layout.archived(source.first)
-        };
-        let bytes = disk.read_all(&path).map_err(WalError::io("read", &path))?;
+        let path = &source.path;
+        let bytes = disk.read_all(path).map_err(WalError::io("read", path))?;
         let mut replay = |record: super::Record| {
             if done || failure.is_some() {
                 return;
@@ -148,7 +158,7 @@ pub fn state_at(disk: &dyn Disk, dir: &Path, target: Target) -> Result<Kv, Recov
             }
         };
         let scanned = segment::scan(
-            &path,
+            path,
             &bytes,
             source.first,
             sources.get(i + 1).map(|next| next.first),
@@ -190,6 +200,17 @@ pub fn committed_state_at(
     dir: &Path,
     target: Target,
 ) -> Result<Option<(Kv, u64)>, RecoverError> {
+    committed_state_at_with(disk, dir, None, target)
+}
+
+/// [`committed_state_at`], with the archived segments in `fetched` too (see
+/// [`state_at_with`]).
+pub fn committed_state_at_with(
+    disk: &dyn Disk,
+    dir: &Path,
+    fetched: Option<&Path>,
+    target: Target,
+) -> Result<Option<(Kv, u64)>, RecoverError> {
     let committed = super::raft::HardState::load_from(disk, dir)?
         .committed
         .map(|id| id.index);
@@ -200,9 +221,9 @@ pub fn committed_state_at(
         Target::Lsn(lsn) => Target::Lsn(lsn.min(committed)),
         time => time,
     };
-    let mut kv = state_at(disk, dir, target)?;
+    let mut kv = state_at_with(disk, dir, fetched, target)?;
     if kv.last_applied().is_some_and(|lsn| lsn > committed) {
-        kv = state_at(disk, dir, Target::Lsn(committed))?;
+        kv = state_at_with(disk, dir, fetched, Target::Lsn(committed))?;
     }
     Ok(Some((kv, committed)))
 }
@@ -297,6 +318,37 @@ mod tests {
             .find(|&&(_, t)| t > ms)
             .map_or(workload.states.len() as u64, |&(lsn, _)| lsn);
         &workload.states[stop as usize - 1]
+    }
+
+    #[test]
+    fn archived_segments_fetched_from_object_storage_replay_like_local_ones() {
+        use crate::objects::Objects;
+        use crate::wal::archive;
+        let seed = crate::wal::log::tests::seed("wal archive in object storage");
+        let workload = workload(seed, 240);
+        let (disk, dir) = (&workload.disk, Path::new(DIR));
+        let objects = Objects::in_memory();
+        let store = archive::node_archive(&objects, 1);
+        let shared: Arc<dyn Disk> = Arc::new(disk.clone());
+        let copied = block_on(archive::upload_new(shared, dir, store.as_ref())).unwrap();
+        assert!(copied > 0, "the workload archives segments");
+        // The node's archive is lost: the oldest checkpoint's replay cannot start.
+        let local = dir.join("archive");
+        for name in disk.list(&local).unwrap() {
+            disk.remove(&local.join(name)).unwrap();
+        }
+        let lsn = workload.oldest_checkpoint + 1;
+        assert!(matches!(
+            state_at(disk, dir, Target::Lsn(lsn)),
+            Err(RecoverError::LogPurged { .. })
+        ));
+        let fetched = Path::new("/fetched");
+        let n = block_on(archive::download(store.as_ref(), disk, fetched)).unwrap();
+        assert_eq!(n, copied);
+        for lsn in [lsn, workload.oldest_checkpoint + 17, 240] {
+            let kv = state_at_with(disk, dir, Some(fetched), Target::Lsn(lsn)).unwrap();
+            assert_eq!(&kv, &workload.states[lsn as usize], "lsn {lsn}");
+        }
     }
 
     #[test]

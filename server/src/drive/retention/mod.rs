@@ -20,7 +20,11 @@
 //!    nothing references (steps 1 to 3 mark what they free at once; the scan finds the
 //!    rest, e.g. what another instance's concurrent pass freed);
 //! 5. chunks marked dying for `drive_chunk_grace` and still unreferenced lose their row;
-//! 6. their bytes are deleted.
+//! 6. a slice of the chunk store (in hash order, from a cursor this instance keeps in
+//!    memory, `Drive::orphans_after`) is listed for orphans: bytes no row lists, last
+//!    written longer than `drive_chunk_grace` ago (a crash between a chunk's write and
+//!    its row leaves them); they are queued for deletion like the chunks of step 5;
+//! 7. the bytes of the queued chunks are deleted.
 //!
 //! Invariants:
 //! - The current version of a file is never removed: every removal is decided and done
@@ -34,7 +38,10 @@
 //!   `drive_chunk_deletions`; the bytes are deleted after that commit, while the queue
 //!   row is locked, and storing the chunk again takes the queue row first
 //!   (`store::chunk_stored`) and writes the bytes again if they went. A crash anywhere
-//!   leaves at most a queued hash whose bytes the next pass deletes.
+//!   leaves at most a queued hash whose bytes the next pass deletes, or bytes with no
+//!   row, which step 6 finds once they are older than the grace period (an upload in
+//!   flight writes its bytes just before their row: the grace keeps them meanwhile, and
+//!   queueing an orphan takes the chunk's key, see `store::queue_orphan`).
 //! - An upload in progress keeps its chunks: its manifest references them until it
 //!   expires.
 //! - The change feed never skips a purged deletion silently: purging moves the drive's
@@ -50,6 +57,7 @@ use std::time::Duration;
 pub use self::rule::{VersionRule, VersionStamp};
 use crate::config::Config;
 use crate::drive::store as drive_store;
+use crate::drive::StoredChunk;
 use crate::AppState;
 
 /// Items per transaction.
@@ -97,6 +105,9 @@ pub struct RetentionReport {
     pub chunks_marked: u64,
     /// Chunks whose row and bytes are gone.
     pub chunks_deleted: u64,
+    /// Stored bytes found with no row, past the grace period, queued for deletion
+    /// (counted in `chunks_deleted` too once deleted).
+    pub orphans_found: u64,
 }
 
 impl RetentionReport {
@@ -118,6 +129,7 @@ pub async fn run(state: &AppState) -> Result<RetentionReport, sqlx::Error> {
     remove_versions(state, &retention, now, &mut report).await?;
     scan_chunks(state, now, &mut report).await?;
     delete_dying(state, &retention, now).await?;
+    collect_orphans(state, &retention, now, &mut report).await?;
     report.chunks_deleted = delete_bytes(state).await?;
     Ok(report)
 }
@@ -334,6 +346,59 @@ async fn delete_dying(
         let mut tx = state.db.pool.begin().await?;
         store::delete_dying(&mut tx, &dying, cutoff, now).await?;
         tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Lists the chunk store from this instance's cursor for orphaned bytes (step 6). A
+/// store that cannot be listed now is logged and left for the next pass.
+async fn collect_orphans(
+    state: &AppState,
+    retention: &Retention,
+    now: i64,
+    report: &mut RetentionReport,
+) -> Result<(), sqlx::Error> {
+    let cutoff = now.saturating_sub(retention.chunk_grace_ms);
+    let cursor = &state.drive.orphans_after;
+    let mut after = cursor.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for _ in 0..MAX_BATCHES {
+        let page = match state.drive.chunks.list(&after, BATCH as usize).await {
+            Ok(page) => page,
+            Err(err) => {
+                tracing::warn!(%err, "the chunk store cannot be listed for orphans now");
+                break;
+            }
+        };
+        let old: Vec<&StoredChunk> = page.iter().filter(|c| c.modified_ms <= cutoff).collect();
+        if !old.is_empty() {
+            let hashes: Vec<&str> = old.iter().map(|c| c.hash.as_str()).collect();
+            let mut conn = state.db.pool.acquire().await?;
+            let listed = store::listed_chunks(&mut conn, &hashes).await?;
+            drop(conn);
+            let orphans: Vec<&&StoredChunk> =
+                old.iter().filter(|c| !listed.contains(&c.hash)).collect();
+            if !orphans.is_empty() {
+                let _turn = state.db.write_turn().await;
+                let mut tx = state.db.pool.begin().await?;
+                for orphan in orphans {
+                    let size = i64::try_from(orphan.size).unwrap_or(i64::MAX);
+                    if store::queue_orphan(&mut tx, &orphan.hash, size, now).await? {
+                        report.orphans_found += 1;
+                    }
+                }
+                tx.commit().await?;
+            }
+        }
+        let wrapped = page.len() < BATCH as usize;
+        after = if wrapped {
+            String::new()
+        } else {
+            page.last().map(|c| c.hash.clone()).unwrap_or_default()
+        };
+        *cursor.lock().unwrap_or_else(|p| p.into_inner()) = after.clone();
+        if wrapped {
+            break;
+        }
     }
     Ok(())
 }

@@ -4,6 +4,8 @@
 //! names it. Every statement here that marks or deletes a chunk checks that, in the
 //! statement itself.
 
+use std::collections::HashSet;
+
 use sqlx::AnyConnection;
 
 /// What a removal took away: rows, and the chunks it left unreferenced (marked dying).
@@ -402,4 +404,66 @@ pub async fn take_deletion(conn: &mut AnyConnection, hash: &str) -> Result<bool,
             .fetch_optional(&mut *conn)
             .await?;
     Ok(listed.is_none())
+}
+
+/// Of `hashes`, those `drive_chunks` lists.
+pub async fn listed_chunks(
+    conn: &mut AnyConnection,
+    hashes: &[&str],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let mut listed = HashSet::new();
+    for batch in hashes.chunks(PER_STATEMENT) {
+        let sql = format!(
+            "SELECT hash FROM drive_chunks WHERE hash IN ({})",
+            params(1, batch.len())
+        );
+        let mut query = sqlx::query_scalar(&sql);
+        for hash in batch {
+            query = query.bind(*hash);
+        }
+        let rows: Vec<String> = query.fetch_all(&mut *conn).await?;
+        listed.extend(rows);
+    }
+    Ok(listed)
+}
+
+/// Queues the bytes of `hash`, stored with no row (orphaned by a crash between its
+/// write and its row), for deletion, unless a row lists it by now; answers whether it
+/// was queued. The row inserted and deleted again here takes the chunk's key for the
+/// transaction: an upload listing the chunk concurrently (`store::chunk_stored`) waits
+/// for it, then takes the deletion over and writes the bytes again; one that listed it
+/// first makes the insert a no-op.
+pub async fn queue_orphan(
+    conn: &mut AnyConnection,
+    hash: &str,
+    size: i64,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let claimed = sqlx::query(
+        "INSERT INTO drive_chunks (hash, size, created_ms, dying_ms) VALUES ($1, $2, $3, $3) \
+         ON CONFLICT (hash) DO NOTHING",
+    )
+    .bind(hash)
+    .bind(size)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        > 0;
+    if !claimed {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM drive_chunks WHERE hash = $1")
+        .bind(hash)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO drive_chunk_deletions (hash, since_ms) VALUES ($1, $2) \
+         ON CONFLICT (hash) DO NOTHING",
+    )
+    .bind(hash)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(true)
 }

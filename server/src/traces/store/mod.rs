@@ -4,7 +4,8 @@
 //! record   one span as stored: indexed fields, then the OTLP span as protobuf
 //! log      the ingest log: group-committed frames, replayed on start
 //! block    sealed blocks: one hour of spans, LZ4 chunks, trace-id index, bloom filter
-//! storage  BlockStorage, the trait blocks live behind; LocalDir, a directory
+//! storage  BlockStorage, the trait blocks live behind; LocalDir, a directory;
+//!          ObjectBlocks, object storage
 //! ```
 //!
 //! Spans flow: [`SpanStore::ingest`] → the writer thread appends them to the log and
@@ -48,7 +49,7 @@ use tokio::sync::oneshot;
 use self::block::{count_edges, hour_of, Block, Catalog, Edges};
 use self::log::IngestLog;
 pub use self::record::{RejectedSpan, SpanRecord};
-pub use self::storage::{BlockStorage, LocalDir};
+pub use self::storage::{BlockStorage, LocalDir, ObjectBlocks};
 use crate::clock::Clock;
 
 /// What can go wrong in the store.
