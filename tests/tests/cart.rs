@@ -687,8 +687,8 @@ fn request(
     }
 }
 
-// One batch holding a refused request: it alone is refused (and changes nothing, not
-// even its cart's row), the others in the same transaction commit.
+// One batch holding a refused request: it alone is refused (and changes nothing of its
+// cart: version, lines, history), the others in the same transaction commit.
 both_backends!(
     a_refused_request_fails_alone_in_its_batch,
     |db: TestDatabase| async move {
