@@ -687,8 +687,8 @@ fn request(
     }
 }
 
-// One batch holding a refused request: it alone is refused (and changes nothing, not
-// even its cart's row), the others in the same transaction commit.
+// One batch holding a refused request: it alone is refused (and changes nothing of its
+// cart: version, lines, history), the others in the same transaction commit.
 both_backends!(
     a_refused_request_fails_alone_in_its_batch,
     |db: TestDatabase| async move {
@@ -745,6 +745,419 @@ both_backends!(
         assert!(!changed);
         assert_eq!(stored.version, 1);
         server.shutdown().await;
+    }
+);
+
+/// A complete op for [`write_batch`](meridian_server::cart::batch::write_batch), at
+/// HLC `wall_ms`.
+fn batch_op(
+    op_id: &str,
+    op_type: CartOpType,
+    product: Option<&str>,
+    quantity: Option<u32>,
+    observed: &[&str],
+    wall_ms: u64,
+) -> meridian_shared::cart::CartOp {
+    meridian_shared::cart::CartOp {
+        hlc: meridian_shared::cart::Hlc {
+            wall_ms,
+            counter: 0,
+            node: "batch-test".into(),
+        },
+        observed: observed.iter().map(|id| (*id).to_owned()).collect(),
+        op_id: op_id.to_owned(),
+        op_type,
+        product_id: product.map(str::to_owned),
+        quantity,
+    }
+}
+
+fn change(
+    cart: &meridian_server::cart::CartRef,
+    ops: Vec<(meridian_shared::cart::CartOp, bool)>,
+) -> meridian_server::cart::batch::Request {
+    meridian_server::cart::batch::Request {
+        cart: cart.clone(),
+        ops,
+        session_id: None,
+    }
+}
+
+/// `(op id, version, superseded on arrival)` of a cart's whole history, oldest first.
+async fn history_of(server: &TestServer, cart_id: &str) -> Vec<(String, u64, bool)> {
+    let mut entries =
+        meridian_server::cart::store::history(&server.state.db.pool, cart_id, u64::MAX, 1000)
+            .await
+            .expect("the history");
+    entries.reverse();
+    entries
+        .into_iter()
+        .map(|(_, e)| {
+            let id = e.op.map(|op| op.op_id).unwrap_or_else(|| "merge".into());
+            (id, e.version, e.superseded_on_arrival)
+        })
+        .collect()
+}
+
+// One batch mixing refused and accepted changes of one cart and of others: a refused
+// change writes nothing (its accepted first op neither, and its op id stays free), and
+// the later changes of a cart see the earlier ones of the same batch (their op ids,
+// what they observed, their tombstones).
+both_backends!(
+    a_batch_mixes_refused_and_accepted_changes,
+    |db: TestDatabase| async move {
+        use meridian_server::cart::batch::write_batch;
+        use meridian_server::cart::store::{self, WriteError};
+        use meridian_server::cart::CartRef;
+        use CartOpType::{Add, Remove, Set};
+        let server = TestServer::start(&db).await;
+        let ids = products(&Client::new(&server)).await;
+        let (p0, p1, p2) = (
+            Some(ids[0].as_str()),
+            Some(ids[1].as_str()),
+            Some(ids[2].as_str()),
+        );
+        let x = CartRef::guest("mix-x");
+        let y = CartRef::guest("mix-y");
+        let outcomes = write_batch(
+            &server.state,
+            vec![
+                change(&x, vec![(batch_op("x1", Add, p0, Some(1), &[], 1), false)]),
+                // Its second op is refused: the first is not written either.
+                change(
+                    &x,
+                    vec![
+                        (batch_op("x2", Add, p1, Some(2), &[], 2), false),
+                        (batch_op("bad", Add, p2, Some(0), &[], 3), false),
+                    ],
+                ),
+                change(&y, vec![(batch_op("y1", Add, p0, Some(5), &[], 4), false)]),
+                // The refused change's op id is free: it applies here.
+                change(&x, vec![(batch_op("x2", Add, p1, Some(3), &[], 5), false)]),
+                // Observes y1, accepted earlier in this batch.
+                change(&y, vec![(batch_op("yr", Remove, p0, None, &[], 6), true)]),
+                // A replay of this batch's x1: nothing new.
+                change(&x, vec![(batch_op("x1", Add, p0, Some(1), &[], 7), false)]),
+                // A set that had seen `late`, which arrives after it, dead.
+                change(
+                    &y,
+                    vec![(batch_op("ys", Set, p1, Some(2), &["late"], 8), false)],
+                ),
+                change(
+                    &y,
+                    vec![(batch_op("late", Add, p1, Some(4), &[], 9), false)],
+                ),
+            ],
+        )
+        .await;
+        let summary: Vec<String> = outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                Ok((stored, changed)) => format!("v{} {changed}", stored.version),
+                Err(WriteError::Op(index, err)) => format!("op {index}: {}", err.code()),
+                Err(other) => format!("{other}"),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "v1 true",
+                "op 1: quantity_out_of_range",
+                "v1 true",
+                "v2 true",
+                "v2 true",
+                "v2 false",
+                "v3 true",
+                "v4 true",
+            ]
+        );
+        let pool = &server.state.db.pool;
+        let stored_x = store::load(pool, &x.id).await.expect("x");
+        assert_eq!(stored_x.version, 2);
+        let lines_x = stored_x.live.lines();
+        assert_eq!(lines_x.get(&ids[0]), Some(&1));
+        assert_eq!(lines_x.get(&ids[1]), Some(&3));
+        assert_eq!(lines_x.len(), 2);
+        let stored_y = store::load(pool, &y.id).await.expect("y");
+        assert_eq!(stored_y.version, 4);
+        let lines_y: Vec<_> = stored_y.live.lines().into_iter().collect();
+        assert_eq!(
+            lines_y,
+            [(ids[1].clone(), 2)],
+            "y1 removed, late arrived dead"
+        );
+        assert_eq!(
+            history_of(&server, &x.id).await,
+            [("x1".into(), 1, false), ("x2".into(), 2, false)]
+        );
+        assert_eq!(
+            history_of(&server, &y.id).await,
+            [
+                ("y1".into(), 1, false),
+                ("yr".into(), 2, false),
+                ("ys".into(), 3, false),
+                ("late".into(), 4, true),
+            ]
+        );
+        // One realtime event per accepted change, numbered in order.
+        use meridian_server::realtime::store::head;
+        assert_eq!(head(pool, &x.topic).await.expect("x's topic"), 2);
+        assert_eq!(head(pool, &y.topic).await.expect("y's topic"), 4);
+        // The tombstone of `late` is stored: a replay in a later batch is a duplicate,
+        // and a new op observed by the stored set still arrives dead.
+        let again = write_batch(
+            &server.state,
+            vec![change(
+                &y,
+                vec![(batch_op("late", Add, p1, Some(4), &[], 10), false)],
+            )],
+        )
+        .await;
+        assert!(matches!(&again[0], Ok((stored, false)) if stored.version == 4));
+        server.shutdown().await;
+    }
+);
+
+// A database error while a batch is written fails every change of the batch, accepted
+// or not, and leaves nothing of it: no history, no snapshot, no event; the carts read
+// afterwards (and so what the next batch starts from) are those of before.
+both_backends!(
+    a_failed_batch_writes_nothing,
+    |db: TestDatabase| async move {
+        use meridian_server::cart::batch::write_batch;
+        use meridian_server::cart::store::{self, WriteError};
+        use meridian_server::cart::CartRef;
+        use meridian_server::realtime::store::head;
+        use CartOpType::Add;
+        let server = TestServer::start(&db).await;
+        let ids = products(&Client::new(&server)).await;
+        let p0 = Some(ids[0].as_str());
+        let a = CartRef::guest("fail-a");
+        let b = CartRef::guest("fail-b");
+        let first = write_batch(
+            &server.state,
+            vec![change(
+                &a,
+                vec![(batch_op("a1", Add, p0, Some(1), &[], 1), false)],
+            )],
+        )
+        .await;
+        assert!(matches!(&first[0], Ok((stored, true)) if stored.version == 1));
+        // The history refuses the op id `boom` (a stand-in for a full disk or a lost
+        // connection in the middle of the batch's writes).
+        let pool = &server.state.db.pool;
+        let (install, remove): (&[&str], &[&str]) = match db.backend {
+            meridian_tests::db::Backend::Sqlite => (
+                &["CREATE TRIGGER fail_boom BEFORE INSERT ON cart_history
+                   WHEN NEW.op_id = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END"],
+                &["DROP TRIGGER fail_boom"],
+            ),
+            meridian_tests::db::Backend::Postgres => (
+                &[
+                    "CREATE FUNCTION fail_boom() RETURNS trigger AS $$
+                     BEGIN IF NEW.op_id = 'boom' THEN RAISE EXCEPTION 'boom'; END IF;
+                     RETURN NEW; END $$ LANGUAGE plpgsql",
+                    "CREATE TRIGGER fail_boom BEFORE INSERT ON cart_history
+                     FOR EACH ROW EXECUTE FUNCTION fail_boom()",
+                ],
+                &["DROP TRIGGER fail_boom ON cart_history"],
+            ),
+        };
+        for sql in install {
+            sqlx::query(sql)
+                .execute(pool)
+                .await
+                .expect("install the trigger");
+        }
+        let failed = write_batch(
+            &server.state,
+            vec![
+                change(&a, vec![(batch_op("a2", Add, p0, Some(2), &[], 2), false)]),
+                change(
+                    &b,
+                    vec![(batch_op("boom", Add, p0, Some(1), &[], 3), false)],
+                ),
+                change(&a, vec![(batch_op("a3", Add, p0, Some(0), &[], 4), false)]),
+            ],
+        )
+        .await;
+        assert_eq!(failed.len(), 3);
+        for outcome in &failed {
+            assert!(matches!(outcome, Err(WriteError::Batch(_))), "{outcome:?}");
+        }
+        let stored_a = store::load(pool, &a.id).await.expect("a");
+        assert_eq!(stored_a.version, 1);
+        assert_eq!(stored_a.live.lines().get(&ids[0]), Some(&1));
+        assert_eq!(store::load(pool, &b.id).await.expect("b").version, 0);
+        assert_eq!(history_of(&server, &a.id).await, [("a1".into(), 1, false)]);
+        assert!(history_of(&server, &b.id).await.is_empty());
+        assert_eq!(head(pool, &a.topic).await.expect("a's topic"), 1);
+        assert_eq!(head(pool, &b.topic).await.expect("b's topic"), 0);
+        for sql in remove {
+            sqlx::query(sql)
+                .execute(pool)
+                .await
+                .expect("remove the trigger");
+        }
+        // The same changes again, in a batch that can commit: they apply on the cart
+        // as it was before the failed batch.
+        let retried = write_batch(
+            &server.state,
+            vec![
+                change(&a, vec![(batch_op("a2", Add, p0, Some(2), &[], 2), false)]),
+                change(
+                    &b,
+                    vec![(batch_op("boom", Add, p0, Some(1), &[], 3), false)],
+                ),
+            ],
+        )
+        .await;
+        assert!(
+            matches!(&retried[0], Ok((stored, true)) if stored.version == 2
+            && stored.live.lines().get(&ids[0]) == Some(&3))
+        );
+        assert!(matches!(&retried[1], Ok((stored, true)) if stored.version == 1));
+        assert_eq!(head(pool, &a.topic).await.expect("a's topic"), 2);
+        server.shutdown().await;
+    }
+);
+
+/// Random requests over a few carts (adds, sets, removes and clears, some refused,
+/// some op ids replayed, `observed` filled by the server or sent, possibly naming ops
+/// still to come).
+fn random_requests(
+    rng: &mut rand::rngs::StdRng,
+    carts: &[meridian_server::cart::CartRef],
+    products: &[String],
+    count: usize,
+) -> Vec<meridian_server::cart::batch::Request> {
+    use rand::Rng;
+    let mut wall_ms = 0;
+    (0..count)
+        .map(|_| {
+            let cart = &carts[rng.random_range(0..carts.len())];
+            let ops = (0..rng.random_range(1..=3))
+                .map(|_| {
+                    wall_ms += 1;
+                    let op_id = format!("o{}", rng.random_range(0..24));
+                    let product = Some(products[rng.random_range(0..4)].as_str());
+                    // A quantity of 0 is refused (and so its whole request).
+                    let quantity = Some(rng.random_range(0..=4));
+                    let observed: Vec<String> = (0..rng.random_range(0..3))
+                        .map(|_| format!("o{}", rng.random_range(0..24)))
+                        .collect();
+                    let observed: Vec<&str> = observed.iter().map(String::as_str).collect();
+                    let fill = rng.random_bool(0.5);
+                    let op = match rng.random_range(0..10) {
+                        0..=4 => batch_op(&op_id, CartOpType::Add, product, quantity, &[], wall_ms),
+                        5..=6 => batch_op(
+                            &op_id,
+                            CartOpType::Set,
+                            product,
+                            quantity,
+                            &observed,
+                            wall_ms,
+                        ),
+                        7..=8 => batch_op(
+                            &op_id,
+                            CartOpType::Remove,
+                            product,
+                            None,
+                            &observed,
+                            wall_ms,
+                        ),
+                        _ => batch_op(&op_id, CartOpType::Clear, None, None, &observed, wall_ms),
+                    };
+                    (op, fill)
+                })
+                .collect();
+            change(cart, ops)
+        })
+        .collect()
+}
+
+// Many carts' changes in one batch end exactly as the same changes written one batch
+// each, in arrival order: the same answers, carts, histories (with what arrived dead)
+// and events. Seeded: CART_BATCH_SEED replays a run.
+both_backends!(
+    a_batch_equals_its_changes_one_by_one,
+    |db: TestDatabase| async move {
+        use meridian_server::cart::batch::write_batch;
+        use meridian_server::cart::store;
+        use meridian_server::cart::CartRef;
+        use meridian_server::realtime::store::head;
+        use rand::SeedableRng;
+        let seed: u64 = std::env::var("CART_BATCH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x00ca_57ba_7c4e);
+        println!("CART_BATCH_SEED={seed}");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let other_db = TestDatabase::create(db.backend).await;
+        let batched = TestServer::start(&db).await;
+        let one_by_one = TestServer::start(&other_db).await;
+        let ids = products(&Client::new(&batched)).await;
+        for case in 0..12 {
+            let carts: Vec<CartRef> = (0..3)
+                .map(|c| CartRef::guest(&format!("prop-{case}-{c}")))
+                .collect();
+            let requests = random_requests(&mut rng, &carts, &ids, 24);
+            let copies: Vec<_> = requests
+                .iter()
+                .map(|r| change(&r.cart, r.ops.clone()))
+                .collect();
+            let together = write_batch(&batched.state, requests).await;
+            let mut alone = Vec::new();
+            for request in copies {
+                alone.extend(write_batch(&one_by_one.state, vec![request]).await);
+            }
+            let describe = |outcomes: &[meridian_server::cart::batch::Outcome]| {
+                outcomes
+                    .iter()
+                    .map(|outcome| match outcome {
+                        Ok((stored, changed)) => {
+                            format!("v{} {changed} {:?}", stored.version, stored.live.lines())
+                        }
+                        Err(err) => format!("{err}"),
+                    })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                describe(&together),
+                describe(&alone),
+                "seed {seed}, case {case}"
+            );
+            for cart in &carts {
+                let a = store::load(&batched.state.db.pool, &cart.id)
+                    .await
+                    .expect("a cart");
+                let b = store::load(&one_by_one.state.db.pool, &cart.id)
+                    .await
+                    .expect("a cart");
+                assert_eq!(
+                    a.version, b.version,
+                    "seed {seed}, case {case}, {}",
+                    cart.id
+                );
+                assert_eq!(a.live, b.live, "seed {seed}, case {case}, {}", cart.id);
+                assert_eq!(
+                    history_of(&batched, &cart.id).await,
+                    history_of(&one_by_one, &cart.id).await,
+                    "seed {seed}, case {case}, {}",
+                    cart.id
+                );
+                assert_eq!(
+                    head(&batched.state.db.pool, &cart.topic)
+                        .await
+                        .expect("a topic"),
+                    head(&one_by_one.state.db.pool, &cart.topic)
+                        .await
+                        .expect("a topic"),
+                );
+            }
+        }
+        batched.shutdown().await;
+        one_by_one.shutdown().await;
     }
 );
 

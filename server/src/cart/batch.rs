@@ -6,31 +6,40 @@
 //! realtime events appended to one `Events`, delivered after the commit. Each request is
 //! answered only once its batch is durable.
 //!
+//! A batch costs a fixed number of statements, not some per change: its carts are
+//! locked and read together, its changes are checked and applied in memory
+//! (`apply.rs`), and what was accepted is written with one multi-row statement per kind
+//! of row (snapshots, tombstones, history, events).
+//!
 //! Invariants:
-//! - A request's ops still apply all or nothing: each change runs inside a savepoint of
-//!   the batch's transaction; a change refused by validation rolls back to it and is
-//!   answered alone (422); the others commit.
+//! - A request's ops still apply all or nothing: every change is checked in memory
+//!   before anything is written, and a refused change is simply not written (answered
+//!   alone, 422); the others commit.
 //! - A database error fails the whole batch: nothing of it commits, and every request in
-//!   it gets the error.
+//!   it gets the error (the snapshot cache keeps only what committed).
 //! - A cart's changes keep their arrival order (one cart always goes to one committer;
-//!   the sort within a batch is stable).
+//!   the sort within a batch is stable, and a cart's changes apply in memory in order,
+//!   each seeing the ones before).
 //! - Lock order: within a batch, carts are locked in descending id order, so that an
 //!   account's cart (`user-…`) is locked before a guest cart (`guest-…`), as the merge
-//!   does; two batches (on any instance) never wait on each other in a cycle.
+//!   does; then their topics, in descending order too. Two batches (on any instance)
+//!   never wait on each other in a cycle.
 //! - Bounded: each committer's queue holds at most [`QUEUE_PER_SHARD`] changes; a full
 //!   queue refuses at once ([`WriteError::Busy`], 503 with `Retry-After`).
 //! - On shutdown the queue closes and what it holds is still written and answered.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use meridian_shared::api::DatabaseBackend;
-use meridian_shared::cart::CartOp;
-use sqlx::Connection;
+use meridian_shared::cart::{Cart, CartEvent, CartOp};
+use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::apply::{Change, WorkingCart};
 use super::store::{self, StoredCart, WriteError};
 use super::CartRef;
-use crate::realtime::Events;
+use crate::realtime::{Append, Events};
 use crate::AppState;
 
 /// The most changes one transaction carries.
@@ -182,8 +191,11 @@ pub async fn write_batch(state: &AppState, changes: Vec<Request>) -> Vec<Outcome
     }
 }
 
-/// The batch's transaction: each change in a savepoint; a refused or empty change rolls
-/// back to it. Any database error aborts the batch.
+/// The batch's transaction, in a fixed number of statements whatever its size: lock
+/// every cart of the batch (one multi-row upsert), read those not cached and what the
+/// history and tombstones hold about the batch's op ids, apply each change in memory
+/// (a refused change is simply not written), then write the accepted changes' rows and
+/// events. Any database error aborts the batch.
 async fn write(
     state: &AppState,
     changes: Vec<Request>,
@@ -192,37 +204,164 @@ async fn write(
     let _turn = state.db.write_turn().await;
     let now = state.clock.now_ms();
     let mut tx = state.db.pool.begin().await?;
+    let mut distinct = HashSet::new();
+    let carts: Vec<&CartRef> = changes
+        .iter()
+        .map(|change| &change.cart)
+        .filter(|cart| distinct.insert(cart.id.as_str()))
+        .collect();
+    let locked = store::lock_carts(&mut tx, &carts, now).await?;
+    let mut working: HashMap<String, WorkingCart> = working_carts(state, &mut tx, locked)
+        .await?
+        .into_iter()
+        .map(|cart| (cart.id.clone(), cart))
+        .collect();
+    let wanted: Vec<(&str, &str)> = changes
+        .iter()
+        .flat_map(|change| {
+            let cart_id = change.cart.id.as_str();
+            change
+                .ops
+                .iter()
+                .map(move |(op, _)| (cart_id, op.op_id.as_str()))
+        })
+        .collect();
+    let recorded = store::recorded(&mut tx, &wanted).await?;
     let mut outcomes = Vec::with_capacity(changes.len());
+    let mut accepted = Vec::new();
     for change in changes {
-        let mut savepoint = (*tx).begin().await?;
-        let applied = store::apply_in(
-            state,
-            &mut savepoint,
-            events,
-            &change.cart,
-            change.ops,
-            change.session_id.as_deref(),
-            now,
-        )
-        .await;
-        match applied {
-            Ok((stored, true)) => {
-                savepoint.commit().await?;
-                outcomes.push(Ok((stored, true)));
+        let cart = working
+            .get_mut(&change.cart.id)
+            .ok_or(sqlx::Error::RowNotFound)?;
+        match cart.apply(&recorded, &state.carts, change.ops) {
+            Ok(Some(applied)) => {
+                let stored = cart.stored();
+                outcomes.push(Ok((stored.clone(), true)));
+                accepted.push(Accepted {
+                    cart: change.cart,
+                    stored,
+                    change: applied,
+                    session_id: change.session_id,
+                });
             }
-            Ok((stored, false)) => {
-                savepoint.rollback().await?;
-                outcomes.push(Ok((stored, false)));
-            }
-            Err(WriteError::Db(err)) => return Err(err),
-            Err(refused) => {
-                savepoint.rollback().await?;
-                outcomes.push(Err(refused));
-            }
+            Ok(None) => outcomes.push(Ok((cart.stored(), false))),
+            Err((index, err)) => outcomes.push(Err(WriteError::Op(index, err))),
         }
     }
+    let changed: Vec<&WorkingCart> = working.values().filter(|cart| cart.changed).collect();
+    write_accepted(state, &mut tx, events, &changed, &accepted, now).await?;
     tx.commit().await?;
+    state.carts.snapshots.keep(working.into_values());
     Ok(outcomes)
+}
+
+/// The carts just locked (see [`store::lock_carts`]), in that order, with their live
+/// ops: from the snapshot cache when it is current, else read in one statement.
+pub(super) async fn working_carts(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    locked: Vec<store::Locked>,
+) -> Result<Vec<WorkingCart>, sqlx::Error> {
+    let mut carts = Vec::with_capacity(locked.len());
+    let mut unread = Vec::new();
+    for (index, row) in locked.into_iter().enumerate() {
+        // Version 0 is a cart no change was written to yet.
+        let live = match row.version {
+            0 => Some(Cart::new()),
+            version => state
+                .carts
+                .snapshots
+                .take(&row.id, version, row.created_at_ms),
+        };
+        if live.is_none() {
+            unread.push(index);
+        }
+        carts.push(WorkingCart::new(
+            row.id,
+            row.version,
+            row.created_at_ms,
+            live.unwrap_or_default(),
+        ));
+    }
+    if !unread.is_empty() {
+        let ids: Vec<&str> = unread.iter().map(|&i| carts[i].id.as_str()).collect();
+        let mut read: HashMap<String, Cart> =
+            store::live_ops(conn, &ids).await?.into_iter().collect();
+        for index in unread {
+            carts[index].live = read
+                .remove(&carts[index].id)
+                .ok_or(sqlx::Error::RowNotFound)?;
+        }
+    }
+    Ok(carts)
+}
+
+/// A change accepted in memory, to be written.
+pub(super) struct Accepted {
+    pub cart: CartRef,
+    /// The cart as this change leaves it.
+    pub stored: StoredCart,
+    pub change: Change,
+    pub session_id: Option<String>,
+}
+
+/// Writes accepted changes in the caller's transaction (their carts locked): the
+/// snapshots of `changed` carts, every history row and tombstone, and one realtime
+/// event per change carrying the cart it made — each kind in one multi-row statement
+/// (per chunk).
+pub(super) async fn write_accepted(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    events: &mut Events,
+    changed: &[&WorkingCart],
+    accepted: &[Accepted],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    if accepted.is_empty() {
+        return Ok(());
+    }
+    store::write_snapshots(conn, changed).await?;
+    let tombstones: Vec<(&str, &str, &str)> = accepted
+        .iter()
+        .flat_map(|a| {
+            a.change
+                .tombstones
+                .iter()
+                .map(|(op_id, scope)| (a.cart.id.as_str(), op_id.as_str(), scope.as_str()))
+        })
+        .collect();
+    store::insert_tombstones(conn, &tombstones).await?;
+    let history: Vec<store::HistoryInsert<'_>> = accepted
+        .iter()
+        .flat_map(|a| {
+            a.change
+                .entries
+                .iter()
+                .enumerate()
+                .map(|(position, row)| store::HistoryInsert {
+                    cart_id: &a.cart.id,
+                    version: a.stored.version,
+                    position,
+                    row,
+                    session_id: a.session_id.as_deref(),
+                })
+        })
+        .collect();
+    store::insert_history(conn, &history, now).await?;
+    let appends = accepted
+        .iter()
+        .map(|a| {
+            let view = state.carts.view(&a.cart, &a.stored, None);
+            Append {
+                topic: a.cart.topic.clone(),
+                op_id: format!("cart:{}:{}", a.cart.id, a.stored.version),
+                payload: serde_json::to_value(CartEvent::Cart { cart: view }).expect("serialises"),
+                session_id: a.session_id.clone(),
+            }
+        })
+        .collect();
+    events.append_all(conn, appends).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! catalog  the seeded demo products, held in memory
-//! store    SQL, the write path (a change in a savepoint), the merge, expiry
+//! store    SQL (reads, the batch's multi-row writes), the merge, expiry
+//! apply    a batch's changes checked and applied in memory; the snapshot cache
 //! batch    group commit: many carts' changes in one transaction, bounded queues
 //! ```
 //!
@@ -21,6 +22,7 @@
 //! - A guest cart merges into an account at most once (its `cart_merges` row commits with
 //!   the merge), with deterministic op ids, so retries never double-count.
 
+mod apply;
 pub mod batch;
 pub mod catalog;
 pub mod store;
@@ -70,6 +72,8 @@ pub struct Carts {
     clock: Mutex<HlcClock>,
     /// The group-commit queues, started with the first change.
     committer: OnceLock<batch::Committer>,
+    /// Decoded live ops of recently written carts.
+    snapshots: apply::SnapshotCache,
 }
 
 impl Carts {
@@ -78,6 +82,7 @@ impl Carts {
             catalog,
             clock: Mutex::new(HlcClock::new(format!("server-{instance_id}"))),
             committer: OnceLock::new(),
+            snapshots: apply::SnapshotCache::default(),
         }
     }
 

@@ -1,19 +1,17 @@
-//! The cart's SQL and its write path: a change locks the cart row, applies the ops to the
-//! live snapshot, appends the history, and appends the realtime event
-//! (`realtime::Events`), so a change and its notification commit together. Changes are
-//! group-committed (`batch.rs`): many carts' changes in one transaction, each in its own
-//! savepoint.
+//! The cart's SQL: reads, the multi-row statements a batch writes with (`batch.rs`
+//! decides what; `apply.rs` applies the changes in memory between the reads and the
+//! writes), the merge on sign-in, expiry.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use meridian_shared::cart::{
-    merge_guest, tombstones_of, Cart, CartError, CartEvent, CartHistoryEntry, CartOp, CartOpType,
-    CartOwner, HistoryKind, MergeMode, MergeSummary, Received,
+    merge_guest, Cart, CartError, CartHistoryEntry, CartOp, CartOwner, HistoryKind, MergeMode,
+    MergeSummary,
 };
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use super::{CartRef, Carts};
+use super::apply::{Change, HistoryRow, Recorded, WorkingCart};
+use super::{batch, CartRef};
 use crate::realtime::Events;
 use crate::AppState;
 
@@ -145,194 +143,220 @@ pub async fn history(
         .collect()
 }
 
-/// A cart row locked for this transaction: created if absent, else touched, in one
-/// statement that takes its write lock (SQLite: the database's; PostgreSQL: the row's)
-/// before anything is read.
-async fn lock(
+/// `($1, $2), ($3, $4), …`: `rows` rows of `columns` placeholders, numbered from `first`.
+fn placeholder_rows(rows: usize, columns: usize, first: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(first + row * columns + column).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// The most rows one multi-row statement carries (well under both backends' limits on
+/// bound parameters). Such statements vary in length, so they are not kept prepared
+/// (`persistent(false)`): they would push every other statement out of the cache.
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// A cart row locked for this transaction.
+#[derive(Debug)]
+pub struct Locked {
+    pub id: String,
+    pub version: u64,
+    pub created_at_ms: i64,
+}
+
+/// Locks cart rows for this transaction, in the order given (each cart once): each is
+/// created if absent, else touched, by statements that take their write locks
+/// (SQLite: the database's; PostgreSQL: the rows', in order) before anything is read.
+pub async fn lock_carts(
     conn: &mut AnyConnection,
-    cart: &CartRef,
+    carts: &[&CartRef],
     now: i64,
-) -> Result<StoredCart, sqlx::Error> {
-    let row = sqlx::query(
-        "INSERT INTO carts (id, owner_kind, owner_id, version, ops, created_at_ms, updated_at_ms)
-         VALUES ($1, $2, $3, 0, '[]', $4, $4)
-         ON CONFLICT (id) DO UPDATE SET updated_at_ms = excluded.updated_at_ms
-         RETURNING version, ops",
-    )
-    .bind(&cart.id)
-    .bind(match cart.owner {
-        CartOwner::Guest => "guest",
-        CartOwner::User => "user",
-    })
-    .bind(&cart.owner_id)
-    .bind(now)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(StoredCart {
-        version: row.try_get::<i64, _>(0)? as u64,
-        live: decode_ops(&row.try_get::<String, _>(1)?)?,
-    })
+) -> Result<Vec<Locked>, sqlx::Error> {
+    let mut locked = Vec::with_capacity(carts.len());
+    for chunk in carts.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO carts (id, owner_kind, owner_id, version, ops, created_at_ms, updated_at_ms)
+             VALUES {}
+             ON CONFLICT (id) DO UPDATE SET updated_at_ms = excluded.updated_at_ms
+             RETURNING id, version, created_at_ms",
+            placeholder_rows(chunk.len(), 7, 1)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for cart in chunk {
+            query = query
+                .bind(&cart.id)
+                .bind(match cart.owner {
+                    CartOwner::Guest => "guest",
+                    CartOwner::User => "user",
+                })
+                .bind(&cart.owner_id)
+                .bind(0i64)
+                .bind("[]")
+                .bind(now)
+                .bind(now);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            locked.push(Locked {
+                id: row.try_get(0)?,
+                version: row.try_get::<i64, _>(1)? as u64,
+                created_at_ms: row.try_get(2)?,
+            });
+        }
+    }
+    Ok(locked)
 }
 
-async fn known(conn: &mut AnyConnection, cart_id: &str, op_id: &str) -> Result<bool, sqlx::Error> {
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM cart_history WHERE cart_id = $1 AND op_id = $2")
-            .bind(cart_id)
-            .bind(op_id)
-            .fetch_optional(conn)
-            .await?;
-    Ok(found.is_some())
-}
-
-async fn scopes(
+/// The live ops of carts (locked by this transaction): `(id, cart)`.
+pub async fn live_ops(
     conn: &mut AnyConnection,
-    cart_id: &str,
-    op_id: &str,
-) -> Result<Vec<Option<String>>, sqlx::Error> {
-    let rows: Vec<String> =
-        sqlx::query_scalar("SELECT scope FROM cart_tombstones WHERE cart_id = $1 AND op_id = $2")
-            .bind(cart_id)
-            .bind(op_id)
-            .fetch_all(conn)
-            .await?;
-    Ok(rows
-        .into_iter()
-        .map(|s| (!s.is_empty()).then_some(s))
-        .collect())
-}
-
-/// Why one op of a change was not received.
-enum OpError {
-    Refused(CartError),
-    Db(sqlx::Error),
-}
-
-impl From<sqlx::Error> for OpError {
-    fn from(err: sqlx::Error) -> OpError {
-        OpError::Db(err)
-    }
-}
-
-/// One change being built inside a locked transaction.
-struct Change {
-    /// The version this change produces.
-    version: u64,
-    live: Cart,
-    entries: Vec<Entry>,
-    seen: HashSet<String>,
-}
-
-/// A history row.
-struct Entry {
-    op_id: String,
-    kind: &'static str,
-    json: String,
-    dead: bool,
-}
-
-impl Change {
-    fn new(stored: StoredCart) -> Change {
-        Change {
-            version: stored.version + 1,
-            live: stored.live,
-            entries: Vec::new(),
-            seen: HashSet::new(),
+    ids: &[&str],
+) -> Result<Vec<(String, Cart)>, sqlx::Error> {
+    let mut carts = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH wanted (id) AS (VALUES {})
+             SELECT c.id, c.ops FROM carts c JOIN wanted ON c.id = wanted.id",
+            placeholder_rows(chunk.len(), 1, 1)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            carts.push((row.try_get(0)?, decode_ops(&row.try_get::<String, _>(1)?)?));
         }
     }
+    Ok(carts)
+}
 
-    /// Receives one op: a duplicate (in this change or the history) is skipped; a new op
-    /// is completed (`fill_observed`: with every live op it concerns), checked, applied
-    /// to the live snapshot and recorded with its tombstones. Returns whether it was new.
-    async fn receive(
-        &mut self,
-        conn: &mut AnyConnection,
-        carts: &Carts,
-        cart_id: &str,
-        mut op: CartOp,
-        fill_observed: bool,
-    ) -> Result<bool, OpError> {
-        if !self.seen.insert(op.op_id.clone()) || known(conn, cart_id, &op.op_id).await? {
-            return Ok(false);
+/// What the history and the tombstones hold about `(cart_id, op_id)` pairs, in one
+/// statement per chunk.
+pub async fn recorded(
+    conn: &mut AnyConnection,
+    wanted: &[(&str, &str)],
+) -> Result<Recorded, sqlx::Error> {
+    let mut recorded = Recorded::default();
+    for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH wanted (cart_id, op_id) AS (VALUES {})
+             SELECT 'applied', h.cart_id, h.op_id, '' FROM cart_history h
+               JOIN wanted w ON h.cart_id = w.cart_id AND h.op_id = w.op_id
+             UNION ALL
+             SELECT 'tombstone', t.cart_id, t.op_id, t.scope FROM cart_tombstones t
+               JOIN wanted w ON t.cart_id = w.cart_id AND t.op_id = w.op_id",
+            placeholder_rows(chunk.len(), 2, 1)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (cart_id, op_id) in chunk {
+            query = query.bind(*cart_id).bind(*op_id);
         }
-        if fill_observed && op.op_type != CartOpType::Add {
-            let scope = match op.op_type {
-                CartOpType::Clear => None,
-                _ => op.product_id.as_deref(),
-            };
-            op.observed = self.live.observed(scope);
+        for row in query.fetch_all(&mut *conn).await? {
+            let what: String = row.try_get(0)?;
+            let (cart_id, op_id): (String, String) = (row.try_get(1)?, row.try_get(2)?);
+            if what == "applied" {
+                recorded.insert_applied(cart_id, op_id);
+            } else {
+                recorded.insert_tombstone(cart_id, op_id, row.try_get(3)?);
+            }
         }
-        let scopes = scopes(conn, cart_id, &op.op_id).await?;
-        let received = self
-            .live
-            .receive_compacting(op.clone(), &scopes)
-            .map_err(OpError::Refused)?;
-        carts.observe_clock(&op.hlc);
-        for (seen, scope) in tombstones_of(&op) {
-            sqlx::query(
-                "INSERT INTO cart_tombstones (cart_id, op_id, scope) VALUES ($1, $2, $3)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(cart_id)
-            .bind(seen)
-            .bind(scope.unwrap_or_default())
-            .execute(&mut *conn)
-            .await?;
-        }
-        self.entries.push(Entry {
-            json: serde_json::to_string(&op).expect("ops serialise"),
-            op_id: op.op_id,
-            kind: "op",
-            dead: matches!(received, Received::Dead { .. }),
-        });
-        Ok(true)
     }
+    Ok(recorded)
+}
 
-    /// Writes the snapshot and the history, and appends the realtime event of the new cart.
-    async fn finish(
-        self,
-        state: &AppState,
-        conn: &mut AnyConnection,
-        events: &mut Events,
-        cart: &CartRef,
-        session_id: Option<&str>,
-        now: i64,
-    ) -> Result<StoredCart, sqlx::Error> {
-        sqlx::query("UPDATE carts SET version = $2, ops = $3 WHERE id = $1")
-            .bind(&cart.id)
-            .bind(self.version as i64)
-            .bind(encode_ops(&self.live))
-            .execute(&mut *conn)
-            .await?;
-        for (position, entry) in self.entries.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO cart_history
-                     (cart_id, op_id, version, position, kind, entry, dead, session_id, at_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(&cart.id)
-            .bind(&entry.op_id)
-            .bind(self.version as i64)
-            .bind(position as i64)
-            .bind(entry.kind)
-            .bind(&entry.json)
-            .bind(i64::from(entry.dead))
-            .bind(session_id)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
+/// Writes the live ops and version of changed carts (locked by this transaction).
+pub async fn write_snapshots(
+    conn: &mut AnyConnection,
+    carts: &[&WorkingCart],
+) -> Result<(), sqlx::Error> {
+    for chunk in carts.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH changed (id, version, ops) AS (VALUES {})
+             UPDATE carts SET version = changed.version, ops = changed.ops
+             FROM changed WHERE carts.id = changed.id",
+            placeholder_rows(chunk.len(), 3, 1)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for cart in chunk {
+            query = query
+                .bind(&cart.id)
+                .bind(cart.version as i64)
+                .bind(encode_ops(&cart.live));
         }
-        let stored = StoredCart {
-            version: self.version,
-            live: self.live,
-        };
-        let view = state.carts.view(cart, &stored, None);
-        let payload = serde_json::to_value(CartEvent::Cart { cart: view }).expect("serialises");
-        let op_id = format!("cart:{}:{}", cart.id, stored.version);
-        events
-            .append(conn, &cart.topic, &op_id, payload, session_id)
-            .await?;
-        Ok(stored)
+        query.execute(&mut *conn).await?;
     }
+    Ok(())
+}
+
+/// A history row of a cart, at its version and position.
+pub struct HistoryInsert<'a> {
+    pub cart_id: &'a str,
+    pub version: u64,
+    pub position: usize,
+    pub row: &'a HistoryRow,
+    pub session_id: Option<&'a str>,
+}
+
+/// Appends history rows.
+pub async fn insert_history(
+    conn: &mut AnyConnection,
+    rows: &[HistoryInsert<'_>],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO cart_history
+                 (cart_id, op_id, version, position, kind, entry, dead, session_id, at_ms)
+             VALUES {}",
+            placeholder_rows(chunk.len(), 9, 1)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for insert in chunk {
+            query = query
+                .bind(insert.cart_id)
+                .bind(&insert.row.op_id)
+                .bind(insert.version as i64)
+                .bind(insert.position as i64)
+                .bind(insert.row.kind)
+                .bind(&insert.row.json)
+                .bind(i64::from(insert.row.dead))
+                .bind(insert.session_id)
+                .bind(now);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Stores tombstones `(cart_id, op_id, scope)` (those already stored stay).
+pub async fn insert_tombstones(
+    conn: &mut AnyConnection,
+    rows: &[(&str, &str, &str)],
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO cart_tombstones (cart_id, op_id, scope) VALUES {}
+             ON CONFLICT DO NOTHING",
+            placeholder_rows(chunk.len(), 3, 1)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (cart_id, op_id, scope) in chunk {
+            query = query.bind(*cart_id).bind(*op_id).bind(*scope);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Applies `ops` (each with `fill_observed`: the server completes what the op observed)
@@ -347,49 +371,12 @@ pub async fn apply(
     state
         .carts
         .committer(state)
-        .submit(super::batch::Request {
+        .submit(batch::Request {
             cart: cart.clone(),
             ops,
             session_id: session_id.map(str::to_owned),
         })
         .await
-}
-
-/// One change inside the caller's transaction (a savepoint of a batch): locks the cart,
-/// receives the ops, and if any was new writes the snapshot and history and appends the
-/// event to `events`. On `Ok((_, false))` and on a refusal the caller rolls back what
-/// this wrote (the touch of the cart row).
-pub(super) async fn apply_in(
-    state: &AppState,
-    conn: &mut AnyConnection,
-    events: &mut Events,
-    cart: &CartRef,
-    ops: Vec<(CartOp, bool)>,
-    session_id: Option<&str>,
-    now: i64,
-) -> Result<(StoredCart, bool), WriteError> {
-    let mut change = Change::new(lock(conn, cart, now).await?);
-    for (index, (op, fill_observed)) in ops.into_iter().enumerate() {
-        match change
-            .receive(conn, &state.carts, &cart.id, op, fill_observed)
-            .await
-        {
-            Ok(_) => {}
-            Err(OpError::Refused(err)) => return Err(WriteError::Op(index, err)),
-            Err(OpError::Db(err)) => return Err(err.into()),
-        }
-    }
-    if change.entries.is_empty() {
-        let stored = StoredCart {
-            version: change.version - 1,
-            live: change.live,
-        };
-        return Ok((stored, false));
-    }
-    let stored = change
-        .finish(state, conn, events, cart, session_id, now)
-        .await?;
-    Ok((stored, true))
 }
 
 /// Merges a guest cart into an account's cart, once per guest cart: a retried sign-in,
@@ -410,7 +397,7 @@ pub async fn merge(
     let _turn = state.db.write_turn().await;
     let now = state.clock.now_ms();
     let mut tx = pool.begin().await?;
-    let stored = lock(&mut tx, account, now).await?;
+    let locked = lock_carts(&mut tx, &[account], now).await?;
     let done: Option<String> =
         sqlx::query_scalar("SELECT summary FROM cart_merges WHERE guest_cart_id = $1")
             .bind(&guest.id)
@@ -428,11 +415,15 @@ pub async fn merge(
         .await?;
     let guest_cart = decode_ops(guest_row.as_deref().unwrap_or("[]"))?;
     let guest_lines = guest_cart.lines();
-    let before = stored.live.lines();
+    let mut target = batch::working_carts(state, &mut tx, locked)
+        .await?
+        .pop()
+        .ok_or(sqlx::Error::RowNotFound)?;
+    let before = target.live.lines();
     let ops = {
         let mut clock = state.carts.clock();
         merge_guest(
-            &stored.live,
+            &target.live,
             &guest_cart,
             &guest.id,
             mode,
@@ -440,20 +431,23 @@ pub async fn merge(
             now as u64,
         )
     };
-    let mut change = Change::new(stored);
+    let wanted: Vec<(&str, &str)> = ops
+        .iter()
+        .map(|op| (account.id.as_str(), op.op_id.as_str()))
+        .collect();
+    let recorded = recorded(&mut tx, &wanted).await?;
+    let mut change = Change::default();
     let mut not_merged = 0;
     for op in ops {
-        match change
-            .receive(&mut tx, &state.carts, &account.id, op, false)
-            .await
+        // A full account cart refuses a line: it stays in the guest cart's history.
+        if target
+            .receive(&recorded, &state.carts, &mut change, op, false)
+            .is_err()
         {
-            Ok(_) => {}
-            // A full account cart: the line stays in the guest cart's history.
-            Err(OpError::Refused(_)) => not_merged += 1,
-            Err(OpError::Db(err)) => return Err(err),
+            not_merged += 1;
         }
     }
-    let after = change.live.lines();
+    let after = target.live.lines();
     let added_items = after
         .iter()
         .map(|(product, q)| q.saturating_sub(before.get(product).copied().unwrap_or(0)))
@@ -485,19 +479,25 @@ pub async fn merge(
         .await?;
     change.entries.insert(
         0,
-        Entry {
+        HistoryRow {
             op_id: format!("merge:{}", guest.id),
             kind: "merge",
             json: summary_json,
             dead: false,
         },
     );
+    target.accept(&change);
+    let accepted = batch::Accepted {
+        cart: account.clone(),
+        stored: target.stored(),
+        change,
+        session_id: session_id.map(str::to_owned),
+    };
     let mut events = Events::new(&state.hub);
-    change
-        .finish(state, &mut tx, &mut events, account, session_id, now)
-        .await?;
+    batch::write_accepted(state, &mut tx, &mut events, &[&target], &[accepted], now).await?;
     tx.commit().await?;
     events.deliver();
+    state.carts.snapshots.keep([target]);
     Ok(Some(summary))
 }
 

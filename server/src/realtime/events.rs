@@ -19,6 +19,7 @@
 //! - Idempotent ops: `(topic, op_id)` is unique; appending an op the topic already has
 //!   stores nothing and answers the original sequence number.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use meridian_shared::realtime::Event;
@@ -34,6 +35,14 @@ pub struct Published {
     pub seq: u64,
     /// The op had been applied before; nothing was stored or sent this time.
     pub duplicate: bool,
+}
+
+/// One event for [`Events::append_all`].
+pub struct Append {
+    pub topic: String,
+    pub op_id: String,
+    pub payload: serde_json::Value,
+    pub session_id: Option<String>,
 }
 
 /// Events appended in one transaction, to be delivered after it commits.
@@ -90,6 +99,94 @@ impl Events {
             seq,
             duplicate: false,
         })
+    }
+
+    /// Appends many events in the transaction on `conn`, in few statements: the same
+    /// invariants as [`Events::append`], each append's outcome in the order given. Their
+    /// topics are locked in descending order (a caller that also locks its own rows in
+    /// a fixed order keeps one order across transactions).
+    pub async fn append_all(
+        &mut self,
+        conn: &mut AnyConnection,
+        appends: Vec<Append>,
+    ) -> Result<Vec<Published>, sqlx::Error> {
+        if appends.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+        for append in &appends {
+            *counts.entry(&append.topic).or_default() += 1;
+        }
+        let descending: Vec<(&str, u64)> = counts.iter().rev().map(|(t, n)| (*t, *n)).collect();
+        // The next number each topic hands out.
+        let mut next: HashMap<String, u64> = store::take_seqs(conn, &descending)
+            .await?
+            .into_iter()
+            .map(|(topic, head)| {
+                let count = counts.get(topic.as_str()).copied().unwrap_or(0);
+                (topic, head + 1 - count)
+            })
+            .collect();
+        let wanted: Vec<(&str, &str)> = appends
+            .iter()
+            .map(|a| (a.topic.as_str(), a.op_id.as_str()))
+            .collect();
+        let mut applied: HashMap<(String, String), u64> = store::seqs_of_ops(conn, &wanted)
+            .await?
+            .into_iter()
+            .map(|(topic, op_id, seq)| ((topic, op_id), seq))
+            .collect();
+        let at_ms = self.hub.clock().now_ms();
+        let mut outcomes = Vec::with_capacity(appends.len());
+        let mut new_events = Vec::new();
+        let mut unused: BTreeMap<String, u64> = BTreeMap::new();
+        for append in appends {
+            let key = (append.topic, append.op_id);
+            if let Some(&seq) = applied.get(&key) {
+                *unused.entry(key.0).or_default() += 1;
+                outcomes.push(Published {
+                    seq,
+                    duplicate: true,
+                });
+                continue;
+            }
+            let slot = next.get_mut(&key.0).ok_or(sqlx::Error::RowNotFound)?;
+            let seq = *slot;
+            *slot += 1;
+            applied.insert(key.clone(), seq);
+            let payload_json = append.payload.to_string();
+            let event = Event {
+                topic: key.0,
+                seq,
+                op_id: key.1,
+                payload: append.payload,
+                at_ms,
+            };
+            new_events.push((Arc::new(event), payload_json, append.session_id));
+            outcomes.push(Published {
+                seq,
+                duplicate: false,
+            });
+        }
+        // Duplicates took numbers from the end of their topic's range; give them back.
+        for (topic, count) in &unused {
+            store::give_back_seqs(conn, topic, *count).await?;
+        }
+        let rows: Vec<(&Event, &str, Option<&str>)> = new_events
+            .iter()
+            .map(|(event, json, session)| (&**event, json.as_str(), session.as_deref()))
+            .collect();
+        store::insert_events(conn, &rows).await?;
+        if let Some(remote) = self.hub.remote() {
+            let notices: Vec<Notice> = new_events
+                .iter()
+                .map(|(event, _, _)| Notice::Event(event.clone()))
+                .collect();
+            remote.queue_all(conn, &notices).await?;
+        }
+        self.appended
+            .extend(new_events.into_iter().map(|(event, _, _)| event));
+        Ok(outcomes)
     }
 
     /// Queues a notice for `system` on the other instances (see `Hub::notices`) in the

@@ -74,6 +74,21 @@ pub trait Remote: Send + Sync + 'static {
         notice: &Notice,
     ) -> BoxFuture<'c, Result<(), sqlx::Error>>;
 
+    /// Queues notices in the caller's transaction, in order (see [`Remote::queue`]); a
+    /// remote may send them in fewer statements.
+    fn queue_all<'c>(
+        &'c self,
+        conn: &'c mut AnyConnection,
+        notices: &'c [Notice],
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            for notice in notices {
+                self.queue(conn, notice).await?;
+            }
+            Ok(())
+        })
+    }
+
     /// Sends a notice now; resolves once the database took it (failures are logged).
     fn send(&self, notice: Notice) -> BoxFuture<'static, ()>;
 

@@ -27,7 +27,7 @@ pub mod pg;
 pub mod socket;
 pub mod store;
 
-pub use self::events::{Events, Published};
+pub use self::events::{Append, Events, Published};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -162,6 +162,18 @@ impl Remote for PgRemote {
         })
     }
 
+    fn queue_all<'c>(
+        &'c self,
+        conn: &'c mut AnyConnection,
+        notices: &'c [Notice],
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+        let payloads: Vec<String> = notices
+            .iter()
+            .filter_map(|notice| encode(&self.origin, notice))
+            .collect();
+        Box::pin(async move { store::notify_all(conn, CHANNEL, &payloads).await })
+    }
+
     fn send(&self, notice: Notice) -> BoxFuture<'static, ()> {
         let pool = self.pool.clone();
         let payload = encode(&self.origin, &notice);

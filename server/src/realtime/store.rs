@@ -150,3 +150,157 @@ pub async fn trim(pool: &AnyPool, keep: u64) -> Result<u64, sqlx::Error> {
     .await?;
     Ok(done.rows_affected())
 }
+
+/// `($1, $2), ($3, $4), …`: `rows` rows of `columns` placeholders, numbered from `first`.
+fn placeholder_rows(rows: usize, columns: usize, first: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(first + row * columns + column).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// The most rows one multi-row statement carries (well under both backends' limits on
+/// bound parameters).
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// Takes `count` sequence numbers of each topic at once: answers each topic's new head
+/// (its numbers are `head - count + 1 ..= head`). Topics are locked in the order given
+/// (see [`next_seq`]); each topic at most once.
+pub async fn take_seqs(
+    conn: &mut AnyConnection,
+    counts: &[(&str, u64)],
+) -> Result<Vec<(String, u64)>, sqlx::Error> {
+    let mut heads = Vec::with_capacity(counts.len());
+    for chunk in counts.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO realtime_topics (topic, head) VALUES {}
+             ON CONFLICT (topic) DO UPDATE SET head = realtime_topics.head + excluded.head
+             RETURNING topic, head",
+            placeholder_rows(chunk.len(), 2, 1)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (topic, count) in chunk {
+            query = query.bind(*topic).bind(*count as i64);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            heads.push((row.try_get(0)?, row.try_get::<i64, _>(1)? as u64));
+        }
+    }
+    Ok(heads)
+}
+
+/// Gives back `count` sequence numbers of a topic taken in this transaction (their ops
+/// were duplicates); see [`undo_next_seq`].
+pub async fn give_back_seqs(
+    conn: &mut AnyConnection,
+    topic: &str,
+    count: u64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE realtime_topics SET head = head - $2 WHERE topic = $1")
+        .bind(topic)
+        .bind(count as i64)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The sequence numbers ops already got: `(topic, op_id, seq)` for those applied.
+pub async fn seqs_of_ops(
+    conn: &mut AnyConnection,
+    ops: &[(&str, &str)],
+) -> Result<Vec<(String, String, u64)>, sqlx::Error> {
+    let mut found = Vec::new();
+    for chunk in ops.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH wanted (topic, op_id) AS (VALUES {})
+             SELECT e.topic, e.op_id, e.seq FROM realtime_events e
+               JOIN wanted ON e.topic = wanted.topic AND e.op_id = wanted.op_id",
+            placeholder_rows(chunk.len(), 2, 1)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (topic, op_id) in chunk {
+            query = query.bind(*topic).bind(*op_id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            found.push((
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get::<i64, _>(2)? as u64,
+            ));
+        }
+    }
+    Ok(found)
+}
+
+/// Stores events that are not in their topics yet (the caller checked, under the topics'
+/// locks), with their payloads as JSON text, in few statements.
+pub async fn insert_events(
+    conn: &mut AnyConnection,
+    events: &[(&Event, &str, Option<&str>)],
+) -> Result<(), sqlx::Error> {
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO realtime_events (topic, seq, op_id, payload, session_id, created_at_ms)
+             VALUES {}",
+            placeholder_rows(chunk.len(), 6, 1)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (event, payload_json, session_id) in chunk {
+            query = query
+                .bind(&event.topic)
+                .bind(event.seq as i64)
+                .bind(&event.op_id)
+                .bind(*payload_json)
+                .bind(*session_id)
+                .bind(event.at_ms);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// PostgreSQL only: queues notifications on one channel, delivered in this order when the
+/// transaction commits.
+pub async fn notify_all(
+    conn: &mut AnyConnection,
+    channel: &str,
+    payloads: &[String],
+) -> Result<(), sqlx::Error> {
+    for chunk in payloads.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT 1 AS sent FROM (SELECT pg_notify($1, v.payload)
+                                    FROM (VALUES {}) AS v (payload)) AS n",
+            placeholder_rows(chunk.len(), 1, 2)
+        );
+        let mut query = sqlx::query(&sql).persistent(false).bind(channel);
+        for payload in chunk {
+            query = query.bind(payload);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholder_rows_number_every_column_of_every_row() {
+        assert_eq!(
+            super::placeholder_rows(2, 3, 2),
+            "($2, $3, $4), ($5, $6, $7)"
+        );
+        assert_eq!(super::placeholder_rows(1, 1, 1), "($1)");
+    }
+}
