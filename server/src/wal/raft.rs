@@ -41,10 +41,12 @@ use super::kv::{self, Applied, ClientWrite, Kv};
 use super::{Log, Record, WalError};
 
 openraft::declare_raft_types!(
-    /// The WAL cluster's Raft types: a client write in, the LSN it landed at out.
+    /// The WAL cluster's Raft types: a client write in, the LSN it landed at out. The
+    /// runtime is tokio with election timeouts a simulation can seed.
     pub WalConfig:
         D = WalWrite,
         R = WriteOutcome,
+        AsyncRuntime = super::sim::runtime::WalRuntime,
 );
 
 /// What applying a client write answers: the LSN that carries it (the original one for
