@@ -143,6 +143,7 @@ async fn nemesis(
         match world.draw(|rng| rng.random_range(0..100)) {
             0..=17 => {
                 if let Some(id) = pick(&world, &running) {
+                    tracing::debug!(at = world.now_ms(), id, "crash");
                     cluster.crash(id).await;
                     faults.crashes += 1;
                 }
@@ -151,6 +152,7 @@ async fn nemesis(
                 // The power fails in the middle of the node's next few disk operations.
                 if let Some(id) = pick(&world, &running) {
                     let operations = world.draw(|rng| rng.random_range(0..=30));
+                    tracing::debug!(at = world.now_ms(), id, operations, "power fails");
                     cluster.fail_power_after(id, operations);
                     tokio::time::sleep(world.millis(0..=100)).await;
                     cluster.crash(id).await;
@@ -159,6 +161,7 @@ async fn nemesis(
             }
             28..=52 => {
                 if let Some(id) = pick(&world, &down) {
+                    tracing::debug!(at = world.now_ms(), id, "restart");
                     if cluster.start(id).await.is_err() {
                         // A disk that does not reopen is a finding: the final restart
                         // reports it with the error.
@@ -171,6 +174,7 @@ async fn nemesis(
                     .iter()
                     .map(|id| (*id, world.draw(|rng| rng.random_range(0..2u8))))
                     .collect();
+                tracing::debug!(at = world.now_ms(), sides = ?net.sides, "partition");
                 faults.partitions += 1;
             }
             68..=82 => world.net().sides.clear(),
@@ -272,6 +276,13 @@ async fn client(world: Arc<World>, index: usize, end: Instant, variant: Variant)
             // replicated the entry, which a later leader then commits.
             let outcome = match answer {
                 Ok(Ok(response)) => {
+                    tracing::debug!(
+                        at = world.now_ms(),
+                        key,
+                        value,
+                        lsn = response.data.lsn,
+                        "acknowledged"
+                    );
                     world.acknowledge(Acknowledged {
                         key: key.clone(),
                         value: value.clone(),
@@ -323,9 +334,21 @@ async fn client(world: Arc<World>, index: usize, end: Instant, variant: Variant)
 
 /// A read through the leader's read index: `Some(value)` when it succeeded.
 async fn linearizable_read(world: &World, key: &str) -> Option<Option<String>> {
-    let (_, leader) = world.leader()?;
+    let (id, leader) = world.leader()?;
     match timeout(OPERATION_TIMEOUT, leader.raft.ensure_linearizable()).await {
-        Ok(Ok(_)) => Some(leader.machine.get(key).await.0),
+        Ok(Ok(read_index)) => {
+            let (value, applied) = leader.machine.get(key).await;
+            tracing::debug!(
+                at = world.now_ms(),
+                id,
+                ?read_index,
+                ?applied,
+                key,
+                ?value,
+                "read"
+            );
+            Some(value)
+        }
         _ => None,
     }
 }
