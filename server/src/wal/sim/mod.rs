@@ -179,7 +179,7 @@ pub fn run_schedules(
     voters: u64,
     variant: Variant,
     mut report: impl FnMut(&Progress),
-) -> Result<Progress, (Progress, Failure)> {
+) -> Result<Progress, (Progress, Box<Failure>)> {
     let started = Instant::now();
     let mut progress = Progress::default();
     for seed in (0..count).map(|i| first_seed.wrapping_add(i)) {
@@ -199,7 +199,7 @@ pub fn run_schedules(
                 progress.inconclusive += u64::from(done.inconclusive);
                 report(&progress);
             }
-            Err(failure) => return Err((progress, failure)),
+            Err(failure) => return Err((progress, Box::new(failure))),
         }
     }
     Ok(progress)

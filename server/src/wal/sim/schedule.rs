@@ -421,11 +421,21 @@ async fn converge(world: &World) -> Result<BTreeSet<NodeId>, String> {
 /// shows as a read the checker cannot place.
 async fn final_reads(world: &World) -> Result<(), String> {
     for key in (0..KEYS).map(|k| format!("k{k}")) {
-        let invoked = world.event();
-        let invoked_ms = world.now_ms();
-        let value = linearizable_read(world, &key)
-            .await
-            .ok_or_else(|| format!("the final read of {key} failed"))?;
+        // A leader may still change hands (a removed node calling an election): retry.
+        let deadline = Instant::now() + CONVERGENCE_DEADLINE;
+        let (invoked, invoked_ms, value) = loop {
+            let invoked = world.event();
+            let invoked_ms = world.now_ms();
+            if let Some(value) = linearizable_read(world, &key).await {
+                break (invoked, invoked_ms, value);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "no final read of {key} within {CONVERGENCE_DEADLINE:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         world.record(Operation {
             client: CLIENTS,
             key,

@@ -37,12 +37,12 @@ fn run(first_seed: u64, count: u64, voters: u64) {
 
 #[test]
 fn three_nodes_keep_every_acknowledged_write_and_stay_linearizable() {
-    run(1_000, 600, 3);
+    run(1_000, 1_000, 3);
 }
 
 #[test]
 fn five_nodes_keep_every_acknowledged_write_and_stay_linearizable() {
-    run(500_000, 600, 5);
+    run(500_000, 1_000, 5);
 }
 
 #[test]
