@@ -157,6 +157,14 @@ impl SimCluster {
         if node.running.is_some() {
             return Ok(());
         }
+        // openraft checks its election timeout on a tick (every heartbeat interval)
+        // counted from the node's start; nodes started at the same simulated instant
+        // tick together and split every vote. Real processes never start in step.
+        let offset = world.millis(0..=config.heartbeat_interval - 1);
+        tokio::time::sleep(offset).await;
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return Err(StartError::Raft(format!("no node {id}")));
+        };
         let dir = Path::new(DATA_DIR);
         let disk: Arc<dyn Disk> = Arc::new(node.disk.clone());
         disk.create_dir_all(dir)
