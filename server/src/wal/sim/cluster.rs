@@ -18,7 +18,8 @@ use rand::Rng;
 use super::network::SimNetwork;
 use super::store::{spawn_acknowledger, SimLogStore};
 use super::world::{NodeHandle, World};
-use crate::wal::raft::{LogStore, NodeId, StateMachine};
+use super::Variant;
+use crate::wal::raft::{HardState, LogStore, NodeId, StateMachine};
 use crate::wal::{Disk, Log, LogOptions, SimDisk, WalError};
 
 /// Where each node keeps its data on its own disk.
@@ -83,12 +84,13 @@ pub struct SimCluster {
     pub initial: BTreeSet<NodeId>,
     /// Nodes whose power is failing (they crash at the next [`heal`](Self::heal) if not before).
     power_failing: BTreeSet<NodeId>,
+    variant: Variant,
 }
 
 impl SimCluster {
     /// `voters` nodes (ids from 1) plus `spares` that membership changes may add; a
     /// third of the disks (by the seed) are slow.
-    pub fn new(world: Arc<World>, voters: u64, spares: u64) -> SimCluster {
+    pub fn new(world: Arc<World>, voters: u64, spares: u64, variant: Variant) -> SimCluster {
         let nodes = (1..=voters + spares)
             .map(|id| {
                 let slow = world.chance(330);
@@ -112,6 +114,7 @@ impl SimCluster {
             nodes,
             initial: (1..=voters).collect(),
             power_failing: BTreeSet::new(),
+            variant,
         }
     }
 
@@ -171,6 +174,10 @@ impl SimCluster {
             .map_err(WalError::io("create directory", dir))?;
         let (log, _report) = Log::open(disk.clone(), dir, log_options())?;
         let store = LogStore::open(log.clone())?;
+        let vote_as_saved = match self.variant {
+            Variant::LeaderResumesItsTerm => HardState::load_from(&*disk, dir)?.vote,
+            Variant::Correct | Variant::StaleFollowerReads => None,
+        };
         let machine = StateMachine::open(disk, dir, log)?;
         let (acknowledgements, acknowledger) = spawn_acknowledger();
         let sim_store = SimLogStore {
@@ -178,6 +185,7 @@ impl SimCluster {
             world: world.clone(),
             max_sync_delay: node.max_sync_delay,
             acknowledgements,
+            vote_as_saved,
         };
         let network = SimNetwork {
             from: id,

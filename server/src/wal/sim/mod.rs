@@ -54,6 +54,10 @@ pub enum Variant {
     Correct,
     /// Reads serve any node's local state, without the leader's read index.
     StaleFollowerReads,
+    /// A restarted node gets its vote back as saved, committed flag included: the
+    /// behaviour before `LogStore::read_vote` cleared it (a leader that lost records
+    /// it had replicated resumes leading the same term).
+    LeaderResumesItsTerm,
 }
 
 /// One schedule, all of it derived from its seed and node count.
@@ -92,6 +96,11 @@ impl ScheduleOptions {
             Variant::StaleFollowerReads => format!(
                 "MERIDIAN_WAL_SIM_SEED={} cargo test -p meridian-server --lib \
                  wal::sim::tests::the_simulation_catches_stale_follower_reads",
+                self.seed
+            ),
+            Variant::LeaderResumesItsTerm => format!(
+                "MERIDIAN_WAL_SIM_SEED={} cargo test -p meridian-server --lib \
+                 wal::sim::tests::the_simulation_catches_a_leader_resuming_its_term",
                 self.seed
             ),
         }

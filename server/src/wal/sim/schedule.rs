@@ -33,7 +33,7 @@ pub async fn run(options: ScheduleOptions) -> Result<ScheduleReport, Failure> {
     };
     let world = World::new(options.seed);
     let spares = if options.membership { SPARES } else { 0 };
-    let mut cluster = SimCluster::new(world.clone(), options.voters, spares);
+    let mut cluster = SimCluster::new(world.clone(), options.voters, spares, options.variant);
     cluster
         .boot()
         .await
@@ -149,14 +149,24 @@ async fn nemesis(
                 }
             }
             18..=27 => {
-                // The power fails in the middle of the node's next few disk operations.
-                if let Some(id) = pick(&world, &running) {
+                // The power fails in the middle of the node's next few disk operations;
+                // half the time on the leader, and half the time the node comes back
+                // at once (before the others time out and elect another).
+                let leader = world
+                    .leader()
+                    .map(|(id, _)| id)
+                    .filter(|_| world.chance(500));
+                if let Some(id) = leader.or_else(|| pick(&world, &running)) {
                     let operations = world.draw(|rng| rng.random_range(0..=30));
                     tracing::debug!(at = world.now_ms(), id, operations, "power fails");
                     cluster.fail_power_after(id, operations);
                     tokio::time::sleep(world.millis(0..=100)).await;
                     cluster.crash(id).await;
                     faults.crashes += 1;
+                    if world.chance(500) {
+                        tracing::debug!(at = world.now_ms(), id, "restart at once");
+                        let _ = cluster.start(id).await;
+                    }
                 }
             }
             28..=52 => {
@@ -307,8 +317,10 @@ async fn client(world: Arc<World>, index: usize, end: Instant, variant: Variant)
             let invoked = world.event();
             let invoked_ms = world.now_ms();
             let value = match variant {
-                Variant::Correct => linearizable_read(&world, &key).await,
                 Variant::StaleFollowerReads => stale_read(&world, &key).await,
+                Variant::Correct | Variant::LeaderResumesItsTerm => {
+                    linearizable_read(&world, &key).await
+                }
             };
             let (read, outcome) = match value {
                 Some(value) => (

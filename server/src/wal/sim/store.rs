@@ -53,6 +53,9 @@ pub struct SimLogStore {
     /// The slowest fsync of this node's disk (zero: a fast disk).
     pub max_sync_delay: Duration,
     pub acknowledgements: Acknowledgements,
+    /// The broken variant `LeaderResumesItsTerm`: the vote as saved, handed to openraft
+    /// instead of the store's answer.
+    pub vote_as_saved: Option<Vote<NodeId>>,
 }
 
 struct ThreadWaker(std::thread::Thread);
@@ -103,7 +106,10 @@ impl RaftLogStorage<WalConfig> for SimLogStore {
     }
 
     async fn read_vote(&mut self) -> StoreResult<Option<Vote<NodeId>>> {
-        self.inner.read_vote().await
+        match self.vote_as_saved {
+            Some(vote) => Ok(Some(vote)),
+            None => self.inner.read_vote().await,
+        }
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StoreResult<()> {
