@@ -5,7 +5,9 @@
 //! --username NAME` runs the file sync agent (`drive::agent`). `meridian wal-node --id N
 //! --listen ADDR --data-dir DIR --peers 1=ADDR,...` runs one node of the replicated WAL;
 //! `meridian wal recover --data-dir DIR (--to-lsn N | --to-time RFC3339) --out FILE`
-//! writes its key-value state at that point. `serve` runs a local WAL cluster of
+//! writes its key-value state at that point; `meridian wal simulate [--schedules N]
+//! [--seed S] [--nodes 3|5]` runs the WAL's deterministic simulation (`wal::sim`) and
+//! exits non-zero at the first failing schedule. `serve` runs a local WAL cluster of
 //! `--wal-nodes` (default 3; MERIDIAN_WAL_NODES) `wal-node` children for the page /wal.
 
 use std::io::Write;
@@ -104,6 +106,30 @@ enum WalCommand {
     /// from the newest checkpoint before it plus a replay; capped at the node's commit
     /// index. Read-only: it may run beside the live node.
     Recover(WalRecoverArgs),
+    /// Run the deterministic simulation of the WAL cluster (faults, a register workload,
+    /// the linearizability and durability checks) schedule after schedule, from
+    /// `--seed` up; print the progress and the first failing seed with its replay.
+    Simulate(WalSimulateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct WalSimulateArgs {
+    /// How many schedules.
+    #[arg(long, default_value_t = 10_000)]
+    schedules: u64,
+    /// The first schedule's seed (the next ones count up); random when absent.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Voters at the start of each schedule.
+    #[arg(long, default_value_t = 3, value_parser = parse_simulated_nodes)]
+    nodes: u64,
+}
+
+fn parse_simulated_nodes(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(nodes @ (3 | 5)) => Ok(nodes),
+        _ => Err(format!("{text:?}: the simulation runs 3 or 5 nodes")),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -335,8 +361,14 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                match &cli.command {
+                    // Thousands of simulated clusters: openraft's info lines would drown
+                    // the progress (and slow it down).
+                    Command::Wal(WalCommand::Simulate(_)) => "error,openraft=off".into(),
+                    _ => "info,sqlx=warn,tower_http=info".into(),
+                }
+            }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -358,6 +390,7 @@ pub fn main() -> ExitCode {
         Command::Sync(args) => runtime.block_on(run_sync(args)),
         Command::WalNode(args) => runtime.block_on(run_wal_node(args)),
         Command::Wal(WalCommand::Recover(args)) => run_wal_recover(args, &runtime),
+        Command::Wal(WalCommand::Simulate(args)) => run_wal_simulate(args),
         Command::TraceSim(args) => runtime.block_on(async move {
             let report = crate::traces::sim::run(&crate::traces::sim::SimConfig {
                 addr: args.addr,
@@ -515,6 +548,52 @@ fn run_wal_recover(args: WalRecoverArgs, runtime: &tokio::runtime::Runtime) -> a
     std::fs::write(&args.out, serde_json::to_vec_pretty(&state)?)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.out.display()))?;
     Ok(())
+}
+
+fn run_wal_simulate(args: WalSimulateArgs) -> anyhow::Result<()> {
+    use crate::wal::sim::{run_schedules, Progress, Variant};
+    let seed = args.seed.unwrap_or_else(|| rand::random::<u32>().into());
+    println!(
+        "{} schedules of {} nodes from seed {seed}",
+        args.schedules, args.nodes
+    );
+    let print = |progress: &Progress| {
+        println!(
+            "{} schedules ({:.1}/s): {} operations, {} acknowledged writes, {} crashes, \
+             {} membership changes, {} checks inconclusive",
+            progress.schedules,
+            progress.per_second(),
+            progress.operations,
+            progress.acknowledged,
+            progress.crashes,
+            progress.membership_changes,
+            progress.inconclusive
+        );
+    };
+    let mut last_print = std::time::Instant::now();
+    let outcome = run_schedules(
+        seed,
+        args.schedules,
+        args.nodes,
+        Variant::Correct,
+        |progress| {
+            if last_print.elapsed() >= Duration::from_secs(5) {
+                last_print = std::time::Instant::now();
+                print(progress);
+            }
+        },
+    );
+    match outcome {
+        Ok(progress) => {
+            print(&progress);
+            println!("every schedule passed");
+            Ok(())
+        }
+        Err((progress, failure)) => {
+            print(&progress);
+            anyhow::bail!("{failure}")
+        }
+    }
 }
 
 async fn run_grant(args: GrantArgs) -> anyhow::Result<()> {

@@ -192,7 +192,7 @@ fn write_into(data: &mut Vec<u8>, offset: u64, bytes: &[u8]) {
     data[offset..offset + bytes.len()].copy_from_slice(bytes);
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Inode {
     /// What a reader sees now.
     data: Vec<u8>,
@@ -202,7 +202,7 @@ struct Inode {
     unsynced: Vec<Change>,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct SimState {
     inodes: BTreeMap<u64, Inode>,
     next_inode: u64,
@@ -307,6 +307,24 @@ impl SimDisk {
             inode.data = data;
             inode.unsynced.clear();
         }
+    }
+
+    /// The power goes out for good on this disk (every later operation fails, so a
+    /// process still holding it changes nothing), and the disk that comes back is a new
+    /// one holding what [`crash`](Self::crash) would keep. The simulation restarts a node
+    /// on that one while the crashed node's last tasks wind down on this one.
+    pub fn crash_into_new(&self, seed: u64, keep_unsynced: bool) -> SimDisk {
+        let survivor = {
+            let mut state = self.state();
+            state.power_left = Some(0);
+            state.clone()
+        };
+        let disk = SimDisk {
+            state: Arc::new(Mutex::new(survivor)),
+            held: Arc::default(),
+        };
+        disk.crash(seed, keep_unsynced);
+        disk
     }
 
     /// The file's current bytes (for tests that damage files).

@@ -18,6 +18,8 @@
 //! access     the permissions of the page's routes (wal:read, wal:operate)
 //! pages      /api/wal/...: the local cluster for the page /wal (nodes, kill, restart,
 //!            append, records, the state as of an LSN or a time)
+//! sim/       the deterministic simulation: 3 or 5 nodes, simulated network and disks,
+//!            faults, a register workload and its linearizability checker
 //! ```
 //!
 //! A data directory holds `NNNNNNNNNNNNNNNNNNNN.seg` (segments named by their first
@@ -77,6 +79,7 @@ pub mod raft;
 pub mod record;
 pub mod recover;
 pub mod segment;
+pub mod sim;
 
 use std::path::PathBuf;
 

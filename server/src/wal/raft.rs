@@ -41,10 +41,12 @@ use super::kv::{self, Applied, ClientWrite, Kv};
 use super::{Log, Record, WalError};
 
 openraft::declare_raft_types!(
-    /// The WAL cluster's Raft types: a client write in, the LSN it landed at out.
+    /// The WAL cluster's Raft types: a client write in, the LSN it landed at out. The
+    /// runtime is tokio with election timeouts a simulation can seed.
     pub WalConfig:
         D = WalWrite,
         R = WriteOutcome,
+        AsyncRuntime = super::sim::runtime::WalRuntime,
 );
 
 /// What applying a client write answers: the LSN that carries it (the original one for
@@ -290,8 +292,21 @@ impl RaftLogStorage<WalConfig> for LogStore {
             .map_err(|err| io_error(StorageIOError::write_vote, err))
     }
 
+    /// openraft reads the vote once, when the node starts. It gets it back uncommitted:
+    /// openraft 0.9 restores a node that finds its own committed vote as the leader of
+    /// that term at once, but its log may have lost records it replicated before they
+    /// were durable (the power went, or an fsync failed, between write and fsync); as
+    /// leader again in the same term it would serve reads behind what it had
+    /// acknowledged and hand out those records' log ids a second time. Uncommitted, the
+    /// vote keeps the node from voting twice in the term, and the node stands for
+    /// election (a higher term) like any follower. The WAL simulation found this
+    /// (`wal::sim`, seed 2000891 on 3 nodes).
     async fn read_vote(&mut self) -> StoreResult<Option<Vote<NodeId>>> {
-        Ok(self.hard.lock().unwrap_or_else(|e| e.into_inner()).vote)
+        let vote = self.hard.lock().unwrap_or_else(|e| e.into_inner()).vote;
+        Ok(vote.map(|vote| Vote {
+            committed: false,
+            ..vote
+        }))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StoreResult<()> {
