@@ -78,8 +78,8 @@ impl WalNode {
         if let Some(torn) = &report.torn_tail {
             tracing::warn!(?torn, "the log's torn tail was cut off");
         }
-        let store = LogStore::open(log.clone())?;
-        let machine = StateMachine::open(disk, &options.data_dir, log)?;
+        let machine = StateMachine::open(disk, &options.data_dir, log.clone())?;
+        let store = LogStore::open(log)?.gate_purges_on(machine.snapshots());
         let config = openraft::Config {
             cluster_name: "meridian-wal".into(),
             heartbeat_interval: 100,

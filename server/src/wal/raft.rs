@@ -62,6 +62,8 @@ type StoreResult<T> = Result<T, StorageError<NodeId>>;
 /// How many checkpoints a node keeps (the archive keeps the log the oldest one needs).
 const CHECKPOINTS_KEPT: usize = 2;
 const SNAPSHOT_META: &str = "snapshot-meta";
+/// How long a purge waits for the snapshot that covers it to become durable.
+const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn write_snapshot(source: AnyError) -> StorageIOError<NodeId> {
     StorageIOError::write_snapshot(None, source)
@@ -164,6 +166,9 @@ pub struct LogStore {
     hard: Arc<Mutex<HardState>>,
     /// The committed index openraft last reported (for `/wal/status`).
     committed: watch::Sender<Option<u64>>,
+    /// The last index a durable snapshot covers ([`StateMachine::snapshots`]): a purge
+    /// waits for it, see [`LogStore::gate_purges_on`].
+    snapshots: Option<watch::Receiver<Option<u64>>>,
 }
 
 impl LogStore {
@@ -178,7 +183,19 @@ impl LogStore {
             log,
             hard: Arc::new(Mutex::new(hard)),
             committed,
+            snapshots: None,
         })
+    }
+
+    /// Makes every purge wait until a durable snapshot covers what it removes.
+    /// openraft 0.9 installs a snapshot received from the leader on the state machine's
+    /// task and purges the log it covers at the same time; a purge saved before the
+    /// snapshot is durable would leave, after a power cut, a node whose log starts after
+    /// a snapshot it does not have, which can never start again (found by the WAL
+    /// simulation, seed 8001434 on 3 nodes).
+    pub fn gate_purges_on(mut self, snapshots: watch::Receiver<Option<u64>>) -> LogStore {
+        self.snapshots = Some(snapshots);
+        self
     }
 
     pub fn log(&self) -> &Log {
@@ -352,6 +369,21 @@ impl RaftLogStorage<WalConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
+        if let Some(snapshots) = &mut self.snapshots {
+            let covered = snapshots.wait_for(|last| last.is_some_and(|last| last >= log_id.index));
+            match tokio::time::timeout(PURGE_WAIT, covered).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) | Err(_) => {
+                    return Err(io_error(
+                        StorageIOError::write_logs,
+                        WalError::BadPayload(format!(
+                            "no durable snapshot covers index {} to purge up to",
+                            log_id.index
+                        )),
+                    ))
+                }
+            }
+        }
         let result = self
             .save(|hard| hard.last_purged = Some(log_id))
             .and_then(|()| {
@@ -383,6 +415,8 @@ pub struct StateMachine {
     dir: PathBuf,
     log: Log,
     applied: watch::Sender<Option<u64>>,
+    /// The last index the newest durable snapshot covers.
+    snapshots: watch::Sender<Option<u64>>,
 }
 
 impl StateMachine {
@@ -419,12 +453,20 @@ impl StateMachine {
             }
         }
         let (applied, _) = watch::channel(state.last_applied.map(|id| id.index));
+        let (snapshots, _) = watch::channel(
+            state
+                .snapshot
+                .as_ref()
+                .and_then(|(meta, _)| meta.last_log_id)
+                .map(|id| id.index),
+        );
         Ok(StateMachine {
             state: Arc::new(RwLock::new(state)),
             disk,
             dir: dir.to_owned(),
             log,
             applied,
+            snapshots,
         })
     }
 
@@ -485,7 +527,22 @@ impl StateMachine {
 
     fn save_meta(&self, meta: &SnapshotMeta<NodeId, BasicNode>) -> Result<(), WalError> {
         let bytes = serde_json::to_vec(meta).expect("snapshot meta serializes");
-        self.write_atomically(&self.dir.join(SNAPSHOT_META), &bytes)
+        self.write_atomically(&self.dir.join(SNAPSHOT_META), &bytes)?;
+        let last = meta.last_log_id.map(|id| id.index);
+        self.snapshots.send_if_modified(|durable| {
+            let newer = last > *durable;
+            if newer {
+                *durable = last;
+            }
+            newer
+        });
+        Ok(())
+    }
+
+    /// The last index a durable snapshot covers, as it moves (for
+    /// [`LogStore::gate_purges_on`]).
+    pub fn snapshots(&self) -> watch::Receiver<Option<u64>> {
+        self.snapshots.subscribe()
     }
 }
 

@@ -173,12 +173,15 @@ impl SimCluster {
         disk.create_dir_all(dir)
             .map_err(WalError::io("create directory", dir))?;
         let (log, _report) = Log::open(disk.clone(), dir, log_options())?;
-        let store = LogStore::open(log.clone())?;
         let vote_as_saved = match self.variant {
             Variant::LeaderResumesItsTerm => HardState::load_from(&*disk, dir)?.vote,
-            Variant::Correct | Variant::StaleFollowerReads => None,
+            Variant::Correct | Variant::StaleFollowerReads | Variant::PurgeBeforeSnapshot => None,
         };
-        let machine = StateMachine::open(disk, dir, log)?;
+        let machine = StateMachine::open(disk, dir, log.clone())?;
+        let store = match self.variant {
+            Variant::PurgeBeforeSnapshot => LogStore::open(log)?,
+            _ => LogStore::open(log)?.gate_purges_on(machine.snapshots()),
+        };
         let (acknowledgements, acknowledger) = spawn_acknowledger();
         let sim_store = SimLogStore {
             inner: store.clone(),

@@ -58,6 +58,9 @@ pub enum Variant {
     /// behaviour before `LogStore::read_vote` cleared it (a leader that lost records
     /// it had replicated resumes leading the same term).
     LeaderResumesItsTerm,
+    /// A purge does not wait for the snapshot that covers it to be durable: the
+    /// behaviour before `LogStore::gate_purges_on`.
+    PurgeBeforeSnapshot,
 }
 
 /// One schedule, all of it derived from its seed and node count.
@@ -101,6 +104,11 @@ impl ScheduleOptions {
             Variant::LeaderResumesItsTerm => format!(
                 "MERIDIAN_WAL_SIM_SEED={} cargo test -p meridian-server --lib \
                  wal::sim::tests::the_simulation_catches_a_leader_resuming_its_term",
+                self.seed
+            ),
+            Variant::PurgeBeforeSnapshot => format!(
+                "cargo test -p meridian-server --lib \
+                 wal::sim::tests::a_purge_waits_for_the_snapshot_that_covers_it (seed {})",
                 self.seed
             ),
         }

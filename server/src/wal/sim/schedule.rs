@@ -318,7 +318,7 @@ async fn client(world: Arc<World>, index: usize, end: Instant, variant: Variant)
             let invoked_ms = world.now_ms();
             let value = match variant {
                 Variant::StaleFollowerReads => stale_read(&world, &key).await,
-                Variant::Correct | Variant::LeaderResumesItsTerm => {
+                Variant::Correct | Variant::LeaderResumesItsTerm | Variant::PurgeBeforeSnapshot => {
                     linearizable_read(&world, &key).await
                 }
             };

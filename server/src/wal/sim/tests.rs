@@ -90,3 +90,18 @@ fn the_simulation_catches_a_leader_resuming_its_term() {
 /// before, so it stays short. The simulation is deterministic: it fails there on every
 /// machine.
 const LEADER_RESUMES_FIRST_SEED: u64 = 7_000_320;
+
+#[test]
+fn a_purge_waits_for_the_snapshot_that_covers_it() {
+    // Seed 8001434: a follower's power fails while it installs a snapshot from the
+    // leader. Without the gate its log's purge was saved first and it never started again.
+    let seed = 8_001_434;
+    let broken = run_schedules(seed, 1, 3, Variant::PurgeBeforeSnapshot, |_| {});
+    let Err((_, failure)) = broken else {
+        panic!("seed {seed} no longer reaches a purge before its snapshot is durable");
+    };
+    println!("the ungated purge fails as expected:\n{failure}");
+    if let Err((_, failure)) = run_schedules(seed, 1, 3, Variant::Correct, |_| {}) {
+        panic!("seed {seed} with purges gated on durable snapshots:\n{failure}");
+    }
+}
