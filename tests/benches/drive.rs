@@ -144,6 +144,8 @@ async fn edit(mb: usize) {
     let client = signed_in(&server).await;
     let data = bytes(mb * MB, 2);
     let target = NewUpload {
+        chunk_edits: None,
+        signatures: false,
         node_id: None,
         base_version: None,
         parent_id: None,
@@ -155,6 +157,8 @@ async fn edit(mb: usize) {
     let mut edited = data.clone();
     edited[mb * MB / 2] ^= 1;
     let again = NewUpload {
+        chunk_edits: None,
+        signatures: false,
         node_id: first["node"]["id"].as_str().map(Into::into),
         base_version: first["version"]["id"].as_str().map(Into::into),
         parent_id: None,
