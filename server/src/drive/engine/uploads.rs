@@ -672,6 +672,49 @@ mod tests {
     }
 
     #[test]
+    fn a_manifest_comes_one_way() {
+        let upload = |chunks: Vec<ChunkRef>, edits: bool, base: bool| NewUpload {
+            node_id: Some("n".into()),
+            base_version: base.then(|| "v".into()),
+            parent_id: None,
+            name: None,
+            device: "d".into(),
+            chunks,
+            chunk_edits: edits.then(Vec::new),
+            signatures: false,
+        };
+        let one = vec![ChunkRef {
+            hash: chunk_hash(b"x"),
+            size: 1,
+        }];
+        assert!(manifest_form(&upload(one.clone(), false, true)).is_ok());
+        assert!(manifest_form(&upload(Vec::new(), true, true)).is_ok());
+        for bad in [upload(one, true, true), upload(Vec::new(), true, false)] {
+            assert!(matches!(
+                manifest_form(&bad),
+                Err(DriveError::InvalidManifest(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_missing_chunk_is_offered_the_base_chunk_it_overlaps_most() {
+        let chunk = |n: u8, size| ChunkRef {
+            hash: chunk_hash(&[n]),
+            size,
+        };
+        let base = vec![chunk(0, 100), chunk(1, 100), chunk(2, 100)];
+        let ends = [100, 200, 300];
+        let at = |start, end| overlapping(&base, &ends, start, end).map(|c| c.hash.clone());
+        assert_eq!(at(0, 100), Some(base[0].hash.clone()));
+        assert_eq!(at(90, 200), Some(base[1].hash.clone()));
+        assert_eq!(at(150, 260), Some(base[2].hash.clone()));
+        assert_eq!(at(299, 400), Some(base[2].hash.clone()));
+        assert_eq!(at(300, 400), None);
+        assert_eq!(overlapping(&[], &[], 0, 10), None);
+    }
+
+    #[test]
     fn outcomes_round_trip_through_their_stored_names() {
         for outcome in [
             CommitOutcome::Created,
