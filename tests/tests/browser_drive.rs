@@ -32,6 +32,8 @@ async fn content(client: &Client, id: &str) -> Vec<u8> {
 
 async fn commit(client: &Client, target: NewUpload, data: &[u8]) -> Committed {
     let target = NewUpload {
+        chunk_edits: None,
+        signatures: false,
         chunks: meridian_shared::drive::chunking::manifest_of(data),
         ..target
     };
@@ -184,6 +186,8 @@ async fn upload_download_offline_edit_and_conflicts() {
         .expect::<serde_json::Value>(200);
     let base_version = base["version_id"].as_str().map(str::to_owned);
     let edit = |device: &str| NewUpload {
+        chunk_edits: None,
+        signatures: false,
         node_id: Some(notes_node.id.clone()),
         base_version: base_version.clone(),
         parent_id: None,

@@ -14,7 +14,10 @@
 //!   purged, a chunk goes (row and bytes, after its grace period) only once no version
 //!   and no upload in progress references it, also while uploads race the passes and
 //!   after a crash between a row's deletion and its bytes'; a change feed cursor older
-//!   than a purge expires, and an agent offline past it lists again and keeps its edit.
+//!   than a purge expires, and an agent offline past it lists again and keeps its edit;
+//! - small edits travel small: a manifest as chunk edits of the base version's list and
+//!   changed chunks as deltas rebuild the same version as a whole upload; hostile edits
+//!   and deltas are refused with nothing stored; the agent sends a one-byte edit so.
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicUsize;
@@ -25,8 +28,9 @@ use meridian_server::drive::retention::RetentionReport;
 use meridian_server::run_maintenance;
 use meridian_shared::api::Me;
 use meridian_shared::drive::chunking::{chunk_hash, manifest_of, MAX_CHUNK};
+use meridian_shared::drive::delta::{edits_between, ChunkEdit};
 use meridian_shared::drive::{
-    Changes, CommitOutcome, Committed, NewUpload, Node, NodeKind, NodeList, SharedList,
+    Changes, ChunkRef, CommitOutcome, Committed, NewUpload, Node, NodeKind, NodeList, SharedList,
     UploadStatus, VersionList,
 };
 use meridian_shared::realtime::{ClientMessage, ServerMessage};
@@ -100,6 +104,8 @@ async fn put_chunk(
 
 fn new_file(parent_id: Option<&str>, name: &str, device: &str) -> NewUpload {
     NewUpload {
+        chunk_edits: None,
+        signatures: false,
         node_id: None,
         base_version: None,
         parent_id: parent_id.map(str::to_owned),
@@ -111,6 +117,8 @@ fn new_file(parent_id: Option<&str>, name: &str, device: &str) -> NewUpload {
 
 fn new_version(node_id: &str, base: Option<&str>, device: &str) -> NewUpload {
     NewUpload {
+        chunk_edits: None,
+        signatures: false,
         node_id: Some(node_id.to_owned()),
         base_version: base.map(str::to_owned),
         parent_id: None,
@@ -228,6 +236,8 @@ both_backends!(only_missing_chunks_travel, |db: TestDatabase| async move {
         .post_json(
             "/api/drive/uploads",
             &NewUpload {
+                chunk_edits: None,
+                signatures: false,
                 chunks: chunks.clone(),
                 ..new_file(None, "x.bin", "laptop")
             },
@@ -455,6 +465,8 @@ both_backends!(
                 .assert_error(422, "invalid_name");
         }
         let bad_manifest = NewUpload {
+            chunk_edits: None,
+            signatures: false,
             chunks: vec![meridian_shared::drive::ChunkRef {
                 hash: "../../x".into(),
                 size: 3,
@@ -466,6 +478,8 @@ both_backends!(
             .await
             .assert_error(422, "invalid_manifest");
         let huge = NewUpload {
+            chunk_edits: None,
+            signatures: false,
             chunks: vec![meridian_shared::drive::ChunkRef {
                 hash: chunk_hash(b"x"),
                 size: MAX_CHUNK as u64 + 1,
@@ -484,6 +498,8 @@ both_backends!(
         // A truncated upload: one chunk of two sent, then a commit: refused, nothing stored.
         let data = bytes(600 * 1024, 9);
         let target = NewUpload {
+            chunk_edits: None,
+            signatures: false,
             chunks: manifest_of(&data),
             ..new_file(None, "half.bin", "laptop")
         };
@@ -1444,5 +1460,305 @@ both_backends!(
             std::fs::read(laptop_dir.path().join("edited.txt")).unwrap(),
             b"edited offline"
         );
+    }
+);
+
+async fn put_delta(
+    client: &Client,
+    upload_id: &str,
+    hash: &str,
+    base: &str,
+    delta: Vec<u8>,
+) -> meridian_tests::client::Reply {
+    client
+        .send(
+            client
+                .http()
+                .put(client.url(&format!(
+                    "/api/drive/uploads/{upload_id}/deltas/{hash}?base={base}"
+                )))
+                .body(delta),
+        )
+        .await
+}
+
+/// A new version of `file` made of `data`, sent as chunk edits of `base` with deltas
+/// where the server offers bases: answers the upload's status and the commit.
+async fn upload_as_edit(
+    client: &Client,
+    file: &Committed,
+    base: &[ChunkRef],
+    data: &[u8],
+) -> (UploadStatus, Committed) {
+    let chunks = manifest_of(data);
+    let target = NewUpload {
+        chunk_edits: Some(edits_between(base, &chunks)),
+        signatures: true,
+        ..new_version(&file.node.id, Some(&file.version.id), "laptop")
+    };
+    let status: UploadStatus = client
+        .post_json("/api/drive/uploads", &target)
+        .await
+        .expect(201);
+    let mut offset = 0;
+    for chunk in &chunks {
+        let piece = &data[offset..offset + chunk.size as usize];
+        offset += chunk.size as usize;
+        if !status.missing.contains(&chunk.hash) {
+            continue;
+        }
+        let offer = status.bases.iter().find(|b| b.hash == chunk.hash);
+        let reply = match offer.and_then(|b| Some((b, b.delta_of(piece)?))) {
+            Some((offer, delta)) => {
+                put_delta(client, &status.upload_id, &chunk.hash, &offer.base, delta).await
+            }
+            None => put_chunk(client, &status.upload_id, &chunk.hash, piece.to_vec()).await,
+        };
+        assert_eq!(reply.status.as_u16(), 204, "{}", reply.json);
+    }
+    let committed: Committed = client
+        .post_empty(&format!("/api/drive/uploads/{}/commit", status.upload_id))
+        .await
+        .expect(200);
+    (status, committed)
+}
+
+both_backends!(
+    small_edits_travel_as_chunk_edits_and_deltas,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let (alice, _) = account(&server, "alice").await;
+        let data = bytes(3 * 1024 * 1024, 21);
+        let base = manifest_of(&data);
+        let (_, first) = upload(&alice, new_file(None, "big.bin", "laptop"), &data).await;
+
+        // One byte changed, one inserted further on, a tail appended.
+        let mut edited = data.clone();
+        edited[1_000_000] ^= 1;
+        edited.insert(2_000_000, 7);
+        edited.extend_from_slice(&bytes(5000, 22));
+        let (status, second) = upload_as_edit(&alice, &first, &base, &edited).await;
+        assert_eq!(second.outcome, CommitOutcome::Updated);
+        assert!(
+            !status.missing.is_empty() && status.missing.len() <= 6,
+            "{} chunks missing",
+            status.missing.len()
+        );
+        assert!(!status.bases.is_empty(), "no delta bases offered");
+        for offer in &status.bases {
+            assert!(base.iter().any(|c| c.hash == offer.base));
+        }
+        let content = download(
+            &alice,
+            &format!("/api/drive/versions/{}/content", second.version.id),
+        )
+        .await;
+        assert!(content == edited, "the rebuilt version differs");
+
+        // The same content uploaded whole as a new file: the same version content.
+        let (_, whole) = upload(&alice, new_file(None, "whole.bin", "laptop"), &edited).await;
+        assert_eq!(whole.version.content_id, second.version.content_id);
+        assert_eq!(whole.version.size, second.version.size);
+
+        // An older client (the browser) asking for nothing new gets no bases.
+        let plain: UploadStatus = alice
+            .post_json(
+                "/api/drive/uploads",
+                &NewUpload {
+                    chunks: manifest_of(&bytes(100_000, 23)),
+                    ..new_version(&first.node.id, Some(&second.version.id), "laptop")
+                },
+            )
+            .await
+            .expect(201);
+        assert!(plain.bases.is_empty());
+    }
+);
+
+both_backends!(
+    hostile_chunk_edits_and_deltas_are_refused,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let (alice, _) = account(&server, "alice").await;
+        let (bob, _) = account(&server, "bob").await;
+        let data = bytes(600 * 1024, 31);
+        let base = manifest_of(&data);
+        let (_, file) = upload(&alice, new_file(None, "a.bin", "laptop"), &data).await;
+        let (_, other) = upload(
+            &alice,
+            new_file(None, "b.bin", "laptop"),
+            &bytes(300_000, 32),
+        )
+        .await;
+        let (_, bobs) = upload(&bob, new_file(None, "c.bin", "desk"), &bytes(300_000, 33)).await;
+        let edit = |at, remove| ChunkEdit {
+            at,
+            remove,
+            insert: vec![],
+        };
+        let edited = |edits: Vec<ChunkEdit>| NewUpload {
+            chunk_edits: Some(edits),
+            ..new_version(&file.node.id, Some(&file.version.id), "laptop")
+        };
+
+        // Both forms, or edits without their base: named.
+        let both = NewUpload {
+            chunks: base.clone(),
+            ..edited(vec![])
+        };
+        let reply = alice.post_json("/api/drive/uploads", &both).await;
+        reply.assert_error(422, "invalid_manifest");
+        assert!(reply.json["message"].as_str().unwrap().contains("not both"));
+        let no_base = NewUpload {
+            base_version: None,
+            ..edited(vec![])
+        };
+        alice
+            .post_json("/api/drive/uploads", &no_base)
+            .await
+            .assert_error(422, "invalid_manifest");
+        // Edits out of range, overlapping, or of someone else's version.
+        for bad in [
+            vec![edit(base.len() as u64, 1)],
+            vec![edit(u64::MAX, u64::MAX)],
+            vec![edit(1, 1), edit(0, 1)],
+        ] {
+            alice
+                .post_json("/api/drive/uploads", &edited(bad))
+                .await
+                .assert_error(422, "invalid_manifest");
+        }
+        for foreign in [&other.version.id, &bobs.version.id, &"nope".to_owned()] {
+            alice
+                .post_json(
+                    "/api/drive/uploads",
+                    &NewUpload {
+                        base_version: Some(foreign.clone()),
+                        ..edited(vec![])
+                    },
+                )
+                .await
+                .assert_error(404, "version_not_found");
+        }
+
+        // A one-byte edit; its changed chunk offered as a delta.
+        let mut changed = data.clone();
+        changed[100] ^= 1;
+        let new = manifest_of(&changed);
+        let status: UploadStatus = alice
+            .post_json(
+                "/api/drive/uploads",
+                &NewUpload {
+                    signatures: true,
+                    ..edited(edits_between(&base, &new))
+                },
+            )
+            .await
+            .expect(201);
+        assert_eq!(status.missing.len(), 1);
+        let offer = &status.bases[0];
+        let hash = &offer.hash;
+        let piece = &changed[..new[0].size as usize];
+        let good = offer.delta_of(piece).unwrap();
+        let id = &status.upload_id;
+        let mut copy_past_end = vec![0x01];
+        copy_past_end.extend_from_slice(&0u32.to_le_bytes());
+        copy_past_end.extend_from_slice(&u32::MAX.to_le_bytes());
+        let mut truncated = good.clone();
+        truncated.pop();
+        for (delta, status, code) in [
+            (vec![0x09], 400, "invalid_delta"),
+            (copy_past_end, 400, "invalid_delta"),
+            (truncated, 400, "invalid_delta"),
+            (vec![0x02, 1, 0, 0, 0, 1], 400, "invalid_delta"),
+        ] {
+            put_delta(&alice, id, hash, &offer.base, delta)
+                .await
+                .assert_error(status, code);
+        }
+        // The right length, the wrong bytes.
+        let mut flipped = piece.to_vec();
+        flipped[0] ^= 1;
+        let mut literal = vec![0x02];
+        literal.extend_from_slice(&(flipped.len() as u32).to_le_bytes());
+        literal.extend_from_slice(&flipped);
+        put_delta(&alice, id, hash, &offer.base, literal)
+            .await
+            .assert_error(400, "hash_mismatch");
+        // Bases that are not chunks of the upload's base version.
+        let foreign_chunk = manifest_of(&bytes(300_000, 33))[0].hash.clone();
+        for base in [foreign_chunk.as_str(), "../../etc", &chunk_hash(b"none")] {
+            put_delta(&alice, id, hash, base, good.clone())
+                .await
+                .assert_error(422, "not_in_base");
+        }
+        // Another account's upload, a chunk not in the upload.
+        put_delta(&bob, id, hash, &offer.base, good.clone())
+            .await
+            .assert_error(404, "upload_not_found");
+        put_delta(&alice, id, &chunk_hash(b"x"), &offer.base, good.clone())
+            .await
+            .assert_error(422, "not_in_upload");
+        // Nothing was stored: still missing, and the commit is refused.
+        let after: UploadStatus = alice
+            .get(&format!("/api/drive/uploads/{id}"))
+            .await
+            .expect(200);
+        assert_eq!(after.missing, vec![hash.clone()]);
+        alice
+            .post_empty(&format!("/api/drive/uploads/{id}/commit"))
+            .await
+            .assert_error(409, "missing_chunks");
+        // The good delta lands.
+        let reply = put_delta(&alice, id, hash, &offer.base, good).await;
+        assert_eq!(reply.status.as_u16(), 204, "{}", reply.json);
+        let committed: Committed = alice
+            .post_empty(&format!("/api/drive/uploads/{id}/commit"))
+            .await
+            .expect(200);
+        assert_eq!(committed.outcome, CommitOutcome::Updated);
+        assert!(
+            download(
+                &alice,
+                &format!("/api/drive/nodes/{}/content", file.node.id)
+            )
+            .await
+                == changed
+        );
+    }
+);
+
+both_backends!(
+    an_agent_sends_a_one_byte_edit_as_a_delta,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let (_alice, _) = account(&server, "alice").await;
+        let (laptop_dir, phone_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut laptop = syncer(&server, laptop_dir.path(), "laptop").await;
+        let mut phone = syncer(&server, phone_dir.path(), "phone").await;
+        let data = bytes(2 * 1024 * 1024, 41);
+        std::fs::write(laptop_dir.path().join("big.bin"), &data).unwrap();
+        laptop.pass().await.unwrap();
+        phone.pass().await.unwrap();
+
+        // Edited on the phone, which got the file by download: its list is remembered.
+        let mut edited = data.clone();
+        edited[1_234_567] ^= 1;
+        std::fs::write(phone_dir.path().join("big.bin"), &edited).unwrap();
+        let report = phone.pass().await.unwrap();
+        assert_eq!(report.uploaded, 1, "{report:?}");
+        assert!((1..=2).contains(&report.chunks_sent), "{report:?}");
+        assert_eq!(report.deltas_sent, report.chunks_sent, "{report:?}");
+        laptop.pass().await.unwrap();
+        assert!(std::fs::read(laptop_dir.path().join("big.bin")).unwrap() == edited);
+
+        // And back on the laptop, which uploaded the first version.
+        edited[10] ^= 1;
+        std::fs::write(laptop_dir.path().join("big.bin"), &edited).unwrap();
+        let report = laptop.pass().await.unwrap();
+        assert_eq!(report.deltas_sent, report.chunks_sent, "{report:?}");
+        assert!(report.deltas_sent >= 1, "{report:?}");
+        phone.pass().await.unwrap();
+        assert!(std::fs::read(phone_dir.path().join("big.bin")).unwrap() == edited);
     }
 );

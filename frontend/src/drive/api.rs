@@ -157,6 +157,8 @@ pub async fn upload(
 /// A new file named `name` in `parent_id`.
 pub fn new_file(parent_id: Option<&str>, name: &str) -> NewUpload {
     NewUpload {
+        chunk_edits: None,
+        signatures: false,
         node_id: None,
         base_version: None,
         parent_id: parent_id.map(str::to_owned),
@@ -169,6 +171,8 @@ pub fn new_file(parent_id: Option<&str>, name: &str) -> NewUpload {
 /// A new version of `node_id` made from `base_version`.
 pub fn new_version(node_id: &str, base_version: Option<&str>) -> NewUpload {
     NewUpload {
+        chunk_edits: None,
+        signatures: false,
         node_id: Some(node_id.to_owned()),
         base_version: base_version.map(str::to_owned),
         parent_id: None,

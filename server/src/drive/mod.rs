@@ -20,6 +20,12 @@
 //! with `GET /api/drive/uploads/{id}` (what is still missing). Only chunks the server
 //! lacks travel, and a chunk is stored once whoever uploads it.
 //!
+//! Small edits travel small (`engine::uploads`, `meridian_shared::drive::delta`): a new
+//! version's manifest may be `chunk_edits` of its base version's list, and with
+//! `signatures` the answer names, for each missing chunk, the base version's chunk it
+//! replaces and that chunk's block signature; the client then sends a delta
+//! (`PUT /api/drive/uploads/{id}/deltas/{hash}?base={base}`) instead of the chunk.
+//!
 //! Invariants (see `engine` for the conflict rules):
 //! - Only the owner and the accounts a folder above a node is shared with may see it;
 //!   everyone else gets 404, as if it did not exist. Read shares cannot change anything.
@@ -145,6 +151,8 @@ impl From<DriveError> for ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "cannot_share_with_owner")
             }
             DriveError::HashMismatch => (StatusCode::BAD_REQUEST, "hash_mismatch"),
+            DriveError::InvalidDelta(_) => (StatusCode::BAD_REQUEST, "invalid_delta"),
+            DriveError::NotInBase(_) => (StatusCode::UNPROCESSABLE_ENTITY, "not_in_base"),
             DriveError::CursorExpired => (StatusCode::GONE, "cursor_expired"),
             DriveError::Db(_) | DriveError::Ids(_) | DriveError::Storage(_) => {
                 unreachable!("answered above")
@@ -170,6 +178,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
             .routes(routes!(create_upload))
             .routes(routes!(upload_status))
             .routes(routes!(put_chunk))
+            .routes(routes!(put_delta))
             .routes(routes!(commit_upload))
             .routes(routes!(list_shares, share_folder))
             .routes(routes!(unshare_folder))
@@ -593,9 +602,9 @@ async fn restore_version(
         (status = 201, description = "The upload and the chunks to send", body = UploadStatus),
         SignInRequired,
         (status = 403, description = "`read_only`", body = ApiErrorBody),
-        (status = 404, description = "`node_not_found`", body = ApiErrorBody),
+        (status = 404, description = "`node_not_found`, or `version_not_found` (the base of `chunk_edits`)", body = ApiErrorBody),
         (status = 409, description = "`node_deleted` (the folder)", body = ApiErrorBody),
-        (status = 422, description = "`invalid_manifest`, `invalid_name`, `invalid_device`, `not_a_file` or `not_a_folder`", body = ApiErrorBody),
+        (status = 422, description = "`invalid_manifest` (also `chunks` and `chunk_edits` both, or edits that do not apply), `invalid_name`, `invalid_device`, `not_a_file` or `not_a_folder`", body = ApiErrorBody),
         (status = 503, description = "`no_lease` or `clock_behind`: no id could be issued; retry after `Retry-After`", body = ApiErrorBody),
     )
 )]
@@ -664,6 +673,57 @@ async fn put_chunk(
         )
     })?;
     engine::put_chunk(&state, &user.id, &id, &hash, data.to_vec()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DeltaQuery {
+    /// The base version's chunk the delta is against (SHA-256, lowercase hex).
+    base: String,
+}
+
+/// The largest delta body: a whole chunk sent literally, with room for operations.
+const MAX_DELTA: usize = 2 * MAX_CHUNK;
+
+/// Send one chunk of an upload as a delta against a chunk of the upload's base version
+/// (the format is in `meridian_shared::drive::delta`); the rebuilt chunk is checked
+/// against its hash and stored as `PUT .../chunks/{hash}` stores it.
+#[utoipa::path(
+    put,
+    path = "/api/drive/uploads/{id}/deltas/{hash}",
+    tag = "drive",
+    params(
+        ("id" = String, Path, description = "The upload"),
+        ("hash" = String, Path, description = "The chunk's SHA-256, lowercase hex"),
+        DeltaQuery,
+    ),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 204, description = "Rebuilt and stored"),
+        (status = 400, description = "`invalid_delta` (malformed, a copy outside the base, the wrong length) or `hash_mismatch`", body = ApiErrorBody),
+        SignInRequired,
+        (status = 404, description = "`upload_not_found`", body = ApiErrorBody),
+        (status = 413, description = "`delta_too_large`", body = ApiErrorBody),
+        (status = 422, description = "`not_in_upload`, or `not_in_base`: the base is not a chunk of the upload's base version", body = ApiErrorBody),
+    )
+)]
+async fn put_delta(
+    State(state): State<AppState>,
+    session: Session,
+    Path((id, hash)): Path<(String, String)>,
+    Query(query): Query<DeltaQuery>,
+    body: Body,
+) -> ApiResult<StatusCode> {
+    let user = session.signed_in()?;
+    let delta = axum::body::to_bytes(body, MAX_DELTA).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "delta_too_large",
+            format!("a delta has at most {MAX_DELTA} bytes"),
+        )
+    })?;
+    engine::put_delta(&state, &user.id, &id, &hash, &query.base, &delta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

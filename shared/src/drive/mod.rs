@@ -1,6 +1,7 @@
 //! File sync (`/api/drive`): the wire types, and the pure logic that the server, the
 //! `meridian sync` agent and the browser share — content-defined chunking and chunk
-//! addressing ([`chunking`]), names and conflicted copies ([`names`]).
+//! addressing ([`chunking`]), names and conflicted copies ([`names`]), and what makes a
+//! small edit travel small: chunk-list edits and rsync-style chunk deltas ([`delta`]).
 //!
 //! The model: a drive is a tree of nodes (files and folders) keyed by stable ids, never
 //! by path, so a rename and an edit of one file both apply. A file's content is a version:
@@ -9,6 +10,7 @@
 //! (`GET /api/drive/changes?since=CURSOR`) answers the nodes changed after a cursor.
 
 pub mod chunking;
+pub mod delta;
 pub mod names;
 
 use serde::{Deserialize, Serialize};
@@ -74,7 +76,9 @@ pub struct ChunkRef {
 
 /// `POST /api/drive/uploads`: a version's manifest and where it goes. Either `node_id`
 /// (a new version of that file, on `base_version`) or `name` (a new file in
-/// `parent_id`, `null` for the top of the drive).
+/// `parent_id`, `null` for the top of the drive). The manifest is either `chunks`, the
+/// whole list, or `chunk_edits`, the edits of `base_version`'s list (with `node_id` and
+/// `base_version` only), never both.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewUpload {
@@ -90,7 +94,46 @@ pub struct NewUpload {
     pub name: Option<String>,
     /// The device's name, shown in conflicted copies' names.
     pub device: String,
+    /// The version's chunks in order (absent with `chunk_edits`; absent without it, the
+    /// empty file).
+    #[serde(default)]
     pub chunks: Vec<ChunkRef>,
+    /// Instead of `chunks`: the edits that make this version's list of the base
+    /// version's, sorted, not overlapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_edits: Option<Vec<delta::ChunkEdit>>,
+    /// Answer, with the missing chunks, the base version's chunks they replace and their
+    /// signatures, so that the changed chunks can travel as deltas.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub signatures: bool,
+}
+
+/// A missing chunk that may travel as a delta (`PUT
+/// /api/drive/uploads/{id}/deltas/{hash}?base={base}`) against a chunk of the base
+/// version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeltaBase {
+    /// The missing chunk.
+    pub hash: String,
+    /// The base version's chunk that overlaps it most (by offset in the file).
+    pub base: String,
+    pub base_size: u64,
+    /// The base chunk's signature in hex: per block of `delta::BLOCK` bytes, its weak
+    /// checksum (u32, little-endian) and the first `delta::STRONG` bytes of its SHA-256.
+    pub signature: String,
+}
+
+impl DeltaBase {
+    /// The delta that rebuilds `chunk` from this base, if it is smaller than the chunk
+    /// (and the offer is well formed).
+    pub fn delta_of(&self, chunk: &[u8]) -> Option<Vec<u8>> {
+        let signature = hex::decode(&self.signature).ok()?;
+        let signature =
+            delta::Signature::decode(&signature, usize::try_from(self.base_size).ok()?)?;
+        let delta = delta::delta(&signature, chunk);
+        (delta.len() < chunk.len()).then_some(delta)
+    }
 }
 
 /// The state of an upload: the chunks the server still lacks.
@@ -102,6 +145,9 @@ pub struct UploadStatus {
     pub missing: Vec<String>,
     /// The size of the file.
     pub size: u64,
+    /// Asked for with `signatures`: bases for (some of) the missing chunks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bases: Vec<DeltaBase>,
 }
 
 /// How a commit landed.

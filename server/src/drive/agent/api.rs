@@ -3,8 +3,13 @@
 use std::path::Path;
 
 use meridian_shared::api::Credentials;
-use meridian_shared::drive::chunking::{manifest_id, Chunker};
-use meridian_shared::drive::{Changes, ChunkRef, Committed, NewUpload, Node, UploadStatus};
+use std::collections::{HashMap, HashSet};
+
+use meridian_shared::drive::chunking::{chunk_hash, manifest_id, Chunker};
+use meridian_shared::drive::delta::edits_between;
+use meridian_shared::drive::{
+    Changes, ChunkRef, Committed, DeltaBase, NewUpload, Node, UploadStatus,
+};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use tokio::io::AsyncReadExt;
@@ -131,63 +136,135 @@ impl Api {
     }
 
     /// Uploads the file at `path` (chunked twice, streaming: once for the manifest, once
-    /// to send the chunks the server lacks). Answers the commit and the chunks sent.
+    /// to send the chunks the server lacks). With `base`, the chunk list of
+    /// `target.base_version`, the manifest goes as edits of it; changed chunks go as
+    /// deltas against the base chunks the server offers (whole where it offers none).
     pub async fn upload(
         &self,
         path: &Path,
         mut target: NewUpload,
-    ) -> Result<(Committed, usize), AgentError> {
-        let (chunks, _) = manifest_of_file(path).await?;
-        target.chunks = chunks.clone();
-        let status: UploadStatus =
-            Api::json(self.http.post(self.url("/api/drive/uploads")).json(&target)).await?;
-        let mut missing: std::collections::HashSet<String> = status.missing.into_iter().collect();
-        let sent = missing.len();
+        base: Option<&[ChunkRef]>,
+    ) -> Result<Uploaded, AgentError> {
+        let (chunks, content_id) = manifest_of_file(path).await?;
+        let status = self.start_upload(&mut target, &chunks, base).await?;
+        let bases: HashMap<String, DeltaBase> = status
+            .bases
+            .into_iter()
+            .map(|b| (b.hash.clone(), b))
+            .collect();
+        let mut missing: HashSet<String> = status.missing.into_iter().collect();
+        let chunks_sent = missing.len();
+        let mut deltas_sent = 0;
         if !missing.is_empty() {
             let mut file = tokio::fs::File::open(path).await?;
-            let mut chunker = Chunker::new();
+            let mut chunker = Some(Chunker::new());
             let mut buf = vec![0u8; READ_BUF];
             let mut ready: Vec<Vec<u8>> = Vec::new();
-            loop {
+            while let Some(mut open) = chunker.take() {
                 let n = file.read(&mut buf).await?;
                 if n == 0 {
-                    break;
+                    open.finish(&mut |c| ready.push(c.to_vec()));
+                } else {
+                    open.push(&buf[..n], &mut |c| ready.push(c.to_vec()));
+                    chunker = Some(open);
                 }
-                chunker.push(&buf[..n], &mut |c| ready.push(c.to_vec()));
                 for chunk in ready.drain(..) {
-                    self.send_chunk(&status.upload_id, &mut missing, chunk)
+                    let sent = self
+                        .send_chunk(&status.upload_id, &mut missing, &bases, chunk)
                         .await?;
+                    deltas_sent += usize::from(sent == Some(Sent::Delta));
                 }
-            }
-            chunker.finish(&mut |c| ready.push(c.to_vec()));
-            for chunk in ready.drain(..) {
-                self.send_chunk(&status.upload_id, &mut missing, chunk)
-                    .await?;
             }
         }
-        let committed = Api::json(
+        let committed: Committed = Api::json(
             self.http
                 .post(self.url(&format!("/api/drive/uploads/{}/commit", status.upload_id))),
         )
         .await?;
-        Ok((committed, sent))
+        if committed.version.content_id != content_id {
+            // The file changed while it was read, or the edits met another base list.
+            return Err(AgentError::Corrupt(committed.version.id));
+        }
+        Ok(Uploaded {
+            committed,
+            chunks_sent,
+            deltas_sent,
+            chunks,
+        })
     }
 
+    /// Creates the upload: as edits of `base` when there is one (falling back to the whole
+    /// list when the server no longer has that base), asking for delta bases whenever
+    /// the upload names a base version.
+    async fn start_upload(
+        &self,
+        target: &mut NewUpload,
+        chunks: &[ChunkRef],
+        base: Option<&[ChunkRef]>,
+    ) -> Result<UploadStatus, AgentError> {
+        let url = self.url("/api/drive/uploads");
+        target.signatures = target.base_version.is_some() && target.node_id.is_some();
+        if let (Some(base), true) = (base, target.signatures) {
+            let edited = NewUpload {
+                chunks: Vec::new(),
+                chunk_edits: Some(edits_between(base, chunks)),
+                ..target.clone()
+            };
+            match Api::json(self.http.post(&url).json(&edited)).await {
+                Err(AgentError::Refused(r))
+                    if r.is(StatusCode::NOT_FOUND, "version_not_found")
+                        || r.is(StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest") =>
+                {
+                    tracing::debug!(?r, "chunk edits refused: sending the whole list");
+                }
+                other => return other,
+            }
+        }
+        target.chunks = chunks.to_vec();
+        target.chunk_edits = None;
+        Api::json(self.http.post(&url).json(&target)).await
+    }
+
+    /// Sends `chunk` if the server still lacks it: as a delta when the server offered a
+    /// base for it and the delta is smaller, else (or if the delta is refused) whole.
     async fn send_chunk(
         &self,
         upload_id: &str,
-        missing: &mut std::collections::HashSet<String>,
+        missing: &mut HashSet<String>,
+        bases: &HashMap<String, DeltaBase>,
         chunk: Vec<u8>,
-    ) -> Result<(), AgentError> {
-        let hash = meridian_shared::drive::chunking::chunk_hash(&chunk);
+    ) -> Result<Option<Sent>, AgentError> {
+        let hash = chunk_hash(&chunk);
         if !missing.remove(&hash) {
-            return Ok(());
+            return Ok(None);
+        }
+        if let Some((base, delta)) = bases
+            .get(&hash)
+            .and_then(|base| Some((base, base.delta_of(&chunk)?)))
+        {
+            let url = self.url(&format!(
+                "/api/drive/uploads/{upload_id}/deltas/{hash}?base={}",
+                base.base
+            ));
+            match self.put_idempotent(&url, delta).await {
+                Ok(()) => return Ok(Some(Sent::Delta)),
+                Err(AgentError::Refused(r)) if (400..500).contains(&r.status) => {
+                    tracing::debug!(?r, "delta refused: sending the whole chunk");
+                }
+                Err(err) => return Err(err),
+            }
         }
         let url = self.url(&format!("/api/drive/uploads/{upload_id}/chunks/{hash}"));
-        // A chunk's PUT is idempotent: a connection lost on the way is tried again.
+        self.put_idempotent(&url, chunk).await?;
+        Ok(Some(Sent::Whole))
+    }
+
+    /// A `PUT` of bytes, tried again when its connection was lost on the way (chunk and
+    /// delta `PUT`s are idempotent).
+    async fn put_idempotent(&self, url: &str, body: Vec<u8>) -> Result<(), AgentError> {
         let mut attempt = 0;
         let response = loop {
-            match self.http.put(&url).body(chunk.clone()).send().await {
+            match self.http.put(url).body(body.clone()).send().await {
                 Ok(response) => break response,
                 Err(err) if attempt < RETRIES && (err.is_request() || err.is_connect()) => {
                     attempt += 1;
@@ -201,13 +278,14 @@ impl Api {
         Ok(())
     }
 
-    /// Streams a version into `dest`, checking it against `content_id` as it goes.
+    /// Streams a version into `dest`, checking it against `content_id` as it goes;
+    /// answers its chunk list.
     pub async fn download(
         &self,
         version_id: &str,
         content_id: &str,
         dest: &Path,
-    ) -> Result<(), AgentError> {
+    ) -> Result<Vec<ChunkRef>, AgentError> {
         use tokio::io::AsyncWriteExt;
         let mut response = Api::check(
             self.http
@@ -223,11 +301,31 @@ impl Api {
             file.write_all(&piece).await?;
         }
         file.sync_all().await?;
-        if manifest_id(&manifest.finish()) != content_id {
+        let chunks = manifest.finish();
+        if manifest_id(&chunks) != content_id {
             return Err(AgentError::Corrupt(version_id.to_owned()));
         }
-        Ok(())
+        Ok(chunks)
     }
+}
+
+/// What an upload did.
+#[derive(Debug)]
+pub struct Uploaded {
+    pub committed: Committed,
+    /// Chunks the server lacked, sent whole or as deltas.
+    pub chunks_sent: usize,
+    /// Of those, the ones sent as deltas.
+    pub deltas_sent: usize,
+    /// The version's chunk list.
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// How a missing chunk travelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Whole,
+    Delta,
 }
 
 /// The manifest and content id of a local file, read in pieces.

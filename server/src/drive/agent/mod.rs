@@ -119,9 +119,10 @@ pub async fn run(
 
 fn print_report(report: &PassReport) {
     println!(
-        "synced: {} uploaded ({} chunks sent), {} downloaded, {} moved, {} deleted here, {} deleted there, {} conflicts",
+        "synced: {} uploaded ({} chunks sent, {} of them as deltas), {} downloaded, {} moved, {} deleted here, {} deleted there, {} conflicts",
         report.uploaded,
         report.chunks_sent,
+        report.deltas_sent,
         report.downloaded,
         report.moved,
         report.deleted_local,

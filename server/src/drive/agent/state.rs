@@ -10,13 +10,18 @@
 //!   atomically (write, fsync, rename), so a crash leaves the old state or the new one.
 //! - An operation whose effect is not yet recorded is safe to redo: uploads of the same
 //!   content commit as `unchanged`, downloads are verified and renamed into place.
+//! - The chunk lists of synced versions are kept in `.meridian-sync/manifests/<content
+//!   id>.json`, so that the next version of a file is uploaded as edits of its list and
+//!   deltas of its chunks. A list is used only if it hashes to its content id; a missing
+//!   one means a whole upload, never a wrong one.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use meridian_shared::drive::chunking::manifest_id;
 use meridian_shared::drive::names::AGENT_DIR;
-use meridian_shared::drive::{Node, NodeKind};
+use meridian_shared::drive::{ChunkRef, Node, NodeKind};
 use serde::{Deserialize, Serialize};
 
 use super::AgentError;
@@ -99,6 +104,56 @@ impl AgentState {
         file.write_all(&serde_json::to_vec(self).map_err(|e| AgentError::State(e.to_string()))?)?;
         file.sync_all()?;
         std::fs::rename(&tmp, AgentState::file(root))?;
+        Ok(())
+    }
+
+    fn manifests(root: &Path) -> PathBuf {
+        AgentState::dir(root).join("manifests")
+    }
+
+    /// Remembers the chunk list of synced content `content_id` (written atomically).
+    pub fn save_manifest(
+        root: &Path,
+        content_id: &str,
+        chunks: &[ChunkRef],
+    ) -> Result<(), AgentError> {
+        if manifest_id(chunks) != content_id {
+            return Ok(());
+        }
+        let dir = AgentState::manifests(root);
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join(format!("{content_id}.tmp"));
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(chunks).map_err(|e| AgentError::State(e.to_string()))?,
+        )?;
+        std::fs::rename(&tmp, dir.join(format!("{content_id}.json")))?;
+        Ok(())
+    }
+
+    /// The remembered chunk list of `content_id`, if there is one and it is intact.
+    pub fn manifest(root: &Path, content_id: &str) -> Option<Vec<ChunkRef>> {
+        let path = AgentState::manifests(root).join(format!("{content_id}.json"));
+        let chunks: Vec<ChunkRef> = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        (manifest_id(&chunks) == content_id).then_some(chunks)
+    }
+
+    /// Forgets the chunk lists of content no synced file has any more.
+    pub fn prune_manifests(&self, root: &Path) -> Result<(), AgentError> {
+        let Ok(entries) = std::fs::read_dir(AgentState::manifests(root)) else {
+            return Ok(());
+        };
+        let kept: std::collections::HashSet<String> = self
+            .synced
+            .values()
+            .filter_map(|s| s.content_id.as_ref().map(|id| format!("{id}.json")))
+            .collect();
+        for entry in entries {
+            let entry = entry?;
+            if !kept.contains(entry.file_name().to_string_lossy().as_ref()) {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
         Ok(())
     }
 

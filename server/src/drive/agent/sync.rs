@@ -20,7 +20,7 @@ use meridian_shared::drive::names::{conflict_name, name_key, validate_name, AGEN
 use meridian_shared::drive::{CommitOutcome, Committed, NewUpload, NodeKind};
 use reqwest::StatusCode;
 
-use super::api::{manifest_of_file, Api};
+use super::api::{manifest_of_file, Api, Uploaded};
 use super::state::{AgentState, Synced};
 use super::AgentError;
 
@@ -28,7 +28,10 @@ use super::AgentError;
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PassReport {
     pub uploaded: usize,
+    /// Chunks the server lacked, sent whole or as deltas.
     pub chunks_sent: usize,
+    /// Of those, the ones sent as deltas against the file's previous version.
+    pub deltas_sent: usize,
     pub downloaded: usize,
     pub moved: usize,
     pub deleted_remote: usize,
@@ -40,6 +43,12 @@ pub struct PassReport {
 impl PassReport {
     pub fn changed_anything(&self) -> bool {
         *self != PassReport::default()
+    }
+
+    fn record(&mut self, uploaded: &Uploaded) {
+        self.uploaded += 1;
+        self.chunks_sent += uploaded.chunks_sent;
+        self.deltas_sent += uploaded.deltas_sent;
     }
 }
 
@@ -166,6 +175,7 @@ impl Syncer {
         self.pull().await?;
         self.materialize(&mut report).await?;
         self.save()?;
+        self.state.prune_manifests(&self.root)?;
         Ok(report)
     }
 
@@ -410,24 +420,37 @@ impl Syncer {
                 name: Some(name.clone()),
                 device: self.device.clone(),
                 chunks: Vec::new(),
+                chunk_edits: None,
+                signatures: false,
             };
             let result = match self
                 .api
-                .upload(&self.root.join(&path), target.clone())
+                .upload(&self.root.join(&path), target.clone(), None)
                 .await
             {
                 Err(AgentError::Refused(r)) if r.is(StatusCode::CONFLICT, "node_deleted") => {
                     self.api
                         .restore(parent.as_deref().unwrap_or_default())
                         .await?;
-                    self.api.upload(&self.root.join(&path), target).await
+                    self.api.upload(&self.root.join(&path), target, None).await
                 }
                 other => other,
             };
-            let (committed, sent) = result?;
-            report.uploaded += 1;
-            report.chunks_sent += sent;
-            self.adopt_commit(&path, parent, local[&path], committed, None, report)?;
+            let uploaded = result?;
+            report.record(&uploaded);
+            AgentState::save_manifest(
+                &self.root,
+                &uploaded.committed.version.content_id,
+                &uploaded.chunks,
+            )?;
+            self.adopt_commit(
+                &path,
+                parent,
+                local[&path],
+                uploaded.committed,
+                None,
+                report,
+            )?;
         }
 
         // Edits.
@@ -440,11 +463,21 @@ impl Syncer {
                 name: None,
                 device: self.device.clone(),
                 chunks: Vec::new(),
+                chunk_edits: None,
+                signatures: false,
             };
             let Ok(meta) = std::fs::metadata(self.root.join(&path)) else {
                 continue;
             };
-            let (committed, sent) = match self.api.upload(&self.root.join(&path), target).await {
+            let base = synced
+                .content_id
+                .as_deref()
+                .and_then(|id| AgentState::manifest(&self.root, id));
+            let uploaded = match self
+                .api
+                .upload(&self.root.join(&path), target, base.as_deref())
+                .await
+            {
                 Err(AgentError::Refused(r)) if r.is(StatusCode::NOT_FOUND, "node_not_found") => {
                     // Purged from the trash meanwhile: forgotten here, the edit is
                     // uploaded as a new file by the next pass.
@@ -454,10 +487,21 @@ impl Syncer {
                 }
                 other => other?,
             };
-            report.uploaded += 1;
-            report.chunks_sent += sent;
+            report.record(&uploaded);
+            AgentState::save_manifest(
+                &self.root,
+                &uploaded.committed.version.content_id,
+                &uploaded.chunks,
+            )?;
             let parent = synced.parent_id.clone();
-            self.adopt_commit(&path, parent, entry_of(&meta), committed, Some(id), report)?;
+            self.adopt_commit(
+                &path,
+                parent,
+                entry_of(&meta),
+                uploaded.committed,
+                Some(id),
+                report,
+            )?;
         }
 
         // Deletes: deepest first, so files go before their folders.
@@ -711,7 +755,8 @@ impl Syncer {
         let tmp_dir = AgentState::dir(&self.root).join("downloads");
         std::fs::create_dir_all(&tmp_dir)?;
         let tmp = tmp_dir.join(format!("{}.part", node.id));
-        self.api.download(version, content, &tmp).await?;
+        let chunks = self.api.download(version, content, &tmp).await?;
+        AgentState::save_manifest(&self.root, content, &chunks)?;
         let dest = self.root.join(rel);
         std::fs::rename(&tmp, &dest)?;
         let meta = std::fs::metadata(&dest)?;

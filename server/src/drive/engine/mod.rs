@@ -74,6 +74,10 @@ pub enum DriveError {
     NotInUpload(String),
     #[error("the chunk's bytes do not match its hash or size")]
     HashMismatch,
+    #[error("invalid delta: {0}")]
+    InvalidDelta(#[from] meridian_shared::drive::delta::DeltaError),
+    #[error("chunk {0} is not in this upload's base version")]
+    NotInBase(String),
     #[error("no account named {0:?}")]
     UnknownUser(String),
     #[error("a folder is not shared with its owner")]
@@ -114,7 +118,9 @@ mod uploads;
 
 pub use self::shares::{share_folder, unshare_folder};
 pub use self::tree::{create_folder, delete_node, move_node, restore_node};
-pub use self::uploads::{commit_upload, create_upload, put_chunk, restore_version, upload_status};
+pub use self::uploads::{
+    commit_upload, create_upload, put_chunk, put_delta, restore_version, upload_status,
+};
 
 /// The node and what `user_id` may do with it; another account's node that is not
 /// shared with them is "not found".
