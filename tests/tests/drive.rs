@@ -152,6 +152,33 @@ async fn children(client: &Client, parent_id: Option<&str>) -> Vec<Node> {
     client.get(&path).await.expect::<NodeList>(200).nodes
 }
 
+/// The scale: a 1 GB file, one byte changed, sends a handful of chunks (the
+/// upload protocol is the same on both backends, which `only_missing_chunks_travel`
+/// covers at 3 MB; this runs once, on SQLite, to bound the time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_byte_change_in_a_gigabyte_sends_a_handful_of_chunks() {
+    let db = TestDatabase::create(meridian_tests::db::Backend::Sqlite).await;
+    let server = TestServer::start(&db).await;
+    let (alice, _) = account(&server, "alice").await;
+    let mut data = bytes(1 << 30, 7);
+    let (sent, first) = upload(&alice, new_file(None, "disk.img", "laptop"), &data).await;
+    assert_eq!(first.node.size, 1 << 30);
+    println!("1 GB: {sent} chunks uploaded");
+    data[(1 << 29) + 12_345] ^= 0x40;
+    let (sent, second) = upload(
+        &alice,
+        new_version(&first.node.id, first.node.version_id.as_deref(), "laptop"),
+        &data,
+    )
+    .await;
+    assert_eq!(second.outcome, CommitOutcome::Updated);
+    assert!(
+        (1..=3).contains(&sent),
+        "{sent} chunks sent for one byte of 1 GB"
+    );
+    assert_eq!(second.node.size, 1 << 30);
+}
+
 both_backends!(only_missing_chunks_travel, |db: TestDatabase| async move {
     let server = TestServer::start(&db).await;
     let (alice, _) = account(&server, "alice").await;
