@@ -65,6 +65,8 @@ async fn upload(client: &Client, name: &str, data: &[u8]) -> (usize, Committed) 
         name: Some(name.to_owned()),
         device: "laptop".to_owned(),
         chunks: manifest_of(data),
+        chunk_edits: None,
+        signatures: false,
     };
     let status: UploadStatus = client
         .post_json("/api/drive/uploads", &target)
