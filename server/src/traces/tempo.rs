@@ -1,7 +1,7 @@
 //! Tempo's HTTP API, so that Grafana's Tempo data source works against Meridian:
-//! trace by id (OTLP JSON, or protobuf when asked), search by tags and duration, tag
-//! names and values, and the echo health check. Open like an agent endpoint: Grafana
-//! carries no session.
+//! trace by id (OTLP JSON, or protobuf when asked), search by tags and duration or by
+//! TraceQL (the subset in `traceql`), tag names and values, and the echo health check.
+//! Open like an agent endpoint: Grafana carries no session.
 
 use axum::extract::State;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
