@@ -481,12 +481,14 @@ both_backends!(
     }
 );
 
-/// Tempo's `/api/search` with TraceQL in `q`, as Grafana's query builder sends it.
+/// Tempo's `/api/search` with TraceQL in `q`, as Grafana's query builder sends it
+/// (`spss`, spans per spanset, is accepted and has no effect: no `spanSets` are returned).
 async fn traceql(client: &Client, q: &str) -> meridian_tests::client::Reply {
     let mut url = client.url("/api/search");
     url.query_pairs_mut()
         .append_pair("q", q)
-        .append_pair("limit", "50");
+        .append_pair("limit", "50")
+        .append_pair("spss", "3");
     client.send(client.http().get(url)).await
 }
 
