@@ -6,7 +6,7 @@
 //! - a stock OpenTelemetry SDK exporter (`opentelemetry-otlp`, HTTP protobuf) sends to us;
 //! - bad input: malformed bodies 400, wrong types 415, over 20 MiB 413, a full store 429
 //!   with `Retry-After`; reading needs an account; nothing else breaks afterwards;
-//! - search, services, the dependency graph, Tempo's search and tags;
+//! - search, services, the dependency graph, Tempo's search (tags, and TraceQL in `q`) and tags;
 //! - a 100,000-span trace; late spans and orphans;
 //! - kill -9 during ingest loses nothing that was answered 200.
 
@@ -480,6 +480,124 @@ both_backends!(
         server.shutdown().await;
     }
 );
+
+/// Tempo's `/api/search` with TraceQL in `q`, as Grafana's query builder sends it
+/// (`spss`, spans per spanset, is accepted and has no effect: no `spanSets` are returned).
+async fn traceql(client: &Client, q: &str) -> meridian_tests::client::Reply {
+    let mut url = client.url("/api/search");
+    url.query_pairs_mut()
+        .append_pair("q", q)
+        .append_pair("limit", "50")
+        .append_pair("spss", "3");
+    client.send(client.http().get(url)).await
+}
+
+/// The trace ids a TraceQL search found, sorted.
+async fn traceql_ids(client: &Client, q: &str) -> Vec<String> {
+    let reply = traceql(client, q).await;
+    assert_eq!(reply.status, 200, "{q}: {}", reply.json);
+    let mut ids: Vec<String> = reply.json["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["traceID"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+both_backends!(tempo_search_with_traceql, |db: TestDatabase| async move {
+    let server = TestServer::start_with(&db, |c| c.traces_self_sample_rate = 0.0).await;
+    let agent = Client::new(&server);
+    for n in 1..=2u8 {
+        let response = post_otlp(
+            &agent,
+            checkout_trace([n; 16]).encode_to_vec(),
+            "application/x-protobuf",
+            None,
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+    }
+    // One checkout sealed into a block, the other and the quick trace in memory.
+    server.state.traces.store.flush().await.unwrap();
+    let mut quick_span = span([7; 16], 1, 0, now_ns(), 1_000, "GET /");
+    quick_span.attributes.push(KeyValue {
+        key: "http.status_code".into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(200)),
+        }),
+        ..Default::default()
+    });
+    let quick = export(vec![("web", vec![quick_span])]);
+    let response = post_otlp(
+        &agent,
+        quick.encode_to_vec(),
+        "application/x-protobuf",
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let checkouts = vec![to_hex(&[1; 16]), to_hex(&[2; 16])];
+    let web = vec![to_hex(&[7; 16])];
+    let all = vec![to_hex(&[1; 16]), to_hex(&[2; 16]), to_hex(&[7; 16])];
+
+    for (q, expected) in [
+        ("{}", &all),
+        ("{ } && { }", &all),
+        (r#"{ resource.service.name = "web" }"#, &web),
+        (r#"{ .service.name = "db" && status = error }"#, &checkouts),
+        (
+            r#"{ name = "POST /checkout" && duration > 90ms }"#,
+            &checkouts,
+        ),
+        ("{ duration < 1ms }", &web),
+        (r#"{ span.db.system = "postgresql" }"#, &checkouts),
+        (r#"{ .http.status_code = 200 }"#, &web),
+        (
+            r#"{ resource.service.name = "api" && (span.http.route = "/checkout") } && {}"#,
+            &checkouts,
+        ),
+    ] {
+        assert_eq!(&traceql_ids(&agent, q).await, expected, "{q}");
+    }
+    for q in [
+        r#"{ .service.name = "auth" && status = error }"#,
+        r#"{ name = "verify" && duration > 50ms }"#,
+        r#"{ span.http.route = "/nowhere" }"#,
+        r#"{ name = "GET /" && name = "verify" }"#,
+    ] {
+        assert!(traceql_ids(&agent, q).await.is_empty(), "{q}");
+    }
+
+    for (q, code, needle) in [
+        (r#"{ name =~ "GET.*" }"#, "traceql_unsupported", "`=~`"),
+        ("{ } | count() > 1", "traceql_unsupported", "offset 4"),
+        (
+            r#"{ name = "a" || name = "b" }"#,
+            "traceql_unsupported",
+            "||",
+        ),
+        ("{ } >> { }", "traceql_unsupported", "structural"),
+        (
+            r#"{ name = "a" } && { name = "b" }"#,
+            "traceql_unsupported",
+            "spansets",
+        ),
+        ("{ kind = server }", "traceql_unsupported", "kind"),
+        ("{ name = ", "invalid_traceql", "offset 9"),
+        ("{ name = \"open }", "invalid_traceql", "unterminated"),
+        ("\u{0}\u{ff}{{", "invalid_traceql", "offset 0"),
+    ] {
+        let reply = traceql(&agent, q).await;
+        reply.assert_error(400, code);
+        let message = reply.json["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{q}: {message}");
+    }
+    // Still serving.
+    assert_eq!(traceql_ids(&agent, "{}").await, all);
+    server.shutdown().await;
+});
 
 both_backends!(
     late_spans_orphans_and_a_100k_span_trace,

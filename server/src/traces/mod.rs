@@ -9,6 +9,7 @@
 //! selftrace the server's own request spans, into its own store (sampled, never blocking)
 //! sim       the 50-service simulator of `meridian trace-sim`
 //! tempo     /api/traces/{id}, /api/v2/traces/{id}, /api/search, tags, /api/echo
+//! traceql   the TraceQL subset of /api/search (`q=`), parsed and mapped onto SpanQuery
 //! access    the permission reading traces needs
 //! ```
 //!
@@ -26,6 +27,7 @@ pub mod selftrace;
 pub mod sim;
 pub mod store;
 pub mod tempo;
+pub mod traceql;
 
 use std::io;
 use std::sync::Arc;

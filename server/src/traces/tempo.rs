@@ -1,7 +1,7 @@
 //! Tempo's HTTP API, so that Grafana's Tempo data source works against Meridian:
-//! trace by id (OTLP JSON, or protobuf when asked), search by tags and duration, tag
-//! names and values, and the echo health check. Open like an agent endpoint: Grafana
-//! carries no session.
+//! trace by id (OTLP JSON, or protobuf when asked), search by tags and duration or by
+//! TraceQL (the subset in `traceql`), tag names and values, and the echo health check.
+//! Open like an agent endpoint: Grafana carries no session.
 
 use axum::extract::State;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
@@ -19,6 +19,7 @@ use super::blocking;
 use super::convert::to_resource_spans;
 use super::query::{add_tag, parse_logfmt, parse_path_trace_id, run_search, MAX_SEARCH_LIMIT};
 use super::store::SpanQuery;
+use super::traceql::{self, Satisfiable};
 use crate::error::{ApiError, ApiResult, Path, Query};
 use crate::AppState;
 
@@ -169,7 +170,8 @@ pub struct TempoSearchParams {
     /// Unix seconds.
     start: Option<u64>,
     end: Option<u64>,
-    /// TraceQL: not supported (400).
+    /// TraceQL, the subset of Grafana's query builder: `{ resource.service.name = "api"
+    /// && status = error && duration > 100ms && span.http.route = "/checkout" }`.
     q: Option<String>,
 }
 
@@ -181,23 +183,13 @@ pub struct TempoSearchParams {
     params(TempoSearchParams),
     responses(
         (status = 200, description = "`{\"traces\": [...], \"metrics\": {...}}`"),
-        (status = 400, description = "`invalid_tags`, `invalid_duration`, `invalid_limit`, `traceql_unsupported`", body = ApiErrorBody),
+        (status = 400, description = "`invalid_tags`, `invalid_duration`, `invalid_limit`, `invalid_status`; `invalid_traceql` (not TraceQL; the message gives the offset); `traceql_unsupported` (TraceQL outside the subset: pipelines, `||`, structural operators, regexes, `kind`; the message names the construct and its offset)", body = ApiErrorBody),
     )
 )]
 async fn search(
     State(state): State<AppState>,
     Query(params): Query<TempoSearchParams>,
 ) -> ApiResult<Response> {
-    if params
-        .q
-        .as_deref()
-        .is_some_and(|q| !q.trim().is_empty() && q.trim() != "{}")
-    {
-        return Err(ApiError::bad_request(
-            "traceql_unsupported",
-            "TraceQL is not supported; search with tags, minDuration and maxDuration",
-        ));
-    }
     let limit = params.limit.unwrap_or(20);
     if limit == 0 || limit > MAX_SEARCH_LIMIT {
         return Err(ApiError::bad_request("invalid_limit", "limit is 1 to 200"));
@@ -221,7 +213,14 @@ async fn search(
     for (key, value) in parse_logfmt(params.tags.as_deref().unwrap_or(""))? {
         add_tag(&mut query, key, value)?;
     }
-    let trees = run_search(&state.traces.store, query).await?;
+    let mut satisfiable = Satisfiable::Yes;
+    if let Some(q) = params.q.as_deref().filter(|q| !q.trim().is_empty()) {
+        satisfiable = traceql::lower(&traceql::parse(q)?, &mut query)?;
+    }
+    let trees = match satisfiable {
+        Satisfiable::Yes => run_search(&state.traces.store, query).await?,
+        Satisfiable::No => Vec::new(),
+    };
     let traces: Vec<serde_json::Value> = trees
         .iter()
         .map(|t| {
