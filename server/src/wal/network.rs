@@ -87,12 +87,24 @@ impl HttpPeer {
     }
 }
 
+/// What a stale leader's replication stream gets instead of sending (see
+/// [`super::raft::append_from_its_leader`]): unreachable, so it backs off until openraft
+/// drops it.
+pub(super) fn stale_replication<E: std::error::Error>() -> RPCError<NodeId, BasicNode, E> {
+    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(
+        "a replication stream of an earlier leadership",
+    )))
+}
+
 impl RaftNetwork<WalConfig> for HttpPeer {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<WalConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        if !super::raft::append_from_its_leader(&rpc) {
+            return Err(stale_replication());
+        }
         self.call("append", &rpc, option.hard_ttl()).await
     }
 

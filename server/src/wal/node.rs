@@ -184,8 +184,18 @@ type RaftJson<T, E = openraft::error::Infallible> = axum::Json<Result<T, RaftErr
 async fn raft_append(
     State(node): State<WalNode>,
     axum::Json(request): axum::Json<AppendEntriesRequest<WalConfig>>,
-) -> RaftJson<AppendEntriesResponse<NodeId>> {
-    axum::Json(node.raft.append_entries(request).await)
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !super::raft::append_from_its_leader(&request) {
+        let refusal = serde_json::json!({
+            "code": "stale_replication",
+            "message": "entries of a later term than the sender's vote: a replication stream of an earlier leadership",
+        });
+        return (axum::http::StatusCode::CONFLICT, axum::Json(refusal)).into_response();
+    }
+    let answer: RaftJson<AppendEntriesResponse<NodeId>> =
+        axum::Json(node.raft.append_entries(request).await);
+    answer.into_response()
 }
 
 async fn raft_vote(

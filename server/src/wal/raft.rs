@@ -137,6 +137,22 @@ fn log_id(term: u64, index: u64) -> LogId<NodeId> {
     LogId::new(CommittedLeaderId::new(term, 0), index)
 }
 
+/// Whether an append-entries request is one its leader could have sent: no entry of a
+/// later term than the leader's vote. openraft 0.9's replication stream of a leader that
+/// has stepped down can wake from a back-off and read the log range it was given while
+/// it led, now holding entries the node appended since as a follower of a later term,
+/// and send them under its old vote; a follower still holding that old vote would take
+/// them, and a later membership entry among them would then count as committed (found by
+/// the WAL simulation, seed 9001008 on 5 nodes: openraft panicked on the next leader's
+/// append, "committed log should never be truncated"). Such a request is never sent
+/// (the networks drop it as unreachable) and never accepted.
+pub fn append_from_its_leader(rpc: &openraft::raft::AppendEntriesRequest<WalConfig>) -> bool {
+    let term = rpc.vote.leader_id().term;
+    rpc.entries
+        .iter()
+        .all(|entry| entry.log_id.leader_id.term <= term)
+}
+
 /// The persistent Raft state beside the log.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct HardState {
@@ -668,5 +684,36 @@ impl RaftStateMachine<WalConfig> for StateMachine {
             meta: meta.clone(),
             snapshot: Box::new(Cursor::new(bytes.clone())),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::raft::AppendEntriesRequest;
+
+    use super::*;
+
+    fn append(vote_term: u64, entry_terms: &[u64]) -> AppendEntriesRequest<WalConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(vote_term, 1),
+            prev_log_id: Some(log_id(1, 4)),
+            entries: entry_terms
+                .iter()
+                .zip(5..)
+                .map(|(&term, index)| RaftEntry {
+                    log_id: log_id(term, index),
+                    payload: EntryPayload::Blank,
+                })
+                .collect(),
+            leader_commit: None,
+        }
+    }
+
+    #[test]
+    fn an_append_carries_no_entry_of_a_later_term_than_its_vote() {
+        assert!(append_from_its_leader(&append(1, &[])));
+        assert!(append_from_its_leader(&append(8, &[1, 8, 8])));
+        assert!(!append_from_its_leader(&append(1, &[8, 8, 8])));
+        assert!(!append_from_its_leader(&append(7, &[7, 8])));
     }
 }

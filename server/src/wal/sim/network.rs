@@ -140,6 +140,9 @@ impl RaftNetwork<WalConfig> for SimPeer {
         rpc: AppendEntriesRequest<WalConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        if !crate::wal::raft::append_from_its_leader(&rpc) {
+            return Err(crate::wal::network::stale_replication());
+        }
         self.deliver(rpc, option.hard_ttl(), |raft, rpc| async move {
             raft.append_entries(rpc).await
         })

@@ -105,3 +105,17 @@ fn a_purge_waits_for_the_snapshot_that_covers_it() {
         panic!("seed {seed} with purges gated on durable snapshots:\n{failure}");
     }
 }
+
+#[test]
+fn a_stale_leaders_replication_is_never_taken() {
+    // Seed 9001008: a leader cut off in a minority stepped down after the partition
+    // healed; its replication stream then woke from a back-off and sent, under its old
+    // vote, the entries the node had meanwhile appended as a follower of a later term. A
+    // restarted follower still holding that old vote took them, and openraft panicked on
+    // the next leader's append. `raft::append_from_its_leader` keeps them from being sent
+    // or accepted.
+    let seed = 9_001_008;
+    if let Err((_, failure)) = run_schedules(seed, 1, 5, Variant::Correct, |_| {}) {
+        panic!("seed {seed}:\n{failure}");
+    }
+}
