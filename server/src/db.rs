@@ -145,3 +145,23 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
         _ => false,
     }
 }
+
+/// `($1, $2), ($3, $4), …`: `rows` rows of `columns` placeholders, numbered from `first`.
+pub fn placeholder_rows(rows: usize, columns: usize, first: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(first + row * columns + column).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}

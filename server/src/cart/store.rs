@@ -12,6 +12,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::apply::{Change, HistoryRow, Recorded, WorkingCart};
 use super::{batch, CartRef};
+use crate::db::placeholder_rows;
 use crate::realtime::Events;
 use crate::AppState;
 
@@ -141,26 +142,6 @@ pub async fn history(
             Ok((version * CURSOR_STRIDE + position, entry))
         })
         .collect()
-}
-
-/// `($1, $2), ($3, $4), …`: `rows` rows of `columns` placeholders, numbered from `first`.
-fn placeholder_rows(rows: usize, columns: usize, first: usize) -> String {
-    let mut sql = String::with_capacity(rows * columns * 5);
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('$');
-            sql.push_str(&(first + row * columns + column).to_string());
-        }
-        sql.push(')');
-    }
-    sql
 }
 
 /// The most rows one multi-row statement carries (well under both backends' limits on

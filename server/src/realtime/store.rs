@@ -3,6 +3,8 @@
 use meridian_shared::realtime::Event;
 use sqlx::{AnyConnection, AnyPool, Row};
 
+use crate::db::placeholder_rows;
+
 /// Takes the next sequence number of a topic. It takes the topic row's write lock until
 /// the transaction ends, so appends to one topic are serialised on every instance and
 /// commit in sequence order.
@@ -149,26 +151,6 @@ pub async fn trim(pool: &AnyPool, keep: u64) -> Result<u64, sqlx::Error> {
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
-}
-
-/// `($1, $2), ($3, $4), …`: `rows` rows of `columns` placeholders, numbered from `first`.
-fn placeholder_rows(rows: usize, columns: usize, first: usize) -> String {
-    let mut sql = String::with_capacity(rows * columns * 5);
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('$');
-            sql.push_str(&(first + row * columns + column).to_string());
-        }
-        sql.push(')');
-    }
-    sql
 }
 
 /// The most rows one multi-row statement carries (well under both backends' limits on
