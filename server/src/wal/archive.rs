@@ -80,18 +80,23 @@ pub async fn upload_new(
         let name = segment::file_name(first);
         let path = archive.join(&name);
         let disk = disk.clone();
-        let read = tokio::task::spawn_blocking(move || disk.read_all(&path))
-            .await
-            .map_err(io::Error::other)?;
+        let stored_len = there.get(&name).copied();
+        // Reads a segment (64 MiB) only when the store lacks it, not on every pass.
+        let read = tokio::task::spawn_blocking(move || {
+            if stored_len.is_some() && disk.len(&path).ok() == stored_len {
+                return Ok(None);
+            }
+            disk.read_all(&path).map(Some)
+        })
+        .await
+        .map_err(io::Error::other)?;
         let bytes = match read {
-            Ok(bytes) => bytes,
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => continue,
             // No kept checkpoint needs it any more: the node deleted it meanwhile.
             Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
             Err(err) => return Err(err),
         };
-        if there.get(&name) == Some(&(bytes.len() as u64)) {
-            continue;
-        }
         store
             .put(&ObjectPath::from(name.as_str()), bytes.into())
             .await
