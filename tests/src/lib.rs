@@ -44,3 +44,16 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// Deterministic bytes (xorshift from `seed`), so a failing test replays.
+pub fn seeded_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -37,6 +37,7 @@ use meridian_shared::realtime::{ClientMessage, ServerMessage};
 use meridian_tests::both_backends;
 use meridian_tests::client::{Client, Realtime};
 use meridian_tests::db::TestDatabase;
+use meridian_tests::seeded_bytes;
 use meridian_tests::server::TestServer;
 use serde_json::json;
 
@@ -46,19 +47,6 @@ async fn account(server: &TestServer, username: &str) -> (Client, Me) {
     let client = Client::new(server);
     let me: Me = client.signup(username, PASSWORD).await.expect(201);
     (client, me)
-}
-
-/// Deterministic bytes (xorshift), so failures replay.
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Uploads `data` as described by `target` (manifest filled in); answers the chunks sent
@@ -160,7 +148,7 @@ async fn a_one_byte_change_in_a_gigabyte_sends_a_handful_of_chunks() {
     let db = TestDatabase::create(meridian_tests::db::Backend::Sqlite).await;
     let server = TestServer::start(&db).await;
     let (alice, _) = account(&server, "alice").await;
-    let mut data = bytes(1 << 30, 7);
+    let mut data = seeded_bytes(1 << 30, 7);
     let (sent, first) = upload(&alice, new_file(None, "disk.img", "laptop"), &data).await;
     assert_eq!(first.node.size, 1 << 30);
     println!("1 GB: {sent} chunks uploaded");
@@ -182,7 +170,7 @@ async fn a_one_byte_change_in_a_gigabyte_sends_a_handful_of_chunks() {
 both_backends!(only_missing_chunks_travel, |db: TestDatabase| async move {
     let server = TestServer::start(&db).await;
     let (alice, _) = account(&server, "alice").await;
-    let data = bytes(3 * 1024 * 1024, 1);
+    let data = seeded_bytes(3 * 1024 * 1024, 1);
     let chunks = manifest_of(&data);
     let (sent, first) = upload(&alice, new_file(None, "big.bin", "laptop"), &data).await;
     assert_eq!(first.outcome, CommitOutcome::Created);
@@ -523,7 +511,7 @@ both_backends!(
             .assert_error(422, "invalid_device");
 
         // A truncated upload: one chunk of two sent, then a commit: refused, nothing stored.
-        let data = bytes(600 * 1024, 9);
+        let data = seeded_bytes(600 * 1024, 9);
         let target = NewUpload {
             chunk_edits: None,
             signatures: false,
@@ -856,7 +844,7 @@ both_backends!(
         let server = TestServer::start_with(&db, |c| c.drive_keep_versions = Some(3)).await;
         let (alice, _) = account(&server, "alice").await;
         // Two versions sharing all but their last chunk.
-        let first = bytes(600 * 1024, 7);
+        let first = seeded_bytes(600 * 1024, 7);
         let mut second = first.clone();
         let len = second.len();
         second[len - 10..].copy_from_slice(b"0123456789");
@@ -973,12 +961,12 @@ both_backends!(
     |db: TestDatabase| async move {
         let server = TestServer::start(&db).await;
         let (alice, _) = account(&server, "alice").await;
-        let a = bytes(300 * 1024, 11);
+        let a = seeded_bytes(300 * 1024, 11);
         let (_, first) = upload(&alice, new_file(None, "a.bin", "laptop"), &a).await;
         upload(
             &alice,
             new_version(&first.node.id, Some(&first.version.id), "laptop"),
-            &bytes(1000, 12),
+            &seeded_bytes(1000, 12),
         )
         .await;
         server.clock.advance(31 * DAY);
@@ -1016,12 +1004,12 @@ both_backends!(
 
         // A dying chunk counts as missing: a commit that did not send it again is
         // refused, and sending it again keeps it.
-        let c = bytes(200 * 1024, 13);
+        let c = seeded_bytes(200 * 1024, 13);
         let (_, c1) = upload(&alice, new_file(None, "c.bin", "laptop"), &c).await;
         upload(
             &alice,
             new_version(&c1.node.id, Some(&c1.version.id), "laptop"),
-            &bytes(1000, 14),
+            &seeded_bytes(1000, 14),
         )
         .await;
         server.clock.advance(31 * DAY);
@@ -1068,7 +1056,7 @@ both_backends!(
         );
 
         // An abandoned upload expires, and the chunks only it had go with it.
-        let lost = bytes(100 * 1024, 15);
+        let lost = seeded_bytes(100 * 1024, 15);
         let mut abandoned = new_file(None, "lost.bin", "phone");
         abandoned.chunks = manifest_of(&lost);
         let status: UploadStatus = alice
@@ -1102,8 +1090,8 @@ both_backends!(
         let server = TestServer::start(&db).await;
         let (alice, _) = account(&server, "alice").await;
         let old = folder(&alice, None, "old").await;
-        let x = bytes(100 * 1024, 21);
-        let y = bytes(100 * 1024, 22);
+        let x = seeded_bytes(100 * 1024, 21);
+        let y = seeded_bytes(100 * 1024, 22);
         let (_, v1) = upload(&alice, new_file(Some(&old.id), "x.bin", "laptop"), &x).await;
         server.clock.advance(DAY);
         upload(
@@ -1195,14 +1183,14 @@ both_backends!(
         let server = TestServer::start(&db).await;
         let pool = &server.state.db.pool;
         let (alice, _) = account(&server, "alice").await;
-        let data = bytes(300 * 1024, 31);
+        let data = seeded_bytes(300 * 1024, 31);
         let chunks = manifest_of(&data);
         assert!(chunks.len() >= 2);
         let (_, first) = upload(&alice, new_file(None, "d.bin", "laptop"), &data).await;
         upload(
             &alice,
             new_version(&first.node.id, Some(&first.version.id), "laptop"),
-            &bytes(1000, 32),
+            &seeded_bytes(1000, 32),
         )
         .await;
         server.clock.advance(31 * DAY);
@@ -1328,7 +1316,7 @@ both_backends!(
         .await;
         let pool = &server.state.db.pool;
         let contents: Vec<Vec<u8>> = (0..24)
-            .map(|i| bytes(60 * 1024 + i * 10 * 1024, 100 + i as u64))
+            .map(|i| seeded_bytes(60 * 1024 + i * 10 * 1024, 100 + i as u64))
             .collect();
         // Each racer commits about once per pass (a round waits for as many passes), so
         // that some contents fall out of use while the others are uploaded again.
@@ -1555,7 +1543,7 @@ both_backends!(
     |db: TestDatabase| async move {
         let server = TestServer::start(&db).await;
         let (alice, _) = account(&server, "alice").await;
-        let data = bytes(3 * 1024 * 1024, 21);
+        let data = seeded_bytes(3 * 1024 * 1024, 21);
         let base = manifest_of(&data);
         let (_, first) = upload(&alice, new_file(None, "big.bin", "laptop"), &data).await;
 
@@ -1563,7 +1551,7 @@ both_backends!(
         let mut edited = data.clone();
         edited[1_000_000] ^= 1;
         edited.insert(2_000_000, 7);
-        edited.extend_from_slice(&bytes(5000, 22));
+        edited.extend_from_slice(&seeded_bytes(5000, 22));
         let (status, second) = upload_as_edit(&alice, &first, &base, &edited).await;
         assert_eq!(second.outcome, CommitOutcome::Updated);
         assert!(
@@ -1592,7 +1580,7 @@ both_backends!(
             .post_json(
                 "/api/drive/uploads",
                 &NewUpload {
-                    chunks: manifest_of(&bytes(100_000, 23)),
+                    chunks: manifest_of(&seeded_bytes(100_000, 23)),
                     ..new_version(&first.node.id, Some(&second.version.id), "laptop")
                 },
             )
@@ -1608,16 +1596,21 @@ both_backends!(
         let server = TestServer::start(&db).await;
         let (alice, _) = account(&server, "alice").await;
         let (bob, _) = account(&server, "bob").await;
-        let data = bytes(600 * 1024, 31);
+        let data = seeded_bytes(600 * 1024, 31);
         let base = manifest_of(&data);
         let (_, file) = upload(&alice, new_file(None, "a.bin", "laptop"), &data).await;
         let (_, other) = upload(
             &alice,
             new_file(None, "b.bin", "laptop"),
-            &bytes(300_000, 32),
+            &seeded_bytes(300_000, 32),
         )
         .await;
-        let (_, bobs) = upload(&bob, new_file(None, "c.bin", "desk"), &bytes(300_000, 33)).await;
+        let (_, bobs) = upload(
+            &bob,
+            new_file(None, "c.bin", "desk"),
+            &seeded_bytes(300_000, 33),
+        )
+        .await;
         let edit = |at, remove| ChunkEdit {
             at,
             remove,
@@ -1713,7 +1706,7 @@ both_backends!(
             .await
             .assert_error(400, "hash_mismatch");
         // Bases that are not chunks of the upload's base version.
-        let foreign_chunk = manifest_of(&bytes(300_000, 33))[0].hash.clone();
+        let foreign_chunk = manifest_of(&seeded_bytes(300_000, 33))[0].hash.clone();
         for base in [foreign_chunk.as_str(), "../../etc", &chunk_hash(b"none")] {
             put_delta(&alice, id, hash, base, good.clone())
                 .await
@@ -1763,7 +1756,7 @@ both_backends!(
         let (laptop_dir, phone_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let mut laptop = syncer(&server, laptop_dir.path(), "laptop").await;
         let mut phone = syncer(&server, phone_dir.path(), "phone").await;
-        let data = bytes(2 * 1024 * 1024, 41);
+        let data = seeded_bytes(2 * 1024 * 1024, 41);
         std::fs::write(laptop_dir.path().join("big.bin"), &data).unwrap();
         laptop.pass().await.unwrap();
         phone.pass().await.unwrap();

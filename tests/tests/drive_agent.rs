@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use meridian_tests::both_backends;
 use meridian_tests::client::Client;
 use meridian_tests::db::{Backend, TestDatabase};
+use meridian_tests::seeded_bytes;
 use meridian_tests::server::TestServer;
 use tokio::process::Command;
 
@@ -86,26 +87,13 @@ fn write(dir: &Path, rel: &str, data: &[u8]) {
     std::fs::write(path, data).unwrap();
 }
 
-/// Deterministic bytes (xorshift), so failures replay.
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Two folders, synced with each other through the server.
 async fn pair(server: &TestServer) -> (tempfile::TempDir, tempfile::TempDir) {
     alice(server).await;
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     write(a.path(), "notes.txt", b"first");
     write(a.path(), "docs/plan.md", b"# plan");
-    write(a.path(), "docs/deep/data.bin", &bytes(300_000, 1));
+    write(a.path(), "docs/deep/data.bin", &seeded_bytes(300_000, 1));
     std::fs::create_dir_all(a.path().join("empty")).unwrap();
     once(server, a.path(), "laptop").await;
     once(server, b.path(), "desktop").await;
@@ -139,7 +127,7 @@ both_backends!(two_folders_converge, |db: TestDatabase| async move {
     let (ta, tb) = (tree(a.path()), tree(b.path()));
     assert_eq!(ta, tb);
     assert!(!ta.contains_key("notes.txt") && !ta.contains_key("empty"));
-    assert_eq!(ta["moved.bin"], Some(bytes(300_000, 1)));
+    assert_eq!(ta["moved.bin"], Some(seeded_bytes(300_000, 1)));
     assert_eq!(
         ta["docs/plan.md"],
         Some(b"# plan, edited on the desktop".to_vec())
@@ -215,7 +203,7 @@ async fn kill_9_mid_upload_then_resume() {
     let server = TestServer::start(&db).await;
     alice(&server).await;
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let big = bytes(48 * 1024 * 1024, 7);
+    let big = seeded_bytes(48 * 1024 * 1024, 7);
     write(a.path(), "big.bin", &big);
     let total = meridian_shared::drive::chunking::manifest_of(&big).len() as i64;
 
@@ -375,7 +363,7 @@ mod simulation {
             rng.random_range(0..300)
         };
         let seed: u64 = rng.random();
-        bytes(len, seed)
+        seeded_bytes(len, seed)
     }
 
     fn mutate(rng: &mut StdRng, dir: &Path) -> String {

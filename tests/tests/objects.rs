@@ -25,6 +25,7 @@ use meridian_tests::both_backends;
 use meridian_tests::client::Client;
 use meridian_tests::db::TestDatabase;
 use meridian_tests::objects::Moto;
+use meridian_tests::seeded_bytes;
 use meridian_tests::server::TestServer;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
@@ -36,19 +37,6 @@ use serde_json::Value;
 const PASSWORD: &str = "objects-in-buckets-7";
 const HOUR: i64 = 3600 * 1000;
 const DAY: i64 = 24 * HOUR;
-
-/// Deterministic bytes (xorshift from `seed`), so failures replay.
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 async fn account(server: &TestServer, username: &str) -> Client {
     let client = Client::new(server);
@@ -138,7 +126,7 @@ both_backends!(drive_on_s3, |db: TestDatabase| async move {
     let alice = account(&server, "alice").await;
     let bob = account(&server, "bob").await;
 
-    let data = bytes(900 * 1024, 41);
+    let data = seeded_bytes(900 * 1024, 41);
     let unique: HashSet<String> = manifest_of(&data).into_iter().map(|c| c.hash).collect();
     assert!(unique.len() > 2, "several chunks");
     let (sent, a) = upload(&alice, "film.bin", &data).await;
@@ -297,19 +285,19 @@ both_backends!(
 async fn orphans_are_collected(db: &TestDatabase, object_store: Option<String>) {
     let server = TestServer::start_with(db, |c| c.object_store = object_store).await;
     let alice = account(&server, "alice").await;
-    let data = bytes(300 * 1024, 5);
+    let data = seeded_bytes(300 * 1024, 5);
     let (_, kept) = upload(&alice, "kept.bin", &data).await;
     let referenced: Vec<String> = manifest_of(&data).into_iter().map(|c| c.hash).collect();
 
     // Bytes stored with no row, as a crash between the write and the row leaves them.
     let orphans: Vec<String> = (0..3u64)
         .map(|i| {
-            let chunk = bytes(1000 + i as usize, 100 + i);
+            let chunk = seeded_bytes(1000 + i as usize, 100 + i);
             chunk_hash(&chunk)
         })
         .collect();
     for (i, hash) in orphans.iter().enumerate() {
-        let chunk = bytes(1000 + i, 100 + i as u64);
+        let chunk = seeded_bytes(1000 + i, 100 + i as u64);
         server.state.drive.chunks.put(hash, chunk).await.unwrap();
     }
 
@@ -338,12 +326,15 @@ async fn orphans_are_collected(db: &TestDatabase, object_store: Option<String>) 
     assert_eq!(download(&alice, &kept.node.id).await, data);
 
     // An orphan stored again by an upload is a chunk like any other.
-    let (sent, again) = upload(&alice, "again.bin", &bytes(1000, 100)).await;
+    let (sent, again) = upload(&alice, "again.bin", &seeded_bytes(1000, 100)).await;
     assert_eq!(sent, 1);
     server.clock.advance(2 * HOUR);
     let report = pass(&server).await;
     assert_eq!(report.orphans_found, 0, "{report:?}");
-    assert_eq!(download(&alice, &again.node.id).await, bytes(1000, 100));
+    assert_eq!(
+        download(&alice, &again.node.id).await,
+        seeded_bytes(1000, 100)
+    );
 }
 
 both_backends!(

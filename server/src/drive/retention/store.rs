@@ -96,7 +96,7 @@ async fn chunks_named_by(
     conn: &mut AnyConnection,
     table: &str,
     column: &str,
-    ids: &[String],
+    ids: &[impl AsRef<str> + Sync],
 ) -> Result<Vec<String>, sqlx::Error> {
     let mut hashes = Vec::new();
     for batch in ids.chunks(PER_STATEMENT) {
@@ -106,7 +106,7 @@ async fn chunks_named_by(
         );
         let mut query = sqlx::query_scalar(&sql);
         for id in batch {
-            query = query.bind(id);
+            query = query.bind(id.as_ref());
         }
         hashes.extend(query.fetch_all(&mut *conn).await?);
     }
@@ -411,20 +411,8 @@ pub async fn listed_chunks(
     conn: &mut AnyConnection,
     hashes: &[&str],
 ) -> Result<HashSet<String>, sqlx::Error> {
-    let mut listed = HashSet::new();
-    for batch in hashes.chunks(PER_STATEMENT) {
-        let sql = format!(
-            "SELECT hash FROM drive_chunks WHERE hash IN ({})",
-            params(1, batch.len())
-        );
-        let mut query = sqlx::query_scalar(&sql);
-        for hash in batch {
-            query = query.bind(*hash);
-        }
-        let rows: Vec<String> = query.fetch_all(&mut *conn).await?;
-        listed.extend(rows);
-    }
-    Ok(listed)
+    let listed = chunks_named_by(conn, "drive_chunks", "hash", hashes).await?;
+    Ok(listed.into_iter().collect())
 }
 
 /// Queues the bytes of `hash`, stored with no row (orphaned by a crash between its
