@@ -127,48 +127,41 @@ ensure_node_deps() {
     fi
 }
 
-# schemathesis (Python, from PyPI) for the OpenAPI conformance test: exactly the versions
-# of scripts/schemathesis-requirements.txt, in a virtualenv of their own under ~/.cache
-# named after that file's hash (a changed pin gets a fresh one). Sets
-# MERIDIAN_SCHEMATHESIS, which tests/tests/openapi_conformance.rs runs.
-ensure_schemathesis() {
-    local requirements="$ROOT/scripts/schemathesis-requirements.txt" hash venv
+# A virtualenv with exactly the versions of scripts/NAME-requirements.txt (from PyPI),
+# under ~/.cache named after that file's hash (a changed pin gets a fresh one); prints
+# its path. The marker is written last: an interrupted install is redone, not half used.
+pinned_venv() {
+    local name="$1" requirements hash venv
+    requirements="$ROOT/scripts/$name-requirements.txt"
     hash="$(sha256sum "$requirements" | cut -c1-16)"
-    venv="${XDG_CACHE_HOME:-$HOME/.cache}/meridian/schemathesis-$hash"
-    # The marker is written last: an interrupted install is redone, not half used.
+    venv="${XDG_CACHE_HOME:-$HOME/.cache}/meridian/$name-$hash"
     if [ ! -f "$venv/.installed" ]; then
-        command -v python3 >/dev/null 2>&1 || ensure_apt python3
+        command -v python3 >/dev/null 2>&1 || ensure_apt python3 >&2
         # Debian's python3 makes virtualenvs only with python3-venv (ensurepip).
-        python3 -c 'import ensurepip, venv' 2>/dev/null || ensure_apt python3-venv
-        say "installing $(grep '^schemathesis==' "$requirements") into $venv"
+        python3 -c 'import ensurepip, venv' 2>/dev/null || ensure_apt python3-venv >&2
+        say "installing $(grep "^$name==" "$requirements") into $venv" >&2
         rm -rf "$venv"
-        python3 -m venv "$venv"
+        python3 -m venv "$venv" >&2
         "$venv/bin/pip" install --quiet --disable-pip-version-check \
-            --requirement "$requirements"
+            --requirement "$requirements" >&2
         touch "$venv/.installed"
     fi
+    printf '%s\n' "$venv"
+}
+
+# schemathesis for the OpenAPI conformance test: sets MERIDIAN_SCHEMATHESIS, which
+# tests/tests/openapi_conformance.rs runs.
+ensure_schemathesis() {
+    local venv
+    venv="$(pinned_venv schemathesis)"
     export MERIDIAN_SCHEMATHESIS="$venv/bin/schemathesis"
 }
 
-# moto (Python, from PyPI): an S3-compatible server for the object storage tests, exactly
-# the versions of scripts/moto-requirements.txt, in a virtualenv of their own under
-# ~/.cache named after that file's hash. Sets MERIDIAN_MOTO to its `moto_server`, which
-# tests/tests/objects.rs starts (and skips, saying so, without it).
+# moto: an S3-compatible server for the object storage tests. Sets MERIDIAN_MOTO to its
+# `moto_server`, which tests/tests/objects.rs starts (and skips, saying so, without it).
 ensure_moto() {
-    local requirements="$ROOT/scripts/moto-requirements.txt" hash venv
-    hash="$(sha256sum "$requirements" | cut -c1-16)"
-    venv="${XDG_CACHE_HOME:-$HOME/.cache}/meridian/moto-$hash"
-    # The marker is written last: an interrupted install is redone, not half used.
-    if [ ! -f "$venv/.installed" ]; then
-        command -v python3 >/dev/null 2>&1 || ensure_apt python3
-        python3 -c 'import ensurepip, venv' 2>/dev/null || ensure_apt python3-venv
-        say "installing $(grep '^moto==' "$requirements") into $venv"
-        rm -rf "$venv"
-        python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check \
-            --requirement "$requirements"
-        touch "$venv/.installed"
-    fi
+    local venv
+    venv="$(pinned_venv moto)"
     export MERIDIAN_MOTO="$venv/bin/moto_server"
 }
 
