@@ -88,10 +88,18 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
 }
 
+/// A free port below the ephemeral range (32768 and up on Linux), bound and released:
+/// the node binds it again a moment later. An ephemeral port could meanwhile be taken
+/// as the source port of an outbound connection (the nodes already started connect to
+/// each other), and the node then fails with "address in use".
 pub fn free_addr() -> SocketAddr {
-    // Bound and released: the node binds it again a moment later.
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr")
+    for _ in 0..1000 {
+        let port = rand::random_range(20_000..32_000);
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().expect("local addr");
+        }
+    }
+    panic!("no free port between 20000 and 32000 on 127.0.0.1");
 }
 
 impl Cluster {
