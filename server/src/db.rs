@@ -70,6 +70,11 @@ impl Db {
                 DatabaseBackend::Postgres => 16,
             })
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings a connection when it goes back to the pool (every release) and,
+            // by default, again when it is taken: a second round trip per query for a
+            // connection tested a moment before. One that died idle fails its next query
+            // and is closed by that release's ping.
+            .test_before_acquire(false)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == DatabaseBackend::Sqlite {

@@ -28,6 +28,11 @@
 //! [`app`] builds the router from an [`AppState`]; [`serve`] runs it on a listener the
 //! caller has bound (tests bind `127.0.0.1:0`) until a shutdown future resolves.
 
+/// Every process linking the server (the `meridian` binary, tests, benches) allocates
+/// with mimalloc: see the workspace's Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod auth;
 pub mod cart;
 pub mod cli;

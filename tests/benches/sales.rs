@@ -17,6 +17,15 @@
 //! addresses 127.0.0.1–127.0.0.4. An attempt is sent at its time or, when the server
 //! falls behind, as soon as a connection is free; every attempt is answered.
 //!
+//! Then the ledgers alone, in this process and without HTTP (`SALE_BENCH_PARTS`, default
+//! `http,ledger`): `SALE_BENCH_WORKERS` tasks check out and pay through the sale's writer
+//! of an in-process server, against as many tasks running the naive `UPDATE` on 16
+//! connections, on the same PostgreSQL, until the units are sold. This is the part that
+//! does not scale out with front ends (one row per sale), so it is what a cluster's
+//! orders per second are bounded by. The PostgreSQL's `fsync` setting is printed: the
+//! test cluster of scripts/lib.sh runs with it off; point `MERIDIAN_TEST_PG_URL` at one
+//! with it on for durable commits.
+//!
 //! Printed per server: time to sell out (the last unit's order confirmed), admitted
 //! checkouts' p50/p99 latency, orders per second (units / time to sell out), answers by
 //! status, oversold units (must be 0: checked against the database), and the server's
@@ -410,6 +419,167 @@ async fn run_naive(settings: Settings) -> f64 {
     )
 }
 
+/// The naive ledger alone: `workers` tasks decrement the row until it is empty.
+async fn ledger_naive(settings: Settings) -> f64 {
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .connect(&db.url)
+        .await
+        .expect("connect");
+    sqlx::query(
+        "CREATE TABLE naive_sale (id BIGINT PRIMARY KEY, stock BIGINT NOT NULL CHECK (stock >= 0))",
+    )
+    .execute(&pool)
+    .await
+    .expect("create");
+    sqlx::query("INSERT INTO naive_sale (id, stock) VALUES (1, $1)")
+        .bind(settings.units)
+        .execute(&pool)
+        .await
+        .expect("seed");
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..settings.workers {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut orders = Vec::new();
+            loop {
+                let row: Option<(i64,)> = sqlx::query_as(
+                    "UPDATE naive_sale SET stock = stock - 1 WHERE id = 1 AND stock > 0 RETURNING stock",
+                )
+                .fetch_optional(&pool)
+                .await
+                .expect("the naive update");
+                match row {
+                    Some(_) => orders.push(start.elapsed()),
+                    None => return orders,
+                }
+            }
+        }));
+    }
+    let mut orders = Vec::new();
+    for task in tasks {
+        orders.extend(task.await.expect("a naive task"));
+    }
+    ledger_report("naive row", settings, &orders, start.elapsed())
+}
+
+/// Meridian's ledger alone: `workers` tasks, each a new buyer per attempt, check out and
+/// pay through the sale's writer in this process until it answers sold out.
+async fn ledger_meridian(settings: Settings) -> f64 {
+    use meridian_server::sales::engine::Attempt;
+    use meridian_server::sales::writer::{Checkout, Payment};
+
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let server = meridian_tests::server::TestServer::start(&db).await;
+    let admin = Client::at(&server.base_url());
+    admin
+        .signup("admin", "flash-sale-bench-1")
+        .await
+        .expect::<serde_json::Value>(201);
+    let now = meridian_server::Clock::now_ms(&meridian_server::SystemClock);
+    let sale: SaleView = admin
+        .post_json(
+            "/api/sales",
+            &json!({
+                "name": "ledger", "product_id": "lantern", "stock": settings.units,
+                "starts_at": format_rfc3339_ms(now - 1000), "per_user_limit": 1,
+                "reservation_ttl_s": 600,
+            }),
+        )
+        .await
+        .expect(201);
+    let writer = server
+        .state
+        .sales
+        .writer(&server.state, &sale.id)
+        .await
+        .expect("the sale's writer")
+        .expect("the sale");
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..settings.workers {
+        let (writer, next) = (writer.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut orders = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let attempt = Attempt {
+                    buyer: format!("guest:ledger-{i}"),
+                    key: "k".into(),
+                };
+                let buyer = attempt.buyer.clone();
+                match writer.checkout(attempt).await.expect("a checkout") {
+                    Checkout::Reserved(existing) => {
+                        let paid = writer
+                            .pay(existing.reservation_id, buyer)
+                            .await
+                            .expect("a payment");
+                        assert!(matches!(paid, Payment::Confirmed(_)), "{paid:?}");
+                        orders.push(start.elapsed());
+                    }
+                    // Every unit is reserved, some not paid yet: another buyer waits.
+                    Checkout::Queued(_) => {}
+                    Checkout::SoldOut => return orders,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }));
+    }
+    let mut orders = Vec::new();
+    for task in tasks {
+        orders.extend(task.await.expect("a ledger task"));
+    }
+    let elapsed = start.elapsed();
+    let pool = PgPool::connect(&db.url).await.expect("connect");
+    let (sold, reserved): (i64, i64) =
+        sqlx::query_as("SELECT sold, reserved FROM sales WHERE id = $1")
+            .bind(&sale.id)
+            .fetch_one(&pool)
+            .await
+            .expect("the ledger");
+    assert_eq!(
+        (sold, reserved),
+        (settings.units, 0),
+        "sold exactly the stock"
+    );
+    let transactions: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM realtime_events WHERE topic = $1")
+            .bind(format!("public:sale-{}", sale.id))
+            .fetch_one(&pool)
+            .await
+            .expect("events");
+    println!("  (meridian writer: {transactions} ledger transactions)");
+    ledger_report("meridian writer", settings, &orders, elapsed)
+}
+
+fn ledger_report(name: &str, settings: Settings, orders: &[Duration], elapsed: Duration) -> f64 {
+    assert_eq!(
+        orders.len() as i64,
+        settings.units,
+        "{name}: every unit sold once"
+    );
+    let sell_out = orders.iter().max().copied().unwrap_or(elapsed);
+    let per_second = orders.len() as f64 / sell_out.as_secs_f64().max(1e-9);
+    println!(
+        "  {name}: {} orders in {:.3} s, {per_second:.0} orders/s",
+        orders.len(),
+        sell_out.as_secs_f64()
+    );
+    per_second
+}
+
+async fn fsync_setting() -> String {
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let pool = PgPool::connect(&db.url).await.expect("connect");
+    sqlx::query_scalar("SHOW fsync")
+        .fetch_one(&pool)
+        .await
+        .expect("SHOW fsync")
+}
+
 fn main() {
     if let Ok(url) = std::env::var(NAIVE_SERVE_VAR) {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -446,12 +616,28 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
+    let parts = std::env::var("SALE_BENCH_PARTS").unwrap_or_else(|_| "http,ledger".into());
     runtime.block_on(async {
-        let ours = run_meridian(settings).await;
-        let naive = run_naive(settings).await;
-        println!(
-            "== orders/s: meridian {ours:.0}, naive {naive:.0}: {:.1}x",
-            ours / naive.max(1e-9)
-        );
+        println!("PostgreSQL fsync = {}", fsync_setting().await);
+        if parts.contains("http") {
+            let ours = run_meridian(settings).await;
+            let naive = run_naive(settings).await;
+            println!(
+                "== orders/s through HTTP: meridian {ours:.0}, naive {naive:.0}: {:.1}x",
+                ours / naive.max(1e-9)
+            );
+        }
+        if parts.contains("ledger") {
+            println!(
+                "== the ledgers alone ({} units, {} tasks, no HTTP):",
+                settings.units, settings.workers
+            );
+            let ours = ledger_meridian(settings).await;
+            let naive = ledger_naive(settings).await;
+            println!(
+                "== orders/s of the ledger: meridian {ours:.0}, naive {naive:.0}: {:.1}x",
+                ours / naive.max(1e-9)
+            );
+        }
     });
 }

@@ -450,6 +450,12 @@ async fn checkout(
         buyer,
         key: key.to_owned(),
     };
+    if writer
+        .sold_out()
+        .is_some_and(|sold_out| sold_out.surely_refused(&attempt))
+    {
+        return Err(sold_out());
+    }
     match writer.checkout(attempt).await.map_err(write_error)? {
         Checkout::Reserved(existing) => Ok((
             StatusCode::OK,
@@ -463,11 +469,7 @@ async fn checkout(
             StatusCode::ACCEPTED,
             Json(CheckoutAnswer::Queued { position }),
         )),
-        Checkout::SoldOut => Err(ApiError::new(
-            StatusCode::GONE,
-            "sold_out",
-            "every unit is sold or promised to those ahead of you",
-        )),
+        Checkout::SoldOut => Err(sold_out()),
         Checkout::LimitReached => Err(ApiError::conflict(
             "limit_reached",
             format!(
@@ -477,6 +479,14 @@ async fn checkout(
         )),
         Checkout::Expired => Err(reservation_expired()),
     }
+}
+
+fn sold_out() -> ApiError {
+    ApiError::new(
+        StatusCode::GONE,
+        "sold_out",
+        "every unit is sold or promised to those ahead of you",
+    )
 }
 
 fn reservation_expired() -> ApiError {

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use futures_util::TryStreamExt;
 use meridian_shared::api::DatabaseBackend;
 use meridian_shared::sales::{SaleFigures, ValidSale};
 use sqlx::{AnyConnection, AnyPool, Row};
@@ -187,6 +188,23 @@ pub async fn buyer_rows(
         }
     }
     Ok(out)
+}
+
+/// Calls `each(buyer, idempotency_key)` for every reservation of a sale, whatever its
+/// state, streaming the rows.
+pub async fn each_reservation_key(
+    pool: &AnyPool,
+    sale_id: &str,
+    mut each: impl FnMut(&str, &str),
+) -> Result<(), sqlx::Error> {
+    let mut rows =
+        sqlx::query("SELECT buyer, idempotency_key FROM sale_reservations WHERE sale_id = $1")
+            .bind(sale_id)
+            .fetch(pool);
+    while let Some(row) = rows.try_next().await? {
+        each(row.try_get(0)?, row.try_get(1)?);
+    }
+    Ok(())
 }
 
 /// A new reservation row.

@@ -16,10 +16,17 @@
 //!   admits queue heads when units are left and refreshes its figures, so units freed
 //!   on other instances reach this queue too.
 //! - Bounded: [`QUEUE`] jobs wait at most; a full queue answers 503 at once.
+//! - Sold out is final (sold = stock: units come back only from reservations, and none
+//!   is left): once the writer observes it, it reads the fingerprints of every
+//!   reservation's buyer and key (the set can no longer grow), and from then on a
+//!   checkout whose fingerprint is absent is told sold out by the route, without the
+//!   writer or the database. A present fingerprint (its reservation, or a collision)
+//!   goes the usual way.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use meridian_shared::sales::{sale_topic, SaleFigures};
@@ -98,6 +105,25 @@ pub struct SaleWriter {
     pub sale: SaleRow,
     jobs: mpsc::Sender<Job>,
     snapshot: watch::Receiver<Snapshot>,
+    sold_out: Arc<OnceLock<SoldOut>>,
+}
+
+/// A sale sold out for good: the fingerprints of every reservation's buyer and key.
+pub struct SoldOut {
+    hasher: RandomState,
+    reserved: HashSet<u64>,
+}
+
+impl SoldOut {
+    fn fingerprint(hasher: &RandomState, attempt: (&str, &str)) -> u64 {
+        hasher.hash_one(attempt)
+    }
+
+    /// Whether `attempt` surely has no reservation (so its answer is sold out).
+    pub fn surely_refused(&self, attempt: &Attempt) -> bool {
+        let print = Self::fingerprint(&self.hasher, (&attempt.buyer, &attempt.key));
+        !self.reserved.contains(&print)
+    }
 }
 
 impl SaleWriter {
@@ -109,22 +135,30 @@ impl SaleWriter {
             figures: sale.figures(),
             queue_length: 0,
         });
+        let sold_out = Arc::new(OnceLock::new());
         let writer = Writer {
             state: state.clone(),
             sale: sale.clone(),
             book,
             publish,
+            sold_out: sold_out.clone(),
         };
         state.tasks.spawn(writer.run(queue));
         SaleWriter {
             sale,
             jobs,
             snapshot,
+            sold_out,
         }
     }
 
     pub fn snapshot(&self) -> Snapshot {
         *self.snapshot.borrow()
+    }
+
+    /// Once the sale is sold out for good (and this writer has read its reservations).
+    pub fn sold_out(&self) -> Option<&SoldOut> {
+        self.sold_out.get()
     }
 
     fn send(&self, job: Job) -> Result<(), WriteError> {
@@ -165,6 +199,7 @@ struct Writer {
     sale: SaleRow,
     book: SaleBook,
     publish: watch::Sender<Snapshot>,
+    sold_out: Arc<OnceLock<SoldOut>>,
 }
 
 static NEXT_EVENT: AtomicU64 = AtomicU64::new(1);
@@ -200,6 +235,7 @@ impl Writer {
                         if let Err(err) = self.tick().await {
                             tracing::warn!(%err, sale = %self.sale.id, "sale tick failed");
                         }
+                        self.note_sold_out().await;
                         continue;
                     }
                 }
@@ -237,6 +273,29 @@ impl Writer {
             }
             if !checkouts.is_empty() {
                 self.checkout_batch(checkouts).await;
+            }
+            self.note_sold_out().await;
+        }
+    }
+
+    /// Reads the reservations' fingerprints once the sale is sold out for good.
+    async fn note_sold_out(&mut self) {
+        if !self.book.is_sold_out() || self.sold_out.get().is_some() {
+            return;
+        }
+        let hasher = RandomState::new();
+        let mut reserved = HashSet::new();
+        let read = store::each_reservation_key(&self.state.db.pool, &self.sale.id, |b, k| {
+            reserved.insert(SoldOut::fingerprint(&hasher, (b, k)));
+        })
+        .await;
+        match read {
+            Ok(()) => {
+                let _ = self.sold_out.set(SoldOut { hasher, reserved });
+            }
+            // Tried again after the next batch or tick; meanwhile the usual way answers.
+            Err(err) => {
+                tracing::warn!(%err, sale = %self.sale.id, "could not read the reservations")
             }
         }
     }
