@@ -1,7 +1,8 @@
 //! One single-writer task per sale on each instance: it takes every checkout and payment
-//! that queued meanwhile and writes them in one transaction (reservation rows in one
-//! multi-row INSERT, one update of the ledger row, one realtime event, one commit);
-//! each request is answered only once its batch is durable.
+//! that queued meanwhile and writes them all in one transaction (paid reservations and
+//! their orders, then new reservations, each in multi-row statements; one update of the
+//! ledger row, one realtime event, one commit); each request is answered only once its
+//! batch is durable.
 //!
 //! Invariants:
 //! - The ledger row is locked first in every transaction that changes it (here, on any
@@ -92,6 +93,11 @@ enum Job {
 
 /// A payment waiting in a batch: the reservation, the buyer, where to answer.
 type PayJob = (String, String, oneshot::Sender<Result<Payment, WriteError>>);
+/// A checkout waiting in a batch.
+type CheckoutJob = (Attempt, oneshot::Sender<Result<Checkout, WriteError>>);
+/// What one locked transaction decided: each payment's outcome, the checkouts' plan,
+/// the reservations granted.
+type Written = (Vec<Payment>, Plan, HashMap<Attempt, Existing>);
 
 /// What the routes read without waiting for the writer.
 #[derive(Debug, Clone, Copy)]
@@ -259,9 +265,6 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if !pays.is_empty() {
-                self.pay_batch(pays).await;
-            }
             if !ticks.is_empty() {
                 let result = self.tick().await;
                 for reply in ticks {
@@ -271,8 +274,8 @@ impl Writer {
                     });
                 }
             }
-            if !checkouts.is_empty() {
-                self.checkout_batch(checkouts).await;
+            if !pays.is_empty() || !checkouts.is_empty() {
+                self.batch(pays, checkouts).await;
             }
             self.note_sold_out().await;
         }
@@ -326,14 +329,14 @@ impl Writer {
         Ok(())
     }
 
-    async fn checkout_batch(
-        &mut self,
-        jobs: Vec<(Attempt, oneshot::Sender<Result<Checkout, WriteError>>)>,
-    ) {
+    /// Answers a pass's payments and checkouts: checkouts this instance can answer from
+    /// its book at once; the rest, with every payment, in one transaction (or, without
+    /// payments and without units left, without the ledger's lock).
+    async fn batch(&mut self, pays: Vec<PayJob>, checkouts: Vec<CheckoutJob>) {
         let now = self.state.clock.now_ms();
         // Answers this instance knows (a waiting attempt's position; how a wait ended).
-        let mut rest = Vec::with_capacity(jobs.len());
-        for (attempt, reply) in jobs {
+        let mut rest = Vec::with_capacity(checkouts.len());
+        for (attempt, reply) in checkouts {
             match self.book.known(&attempt) {
                 Some(Verdict::Existing(existing)) => {
                     let _ = reply.send(Ok(answer_existing(existing, now)));
@@ -344,25 +347,37 @@ impl Writer {
                 _ => rest.push((attempt, reply)),
             }
         }
-        if rest.is_empty() {
+        if pays.is_empty() && rest.is_empty() {
             return;
         }
         let (attempts, replies): (Vec<Attempt>, Vec<_>) = rest.into_iter().unzip();
-        let result = if self.book.may_grant() {
-            self.grant(&attempts, now).await
+        let result = if pays.is_empty() && !self.book.may_grant() {
+            self.wait_or_refuse(&attempts)
+                .await
+                .map(|(plan, granted)| (Vec::new(), plan, granted))
         } else {
-            self.wait_or_refuse(&attempts).await
+            self.write(&pays, &attempts, now).await
         };
         match result {
-            Ok((plan, granted)) => {
+            Ok((payments, plan, granted)) => {
+                let paid = payments.iter().any(|p| matches!(p, Payment::Confirmed(_)));
+                for ((_, _, reply), outcome) in pays.into_iter().zip(payments) {
+                    let _ = reply.send(Ok(outcome));
+                }
                 for ((reply, attempt), verdict) in
                     replies.into_iter().zip(&attempts).zip(&plan.verdicts)
                 {
                     let _ = reply.send(Ok(answer(verdict, granted.get(attempt), now)));
                 }
+                if paid {
+                    self.state.sales.wake_fulfilment();
+                }
             }
             Err(err) => {
-                tracing::warn!(%err, sale = %self.sale.id, "a checkout batch failed");
+                tracing::warn!(%err, sale = %self.sale.id, "a sale batch failed");
+                for (_, _, reply) in pays {
+                    let _ = reply.send(Err(clone_error(&err)));
+                }
                 for reply in replies {
                     let _ = reply.send(Err(clone_error(&err)));
                 }
@@ -370,38 +385,66 @@ impl Writer {
         }
     }
 
-    /// The locked path: plan against the ledger row and the buyers' rows read under its
-    /// lock, write the grants, commit, then update the book.
-    async fn grant(
+    /// The locked path, one transaction: lock the ledger row; pay `pays` (each
+    /// reservation still reserved and unexpired becomes paid, with a new order and its
+    /// outbox row); then plan the queue heads and `attempts` against the figures after
+    /// the payments and the buyers' rows read under the lock, and write the grants; move
+    /// the ledger once; commit; then update the book.
+    async fn write(
         &mut self,
+        pays: &[PayJob],
         attempts: &[Attempt],
         now: i64,
-    ) -> Result<(Plan, HashMap<Attempt, Existing>), WriteError> {
+    ) -> Result<Written, WriteError> {
         let state = self.state.clone();
+        let order_ids: Vec<String> = if pays.is_empty() {
+            Vec::new()
+        } else {
+            state
+                .ids
+                .next_snowflakes(pays.len())
+                .map_err(|e| WriteError::Ids(e.to_string()))?
+                .iter()
+                .map(u64::to_string)
+                .collect()
+        };
         let mut events = Events::new(&state.hub);
-        let (plan, granted, after) = {
+        let (payments, plan, granted, after) = {
             let _turn = state.db.write_turn().await;
             let mut tx = state.db.pool.begin().await.map_err(db_error)?;
-            let figures = store::lock_sale(&mut tx, &self.sale.id)
+            let locked = store::lock_sale(&mut tx, &self.sale.id)
                 .await
                 .map_err(db_error)?
                 .ok_or_else(|| db_error(sqlx::Error::RowNotFound))?;
+            let (payments, sold) = self.pay_in(&mut tx, pays, &order_ids, now).await?;
+            // Paying moves units from reserved to sold: none comes free.
+            let figures =
+                SaleFigures::new(locked.stock, locked.sold + sold, locked.reserved - sold);
             let heads = self.book.heads(&figures, MAX_BATCH);
-            let rows = self.buyer_rows(&mut tx, &heads, attempts).await?;
-            let plan = self.book.plan(figures, &heads, attempts, &rows);
+            let plan = if heads.is_empty() && attempts.is_empty() {
+                self.book.plan(figures, &[], &[], &HashMap::new())
+            } else {
+                let rows = self.buyer_rows(&mut tx, &heads, attempts).await?;
+                self.book.plan(figures, &heads, attempts, &rows)
+            };
             let mut granted = HashMap::new();
-            let mut after = figures;
-            if !plan.grants.is_empty() {
-                let ids = state
+            let reserved_ids: Vec<String> = if plan.grants.is_empty() {
+                Vec::new()
+            } else {
+                state
                     .ids
                     .next_snowflakes(plan.grants.len())
-                    .map_err(|e| WriteError::Ids(e.to_string()))?;
-                let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+                    .map_err(|e| WriteError::Ids(e.to_string()))?
+                    .iter()
+                    .map(u64::to_string)
+                    .collect()
+            };
+            if !plan.grants.is_empty() {
                 let expires = now + self.sale.reservation_ttl_ms;
                 let rows: Vec<NewReservation> = plan
                     .grants
                     .iter()
-                    .zip(&ids)
+                    .zip(&reserved_ids)
                     .map(|(g, id)| NewReservation {
                         id,
                         buyer: &g.buyer,
@@ -411,13 +454,7 @@ impl Writer {
                 store::insert_reservations(&mut tx, &self.sale.id, &rows, now, expires)
                     .await
                     .map_err(db_error)?;
-                after = store::change_figures(&mut tx, &self.sale.id, plan.grants.len() as i64, 0)
-                    .await
-                    .map_err(db_error)?;
-                self.append_figures(&mut tx, &mut events, after)
-                    .await
-                    .map_err(db_error)?;
-                for (g, id) in plan.grants.iter().zip(ids) {
+                for (g, id) in plan.grants.iter().zip(reserved_ids) {
                     granted.insert(
                         g.clone(),
                         Existing {
@@ -427,16 +464,27 @@ impl Writer {
                         },
                     );
                 }
-                tx.commit().await.map_err(db_error)?;
-            } else {
-                tx.rollback().await.map_err(db_error)?;
             }
-            (plan, granted, after)
+            let after = if sold == 0 && plan.grants.is_empty() {
+                tx.rollback().await.map_err(db_error)?;
+                locked
+            } else {
+                let reserved_delta = plan.grants.len() as i64 - sold;
+                let after = store::change_figures(&mut tx, &self.sale.id, reserved_delta, sold)
+                    .await
+                    .map_err(db_error)?;
+                self.append_figures(&mut tx, &mut events, after)
+                    .await
+                    .map_err(db_error)?;
+                tx.commit().await.map_err(db_error)?;
+                after
+            };
+            (payments, plan, granted, after)
         };
         events.deliver();
         self.book.commit(&plan, attempts, &granted, after);
         self.published();
-        Ok((plan, granted))
+        Ok((payments, plan, granted))
     }
 
     /// No units left by the last figures: queue or refuse without locking the ledger.
@@ -472,113 +520,71 @@ impl Writer {
             .map_err(db_error)
     }
 
-    async fn pay_batch(&mut self, jobs: Vec<PayJob>) {
-        match self.write_payments(&jobs).await {
-            Ok(outcomes) => {
-                for ((_, _, reply), outcome) in jobs.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-                self.state.sales.wake_fulfilment();
-            }
-            Err(err) => {
-                tracing::warn!(%err, sale = %self.sale.id, "a payment batch failed");
-                for (_, _, reply) in jobs {
-                    let _ = reply.send(Err(clone_error(&err)));
-                }
-            }
+    /// Pays `jobs` in `tx` (the ledger row locked): each reservation still reserved,
+    /// unexpired and the payer's becomes paid with its order (`order_ids`, one per job)
+    /// and outbox row. Answers each job's outcome and how many were paid; the caller
+    /// moves the ledger.
+    async fn pay_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        jobs: &[PayJob],
+        order_ids: &[String],
+        now: i64,
+    ) -> Result<(Vec<Payment>, i64), WriteError> {
+        if jobs.is_empty() {
+            return Ok((Vec::new(), 0));
         }
-    }
-
-    /// One transaction: each reservation still reserved and unexpired becomes paid with a
-    /// new order and its outbox row; the ledger moves them from reserved to sold.
-    async fn write_payments(&mut self, jobs: &[PayJob]) -> Result<Vec<Payment>, WriteError> {
-        let state = self.state.clone();
-        let now = state.clock.now_ms();
-        let order_ids = state
-            .ids
-            .next_snowflakes(jobs.len())
-            .map_err(|e| WriteError::Ids(e.to_string()))?;
-        let mut events = Events::new(&state.hub);
-        let (outcomes, after) = {
-            let _turn = state.db.write_turn().await;
-            let mut tx = state.db.pool.begin().await.map_err(db_error)?;
-            store::lock_sale(&mut tx, &self.sale.id)
+        let payments: Vec<(&str, &str, &str)> = jobs
+            .iter()
+            .zip(order_ids)
+            .map(|((reservation_id, buyer, _), order_id)| {
+                (reservation_id.as_str(), order_id.as_str(), buyer.as_str())
+            })
+            .collect();
+        // A reservation twice in one batch: only its first payment may pay it.
+        let mut seen = HashSet::new();
+        let firsts: Vec<(&str, &str, &str)> = payments
+            .iter()
+            .filter(|p| seen.insert(p.0))
+            .copied()
+            .collect();
+        let paid: HashSet<String> = store::mark_paid(tx, &firsts, now)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .collect();
+        let orders: Vec<NewOrder> = firsts
+            .iter()
+            .filter(|p| paid.contains(p.0))
+            .map(|&(reservation_id, id, buyer)| NewOrder {
+                id,
+                reservation_id,
+                buyer,
+            })
+            .collect();
+        let order_of: HashMap<&str, &str> =
+            orders.iter().map(|o| (o.reservation_id, o.id)).collect();
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for (reservation_id, _, _) in jobs {
+            if let Some(order_id) = order_of.get(reservation_id.as_str()) {
+                outcomes.push(Payment::Confirmed((*order_id).to_owned()));
+                continue;
+            }
+            // Paid before (a retry), or expired.
+            let row = store::reservation(tx, reservation_id)
                 .await
                 .map_err(db_error)?;
-            let order_ids: Vec<String> = order_ids.iter().map(u64::to_string).collect();
-            let payments: Vec<(&str, &str, &str)> = jobs
-                .iter()
-                .zip(&order_ids)
-                .map(|((reservation_id, buyer, _), order_id)| {
-                    (reservation_id.as_str(), order_id.as_str(), buyer.as_str())
-                })
-                .collect();
-            // A reservation twice in one batch: only its first payment may pay it.
-            let mut seen = std::collections::HashSet::new();
-            let firsts: Vec<(&str, &str, &str)> = payments
-                .iter()
-                .filter(|p| seen.insert(p.0))
-                .copied()
-                .collect();
-            let paid: std::collections::HashSet<String> = store::mark_paid(&mut tx, &firsts, now)
-                .await
-                .map_err(db_error)?
-                .into_iter()
-                .collect();
-            let orders: Vec<(&str, &str, &str)> = firsts
-                .iter()
-                .filter(|p| paid.contains(p.0))
-                .map(|(reservation_id, order_id, buyer)| (*order_id, *reservation_id, *buyer))
-                .collect();
-            let order_of: HashMap<&str, &str> = orders.iter().map(|o| (o.1, o.0)).collect();
-            let mut outcomes = Vec::with_capacity(jobs.len());
-            for (reservation_id, _, _) in jobs {
-                if let Some(order_id) = order_of.get(reservation_id.as_str()) {
-                    outcomes.push(Payment::Confirmed((*order_id).to_owned()));
-                    continue;
-                }
-                // Paid before (a retry), or expired.
-                let row = store::reservation(&mut tx, reservation_id)
-                    .await
-                    .map_err(db_error)?;
-                outcomes.push(match row.and_then(|r| r.order_id) {
-                    Some(order_id) => Payment::Confirmed(order_id),
-                    None => Payment::Expired,
-                });
-            }
-            let after = if orders.is_empty() {
-                tx.rollback().await.map_err(db_error)?;
-                None
-            } else {
-                let new: Vec<NewOrder> = orders
-                    .iter()
-                    .map(|&(id, reservation_id, buyer)| NewOrder {
-                        id,
-                        reservation_id,
-                        buyer,
-                    })
-                    .collect();
-                store::insert_orders(&mut tx, &self.sale.id, &self.sale.product_id, &new, now)
-                    .await
-                    .map_err(db_error)?;
-                let n = orders.len() as i64;
-                let after = store::change_figures(&mut tx, &self.sale.id, -n, n)
-                    .await
-                    .map_err(db_error)?;
-                self.append_figures(&mut tx, &mut events, after)
-                    .await
-                    .map_err(db_error)?;
-                tx.commit().await.map_err(db_error)?;
-                Some(after)
-            };
-            (outcomes, after)
-        };
-        events.deliver();
-        if let Some(after) = after {
-            self.book.observe(after);
-            self.published();
+            outcomes.push(match row.and_then(|r| r.order_id) {
+                Some(order_id) => Payment::Confirmed(order_id),
+                None => Payment::Expired,
+            });
         }
-        Ok(outcomes)
+        if !orders.is_empty() {
+            store::insert_orders(tx, &self.sale.id, &self.sale.product_id, &orders, now)
+                .await
+                .map_err(db_error)?;
+        }
+        Ok((outcomes, orders.len() as i64))
     }
 
     /// Expires due reservations (returning their units), admits queue heads while units
@@ -619,7 +625,7 @@ impl Writer {
             self.book.observe(figures);
         }
         if self.book.queue_len() > 0 && self.book.may_grant() {
-            self.grant(&[], now).await?;
+            self.write(&[], &[], now).await?;
         }
         self.published();
         Ok(expired)
