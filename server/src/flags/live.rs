@@ -116,13 +116,24 @@ impl Snapshot {
     }
 }
 
-/// Per environment, how many subscribers were last sent each version (0: none yet).
-type SentVersions = HashMap<String, BTreeMap<u64, u64>>;
+/// How many of one environment's subscribers were last sent each version (0: none
+/// yet). Each subscriber holds its environment's count, so being sent a version costs
+/// one lock of it, no lookup by name.
+#[derive(Default)]
+struct SentVersions(Mutex<BTreeMap<u64, u64>>);
+
+impl SentVersions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, u64>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// The live configuration of this instance.
 pub struct Live {
     current: watch::Sender<Arc<Snapshot>>,
-    subscribers: Mutex<SentVersions>,
+    /// Per environment that ever had a subscriber (environments are few; an entry
+    /// outlives its last subscriber).
+    subscribers: Mutex<HashMap<String, Arc<SentVersions>>>,
     /// Reloads are serialised so that an older one never replaces a newer.
     reloading: tokio::sync::Mutex<()>,
 }
@@ -137,11 +148,10 @@ impl Default for Live {
     }
 }
 
-/// One stream subscriber's place in the count; it leaves the count when dropped (its
-/// stream ended).
+/// One stream subscriber's place in its environment's count; it leaves the count when
+/// dropped (its stream ended).
 pub struct SubscriberGuard {
-    live: Arc<Live>,
-    environment: String,
+    counts: Arc<SentVersions>,
     sent: u64,
 }
 
@@ -152,33 +162,25 @@ impl SubscriberGuard {
         if version <= self.sent {
             return;
         }
-        let mut subscribers = self.live.lock_subscribers();
-        if let Some(sent) = subscribers.get_mut(&self.environment) {
-            uncount(sent, self.sent);
-            *sent.entry(version).or_default() += 1;
-        }
+        let mut counts = self.counts.lock();
+        uncount(&mut counts, self.sent);
+        *counts.entry(version).or_default() += 1;
         self.sent = version;
     }
 }
 
 impl Drop for SubscriberGuard {
     fn drop(&mut self) {
-        let mut subscribers = self.live.lock_subscribers();
-        if let Some(sent) = subscribers.get_mut(&self.environment) {
-            uncount(sent, self.sent);
-            if sent.is_empty() {
-                subscribers.remove(&self.environment);
-            }
-        }
+        uncount(&mut self.counts.lock(), self.sent);
     }
 }
 
 /// Takes one subscriber off `version`'s count.
-fn uncount(sent: &mut BTreeMap<u64, u64>, version: u64) {
-    if let Some(n) = sent.get_mut(&version) {
+fn uncount(counts: &mut BTreeMap<u64, u64>, version: u64) {
+    if let Some(n) = counts.get_mut(&version) {
         *n -= 1;
         if *n == 0 {
-            sent.remove(&version);
+            counts.remove(&version);
         }
     }
 }
@@ -192,7 +194,7 @@ impl Live {
         self.current.subscribe()
     }
 
-    fn lock_subscribers(&self) -> std::sync::MutexGuard<'_, SentVersions> {
+    fn lock_subscribers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SentVersions>>> {
         self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -221,26 +223,23 @@ impl Live {
     }
 
     /// Registers an SSE subscriber of `environment`, sent nothing yet.
-    pub fn subscribe(self: &Arc<Live>, environment: &str) -> SubscriberGuard {
-        *self
+    pub fn subscribe(&self, environment: &str) -> SubscriberGuard {
+        let counts = self
             .lock_subscribers()
             .entry(environment.to_owned())
             .or_default()
-            .entry(0)
-            .or_default() += 1;
-        SubscriberGuard {
-            live: self.clone(),
-            environment: environment.to_owned(),
-            sent: 0,
-        }
+            .clone();
+        *counts.lock().entry(0).or_default() += 1;
+        SubscriberGuard { counts, sent: 0 }
     }
 
     /// How many of this instance's subscribers of `environment` were sent `version`.
     pub fn delivery(&self, environment: &str, version: u64) -> Delivery {
-        let subscribers = self.lock_subscribers();
-        let (total, delivered) = subscribers.get(environment).map_or((0, 0), |sent| {
-            let total = sent.values().sum();
-            let delivered = sent.range(version..).map(|(_, n)| n).sum();
+        let counts = self.lock_subscribers().get(environment).cloned();
+        let (total, delivered) = counts.map_or((0, 0), |counts| {
+            let counts = counts.lock();
+            let total = counts.values().sum();
+            let delivered = counts.range(version..).map(|(_, n)| n).sum();
             (total, delivered)
         });
         Delivery {
@@ -264,7 +263,7 @@ mod tests {
 
     #[test]
     fn delivery_counts_subscribers_by_the_version_they_were_sent() {
-        let live = Arc::new(Live::default());
+        let live = Live::default();
         assert_eq!(counted(&live, "production", 1), (0, 0, true));
         let mut a = live.subscribe("production");
         let mut b = live.subscribe("production");
@@ -292,6 +291,6 @@ mod tests {
         drop(b);
         drop(other);
         assert_eq!(counted(&live, "production", 1), (0, 0, true));
-        assert!(live.lock_subscribers().is_empty());
+        assert_eq!(counted(&live, "staging", 3), (0, 0, true));
     }
 }
