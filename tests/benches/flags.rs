@@ -3,8 +3,9 @@
 //! A server process (the `meridian` binary, SQLite) on 127.0.0.1, then:
 //! 1. propagation: 1,000 and 10,000 SSE subscribers follow the production stream; an
 //!    admin flips a kill switch; the time from the admin's request to each subscriber
-//!    reading the new version's event, p50/p99/max over several flips (and for one Rust
-//!    SDK client, until it evaluates the new version);
+//!    reading the new version's event, p50/p99/max over several flips, each flip's first
+//!    receipt, and the server's and this load generator's CPU per 10,000 deliveries (and
+//!    for one Rust SDK client, until it evaluates the new version);
 //! 2. local evaluation in the Rust SDK: a flag with five rules (mixed operators) and a
 //!    rollout, evaluations per second on one thread;
 //! 3. OFREP: single-flag evaluations per second with 64 concurrent clients, p50/p99.
