@@ -17,7 +17,6 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -203,7 +202,7 @@ async fn stream(
     let frames = futures_util::stream::unfold(start, |mut f| async move {
         // The previous frame was taken by the connection: count it as delivered.
         if let Some(v) = f.handed_over.take() {
-            f.guard.sent.store(v, Ordering::Release);
+            f.guard.mark_sent(v);
         }
         loop {
             let snapshot = f.watch.borrow_and_update().clone();
@@ -211,7 +210,7 @@ async fn stream(
                 return None;
             }
             if f.sent == Some(snapshot.version) {
-                f.guard.sent.fetch_max(snapshot.version, Ordering::AcqRel);
+                f.guard.mark_sent(snapshot.version);
             } else if let Some(env) = snapshot.environments.get(&f.environment) {
                 f.sent = Some(snapshot.version);
                 f.handed_over = Some(snapshot.version);
@@ -309,7 +308,7 @@ async fn evaluated_stream(
     };
     let frames = futures_util::stream::unfold(start, |mut f| async move {
         if let Some(v) = f.handed_over.take() {
-            f.guard.sent.store(v, Ordering::Release);
+            f.guard.mark_sent(v);
         }
         loop {
             let snapshot = f.watch.borrow_and_update().clone();
@@ -329,7 +328,7 @@ async fn evaluated_stream(
                     }
                 }
                 // Nothing changed for this context: it is as current as it can be.
-                f.guard.sent.fetch_max(snapshot.version, Ordering::AcqRel);
+                f.guard.mark_sent(snapshot.version);
             }
             match f.quiet.wait(&mut f.watch).await {
                 Wake::Stop => return None,
