@@ -57,7 +57,7 @@ const MAX_REQUESTS: usize = 1024;
 /// instances wait, by at most this much more. Measured with `benches/docs.rs` (200
 /// typists at 5 keystrokes/s over 20 documents, SQLite): server CPU per delivery 27 µs
 /// with a commit per batch as soon as possible, 20 µs with this pacing.
-const COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+const COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(25);
 /// After shutdown, how long the writer waits for rooms' last flushes.
 const LAST_FLUSHES: std::time::Duration = std::time::Duration::from_millis(500);
 

@@ -10,7 +10,10 @@
 //! - Access is decided before the upgrade; a refused request gets an HTTP error with the
 //!   usual JSON body, never a half-open socket.
 //! - Frames reach the endpoint in the order they arrived, one at a time; what its
-//!   producer queued goes out in queue order.
+//!   producer queued goes out in queue order, a backlog in batches of up to
+//!   [`MAX_BATCH`] items with one flush (one write to the socket). The queue is served
+//!   first, but after a full batch it waits one turn: a producer cannot starve the
+//!   client's frames, the heartbeat or shutdown.
 //! - Memory per connection is bounded: the producer never waits on a connection's queue
 //!   (a full queue drops the connection, `SLOW_CONSUMER`), and a write the client does
 //!   not take within [`SEND_TIMEOUT`] ends the connection.
@@ -42,6 +45,8 @@ use crate::error::ApiError;
 
 /// A write to a client that takes longer than this ends the connection.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Queued items written in one batch (one flush, one write to the socket) at most.
+const MAX_BATCH: usize = 64;
 /// The longest close reason a close frame carries, in bytes.
 const MAX_REASON_BYTES: usize = 123;
 
@@ -142,11 +147,28 @@ impl<T> Queue<T> {
 /// The sending half of a connection, each write bounded by [`SEND_TIMEOUT`].
 pub struct Outbound {
     sink: SplitSink<WebSocket, Message>,
+    /// While the loop writes a batch of queued items: messages are buffered, and the
+    /// loop flushes once at the end of the batch.
+    batching: bool,
 }
 
 impl Outbound {
     async fn send(&mut self, message: Message) -> Flow {
-        match tokio::time::timeout(SEND_TIMEOUT, self.sink.send(message)).await {
+        let write = async {
+            if self.batching {
+                self.sink.feed(message).await
+            } else {
+                self.sink.send(message).await
+            }
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, write).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(End::Gone),
+        }
+    }
+
+    async fn flush(&mut self) -> Flow {
+        match tokio::time::timeout(SEND_TIMEOUT, self.sink.flush()).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(End::Gone),
         }
@@ -330,7 +352,10 @@ async fn run<E: Endpoint>(
     settings: SocketSettings,
 ) {
     let (sink, mut stream) = socket.split();
-    let mut out = Outbound { sink };
+    let mut out = Outbound {
+        sink,
+        batching: false,
+    };
     let mut queue = match endpoint.open(&mut out).await {
         Ok(queue) => queue,
         Err(end) => {
@@ -347,9 +372,26 @@ async fn run<E: Endpoint>(
     let mut bucket = settings
         .frame_rate
         .map(|rate| Bucket::new(rate, context.clock.now_ms()));
+    let shutdown = context.shutdown.cancelled();
+    tokio::pin!(shutdown);
+    // After a batch that stopped at `MAX_BATCH` the queue waits one turn.
+    let mut yield_to_client = false;
     let end = loop {
+        let after_full_batch = std::mem::take(&mut yield_to_client);
         let step = tokio::select! {
-            _ = context.shutdown.cancelled() => {
+            // What the producer queued comes first, and a wake-up for it polls nothing
+            // else: most wake-ups of a busy connection are deliveries, and polling the
+            // socket's read side costs (tungstenite zeroes its read buffer on each try).
+            biased;
+            item = queue.recv(), if !after_full_batch => match item {
+                Some(item) => {
+                    let (step, full) = send_queued(&mut endpoint, &mut queue, item, &mut out).await;
+                    yield_to_client = full;
+                    step
+                }
+                None => Err(queue.close_reason().into()),
+            },
+            _ = &mut shutdown => {
                 Err(Close::new(close_code::GOING_AWAY, "server shutting down").into())
             }
             _ = heartbeat.tick() => {
@@ -385,10 +427,10 @@ async fn run<E: Endpoint>(
                     }
                 }
             },
-            item = queue.recv() => match item {
-                Some(item) => endpoint.on_outgoing(item, &mut out).await,
-                None => Err(queue.close_reason().into()),
-            },
+            // The turn the queue waits after a full batch: the client's frames, the
+            // heartbeat and shutdown were looked at (and their wake-ups registered), so
+            // a producer that keeps the queue full cannot starve them.
+            () = std::future::ready(()), if after_full_batch => Ok(()),
         };
         if let Err(end) = step {
             break end;
@@ -399,6 +441,33 @@ async fn run<E: Endpoint>(
         tracing::debug!(code = close.code, reason = %close.reason, "closing a WebSocket");
     }
     out.finish(end).await;
+}
+
+/// Writes `first` and what else the producer queued meanwhile (up to [`MAX_BATCH`]
+/// items) with one flush: one write to the socket for a backlog, not one per item.
+/// Also says whether it stopped at the limit.
+async fn send_queued<E: Endpoint>(
+    endpoint: &mut E,
+    queue: &mut Queue<E::Item>,
+    first: E::Item,
+    out: &mut Outbound,
+) -> (Flow, bool) {
+    out.batching = true;
+    let mut step = endpoint.on_outgoing(first, out).await;
+    let mut sent = 1;
+    while step.is_ok() && sent < MAX_BATCH {
+        let Some(item) = queue.try_recv() else { break };
+        step = endpoint.on_outgoing(item, out).await;
+        sent += 1;
+    }
+    out.batching = false;
+    let step = match step {
+        Ok(()) => out.flush().await,
+        // Ending anyway: the close frame is sent (and everything buffered flushed) by
+        // `Outbound::finish`.
+        Err(end) => Err(end),
+    };
+    (step, sent == MAX_BATCH)
 }
 
 fn frame_error(err: &axum::Error, settings: &SocketSettings) -> Close {
