@@ -24,7 +24,10 @@
 //!   of the wall clock (or a test moving its clock) never closes every connection at once.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -33,7 +36,8 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::task::AtomicWaker;
+use futures_util::{SinkExt, Stream, StreamExt};
 use meridian_shared::realtime::close_code;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -351,7 +355,8 @@ async fn run<E: Endpoint>(
     context: SocketContext,
     settings: SocketSettings,
 ) {
-    let (sink, mut stream) = socket.split();
+    let (sink, stream) = socket.split();
+    let mut stream = Incoming::new(stream);
     let mut out = Outbound {
         sink,
         batching: false,
@@ -441,6 +446,71 @@ async fn run<E: Endpoint>(
         tracing::debug!(code = close.code, reason = %close.reason, "closing a WebSocket");
     }
     out.finish(end).await;
+}
+
+/// The client's half of a socket, polled only when its own wake-up came. `select!` polls
+/// every branch each time the loop goes to wait, and a read attempt on a WebSocket is
+/// not free (a lock shared with the sending half, a readiness check, tungstenite zeroing
+/// its read buffer): without this, a connection busy sending would try to read once per
+/// message sent.
+struct Incoming<S> {
+    stream: S,
+    wake: Arc<ReadWake>,
+    /// The waker the stream is polled with (it sets `wake.woken`).
+    waker: Waker,
+}
+
+/// Set when the stream's waker fired (or it has not been polled yet); then wakes the
+/// connection's task.
+struct ReadWake {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for ReadWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl<S> Incoming<S> {
+    fn new(stream: S) -> Incoming<S> {
+        let wake = Arc::new(ReadWake {
+            woken: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        });
+        Incoming {
+            stream,
+            waker: Waker::from(wake.clone()),
+            wake,
+        }
+    }
+}
+
+impl<S: Stream + Unpin> Stream for Incoming<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let this = &mut *self;
+        // Registered before the flag is read: a wake-up in between is not lost.
+        this.wake.task.register(cx.waker());
+        if !this.wake.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let poll = this
+            .stream
+            .poll_next_unpin(&mut Context::from_waker(&this.waker));
+        if poll.is_ready() {
+            // More may be buffered already: the next call reads again.
+            this.wake.woken.store(true, Ordering::Release);
+        }
+        poll
+    }
 }
 
 /// Writes `first` and what else the producer queued meanwhile (up to [`MAX_BATCH`]
@@ -586,6 +656,69 @@ mod tests {
         };
         // Closed at the 21st silent tick: 2.1 s, the first tick past the timeout.
         assert_eq!(silent_ticks_allowed(&settings), 20);
+    }
+
+    /// A stream that counts its polls and is ready once per `open`.
+    #[derive(Default)]
+    struct Gate {
+        polls: usize,
+        open: bool,
+        waker: Option<Waker>,
+    }
+
+    struct GatedStream(Arc<std::sync::Mutex<Gate>>);
+
+    impl Stream for GatedStream {
+        type Item = usize;
+
+        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<usize>> {
+            let mut gate = self.0.lock().unwrap();
+            gate.polls += 1;
+            if std::mem::take(&mut gate.open) {
+                Poll::Ready(Some(gate.polls))
+            } else {
+                gate.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_read_side_is_polled_only_after_its_own_wake_up() {
+        let gate = Arc::new(std::sync::Mutex::new(Gate::default()));
+        let mut incoming = Incoming::new(GatedStream(gate.clone()));
+        let task = Arc::new(CountingWaker::default());
+        let waker = Waker::from(task.clone());
+        let mut cx = Context::from_waker(&waker);
+        let polls = || gate.lock().unwrap().polls;
+        assert!(incoming.poll_next_unpin(&mut cx).is_pending());
+        assert_eq!(polls(), 1, "the first poll reaches the stream");
+        for _ in 0..3 {
+            assert!(incoming.poll_next_unpin(&mut cx).is_pending());
+        }
+        assert_eq!(polls(), 1, "not woken: the stream is left alone");
+        let stream_waker = {
+            let mut gate = gate.lock().unwrap();
+            gate.open = true;
+            gate.waker.take().unwrap()
+        };
+        stream_waker.wake();
+        assert_eq!(task.0.load(Ordering::SeqCst), 1, "the task is woken");
+        assert_eq!(incoming.poll_next_unpin(&mut cx), Poll::Ready(Some(2)));
+        // After an item the stream is read again: more may be buffered.
+        assert!(incoming.poll_next_unpin(&mut cx).is_pending());
+        assert_eq!(polls(), 3);
+        assert!(incoming.poll_next_unpin(&mut cx).is_pending());
+        assert_eq!(polls(), 3);
     }
 
     #[tokio::test]
