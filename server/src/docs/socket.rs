@@ -82,7 +82,8 @@ pub async fn yjs_socket(
     let settings = SocketSettings {
         max_frame_bytes: MAX_FRAME_BYTES,
         read_buffer_bytes: Some(READ_BUFFER_BYTES),
-        write_buffer_bytes: Some(0),
+        // Tungstenite's default: a batch of queued frames is written with one flush.
+        write_buffer_bytes: None,
         heartbeat: state.config.heartbeat,
         client_timeout: state.config.client_timeout,
         frame_rate: Some(FRAME_RATE),

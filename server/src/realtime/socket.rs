@@ -10,7 +10,10 @@
 //! - Access is decided before the upgrade; a refused request gets an HTTP error with the
 //!   usual JSON body, never a half-open socket.
 //! - Frames reach the endpoint in the order they arrived, one at a time; what its
-//!   producer queued goes out in queue order.
+//!   producer queued goes out in queue order, a backlog in batches of up to
+//!   [`MAX_BATCH`] items with one flush (one write to the socket). The queue is served
+//!   first, but after a full batch it waits one turn: a producer cannot starve the
+//!   client's frames, the heartbeat or shutdown.
 //! - Memory per connection is bounded: the producer never waits on a connection's queue
 //!   (a full queue drops the connection, `SLOW_CONSUMER`), and a write the client does
 //!   not take within [`SEND_TIMEOUT`] ends the connection.
@@ -21,7 +24,10 @@
 //!   of the wall clock (or a test moving its clock) never closes every connection at once.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -30,7 +36,8 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::task::AtomicWaker;
+use futures_util::{SinkExt, Stream, StreamExt};
 use meridian_shared::realtime::close_code;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -42,6 +49,8 @@ use crate::error::ApiError;
 
 /// A write to a client that takes longer than this ends the connection.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Queued items written in one batch (one flush, one write to the socket) at most.
+const MAX_BATCH: usize = 64;
 /// The longest close reason a close frame carries, in bytes.
 const MAX_REASON_BYTES: usize = 123;
 
@@ -142,11 +151,28 @@ impl<T> Queue<T> {
 /// The sending half of a connection, each write bounded by [`SEND_TIMEOUT`].
 pub struct Outbound {
     sink: SplitSink<WebSocket, Message>,
+    /// While the loop writes a batch of queued items: messages are buffered, and the
+    /// loop flushes once at the end of the batch.
+    batching: bool,
 }
 
 impl Outbound {
     async fn send(&mut self, message: Message) -> Flow {
-        match tokio::time::timeout(SEND_TIMEOUT, self.sink.send(message)).await {
+        let write = async {
+            if self.batching {
+                self.sink.feed(message).await
+            } else {
+                self.sink.send(message).await
+            }
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, write).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(End::Gone),
+        }
+    }
+
+    async fn flush(&mut self) -> Flow {
+        match tokio::time::timeout(SEND_TIMEOUT, self.sink.flush()).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(End::Gone),
         }
@@ -329,8 +355,12 @@ async fn run<E: Endpoint>(
     context: SocketContext,
     settings: SocketSettings,
 ) {
-    let (sink, mut stream) = socket.split();
-    let mut out = Outbound { sink };
+    let (sink, stream) = socket.split();
+    let mut stream = Incoming::new(stream);
+    let mut out = Outbound {
+        sink,
+        batching: false,
+    };
     let mut queue = match endpoint.open(&mut out).await {
         Ok(queue) => queue,
         Err(end) => {
@@ -347,9 +377,26 @@ async fn run<E: Endpoint>(
     let mut bucket = settings
         .frame_rate
         .map(|rate| Bucket::new(rate, context.clock.now_ms()));
+    let shutdown = context.shutdown.cancelled();
+    tokio::pin!(shutdown);
+    // After a batch that stopped at `MAX_BATCH` the queue waits one turn.
+    let mut yield_to_client = false;
     let end = loop {
+        let after_full_batch = std::mem::take(&mut yield_to_client);
         let step = tokio::select! {
-            _ = context.shutdown.cancelled() => {
+            // What the producer queued comes first, and a wake-up for it polls nothing
+            // else: most wake-ups of a busy connection are deliveries, and polling the
+            // socket's read side costs (tungstenite zeroes its read buffer on each try).
+            biased;
+            item = queue.recv(), if !after_full_batch => match item {
+                Some(item) => {
+                    let (step, full) = send_queued(&mut endpoint, &mut queue, item, &mut out).await;
+                    yield_to_client = full;
+                    step
+                }
+                None => Err(queue.close_reason().into()),
+            },
+            _ = &mut shutdown => {
                 Err(Close::new(close_code::GOING_AWAY, "server shutting down").into())
             }
             _ = heartbeat.tick() => {
@@ -385,10 +432,10 @@ async fn run<E: Endpoint>(
                     }
                 }
             },
-            item = queue.recv() => match item {
-                Some(item) => endpoint.on_outgoing(item, &mut out).await,
-                None => Err(queue.close_reason().into()),
-            },
+            // The turn the queue waits after a full batch: the client's frames, the
+            // heartbeat and shutdown were looked at (and their wake-ups registered), so
+            // a producer that keeps the queue full cannot starve them.
+            () = std::future::ready(()), if after_full_batch => Ok(()),
         };
         if let Err(end) = step {
             break end;
@@ -399,6 +446,98 @@ async fn run<E: Endpoint>(
         tracing::debug!(code = close.code, reason = %close.reason, "closing a WebSocket");
     }
     out.finish(end).await;
+}
+
+/// The client's half of a socket, polled only when its own wake-up came. `select!` polls
+/// every branch each time the loop goes to wait, and a read attempt on a WebSocket is
+/// not free (a lock shared with the sending half, a readiness check, tungstenite zeroing
+/// its read buffer): without this, a connection busy sending would try to read once per
+/// message sent.
+struct Incoming<S> {
+    stream: S,
+    wake: Arc<ReadWake>,
+    /// The waker the stream is polled with (it sets `wake.woken`).
+    waker: Waker,
+}
+
+/// Set when the stream's waker fired (or it has not been polled yet); then wakes the
+/// connection's task.
+struct ReadWake {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for ReadWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl<S> Incoming<S> {
+    fn new(stream: S) -> Incoming<S> {
+        let wake = Arc::new(ReadWake {
+            woken: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        });
+        Incoming {
+            stream,
+            waker: Waker::from(wake.clone()),
+            wake,
+        }
+    }
+}
+
+impl<S: Stream + Unpin> Stream for Incoming<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let this = &mut *self;
+        // Registered before the flag is read: a wake-up in between is not lost.
+        this.wake.task.register(cx.waker());
+        if !this.wake.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let poll = this
+            .stream
+            .poll_next_unpin(&mut Context::from_waker(&this.waker));
+        if poll.is_ready() {
+            // More may be buffered already: the next call reads again.
+            this.wake.woken.store(true, Ordering::Release);
+        }
+        poll
+    }
+}
+
+/// Writes `first` and what else the producer queued meanwhile (up to [`MAX_BATCH`]
+/// items) with one flush: one write to the socket for a backlog, not one per item.
+/// Also says whether it stopped at the limit.
+async fn send_queued<E: Endpoint>(
+    endpoint: &mut E,
+    queue: &mut Queue<E::Item>,
+    first: E::Item,
+    out: &mut Outbound,
+) -> (Flow, bool) {
+    out.batching = true;
+    let mut step = endpoint.on_outgoing(first, out).await;
+    let mut sent = 1;
+    while step.is_ok() && sent < MAX_BATCH {
+        let Some(item) = queue.try_recv() else { break };
+        step = endpoint.on_outgoing(item, out).await;
+        sent += 1;
+    }
+    out.batching = false;
+    let step = match step {
+        Ok(()) => out.flush().await,
+        // Ending anyway: the close frame is sent (and everything buffered flushed) by
+        // `Outbound::finish`.
+        Err(end) => Err(end),
+    };
+    (step, sent == MAX_BATCH)
 }
 
 fn frame_error(err: &axum::Error, settings: &SocketSettings) -> Close {
@@ -517,6 +656,69 @@ mod tests {
         };
         // Closed at the 21st silent tick: 2.1 s, the first tick past the timeout.
         assert_eq!(silent_ticks_allowed(&settings), 20);
+    }
+
+    /// A stream that counts its polls and is ready once per `open`.
+    #[derive(Default)]
+    struct Gate {
+        polls: usize,
+        open: bool,
+        waker: Option<Waker>,
+    }
+
+    struct GatedStream(Arc<std::sync::Mutex<Gate>>);
+
+    impl Stream for GatedStream {
+        type Item = usize;
+
+        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<usize>> {
+            let mut gate = self.0.lock().unwrap();
+            gate.polls += 1;
+            if std::mem::take(&mut gate.open) {
+                Poll::Ready(Some(gate.polls))
+            } else {
+                gate.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_read_side_is_polled_only_after_its_own_wake_up() {
+        let gate = Arc::new(std::sync::Mutex::new(Gate::default()));
+        let mut incoming = Incoming::new(GatedStream(gate.clone()));
+        let task = Arc::new(CountingWaker::default());
+        let waker = Waker::from(task.clone());
+        let mut cx = Context::from_waker(&waker);
+        let polls = || gate.lock().unwrap().polls;
+        assert!(incoming.poll_next_unpin(&mut cx).is_pending());
+        assert_eq!(polls(), 1, "the first poll reaches the stream");
+        for _ in 0..3 {
+            assert!(incoming.poll_next_unpin(&mut cx).is_pending());
+        }
+        assert_eq!(polls(), 1, "not woken: the stream is left alone");
+        let stream_waker = {
+            let mut gate = gate.lock().unwrap();
+            gate.open = true;
+            gate.waker.take().unwrap()
+        };
+        stream_waker.wake();
+        assert_eq!(task.0.load(Ordering::SeqCst), 1, "the task is woken");
+        assert_eq!(incoming.poll_next_unpin(&mut cx), Poll::Ready(Some(2)));
+        // After an item the stream is read again: more may be buffered.
+        assert!(incoming.poll_next_unpin(&mut cx).is_pending());
+        assert_eq!(polls(), 3);
+        assert!(incoming.poll_next_unpin(&mut cx).is_pending());
+        assert_eq!(polls(), 3);
     }
 
     #[tokio::test]
