@@ -24,6 +24,9 @@
 //!   account's cart (`user-…`) is locked before a guest cart (`guest-…`), as the merge
 //!   does; then their topics, in descending order too. Two batches (on any instance)
 //!   never wait on each other in a cycle.
+//! - A committer writes on a connection it keeps from batch to batch (it never queues
+//!   for the pool behind the requests' own reads); a failed batch closes it and the next
+//!   batch takes another.
 //! - Bounded: each committer's queue holds at most [`QUEUE_PER_SHARD`] changes; a full
 //!   queue refuses at once ([`WriteError::Busy`], 503 with `Retry-After`).
 //! - On shutdown the queue closes and what it holds is still written and answered.
