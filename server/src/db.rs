@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use meridian_shared::api::DatabaseBackend;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
+
+/// A pooled connection idle this long is pinged before it is handed out.
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -70,11 +73,20 @@ impl Db {
                 DatabaseBackend::Postgres => 16,
             })
             .acquire_timeout(Duration::from_secs(10))
-            // sqlx pings a connection when it goes back to the pool (every release) and,
-            // by default, again when it is taken: a second round trip per query for a
-            // connection tested a moment before. One that died idle fails its next query
-            // and is closed by that release's ping.
+            // By default sqlx pings every connection it hands out: on PostgreSQL a round
+            // trip, as many as the one query of a request's session read, and under load
+            // each round trip waits for the backend to be scheduled. Only a connection
+            // idle for a while is checked (one that broke while idle is replaced); a busy
+            // one goes straight to its statement.
             .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < CHECK_IDLE_AFTER {
+                        return Ok(true);
+                    }
+                    conn.ping().await.map(|()| true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == DatabaseBackend::Sqlite {

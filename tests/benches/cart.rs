@@ -12,9 +12,10 @@
 //!
 //! Then 1, 64 and 512 sessions (each its own cookie jar, so its own cart) send cart ops
 //! (one op per request: add, set or remove of a random product) as fast as answers come
-//! back, for a bounded time per level. Prints ops/s, p50/p99 latency and the server's
-//! CPU time per op (`/proc/PID/stat`, the child only: the load generator is this
-//! process) per level, then the time to merge a 100-line guest cart into a 100-line
+//! back, for a bounded time per level. Prints ops/s, p50/p99 latency, the server's CPU
+//! time per op (`/proc/PID/stat`, the child only; not the PostgreSQL backends') and the
+//! load generator's (this process: HTTP client, cookie jars, parsing the answers, which
+//! share the machine's cores with the server) per level, then the time to merge a 100-line guest cart into a 100-line
 //! account cart (in-process server).
 //!
 //! Settings (environment): `CART_BENCH_SECS` (per level, default 5), `CART_BENCH_SEED`
@@ -116,6 +117,7 @@ async fn load_level(
         clients.push((client, path));
     }
     let cpu_before = cpu_time(server_pid);
+    let own_cpu_before = cpu_time(std::process::id());
     let started = Instant::now();
     let deadline = started + Duration::from_secs(secs);
     let tasks: Vec<_> = clients
@@ -140,15 +142,20 @@ async fn load_level(
     }
     let elapsed = started.elapsed();
     let cpu = cpu_time(server_pid).saturating_sub(cpu_before);
+    let own_cpu = cpu_time(std::process::id()).saturating_sub(own_cpu_before);
     latencies.sort();
     let ops = latencies.len().max(1) as f64;
+    let per_op = |cpu: Duration| cpu.as_secs_f64() * 1e6 / ops;
+    let of_a_core = |cpu: Duration| cpu.as_secs_f64() * 100.0 / elapsed.as_secs_f64();
     println!(
-        "  {sessions:>4} sessions: {:>8.0} ops/s  p50 {:>10}  p99 {:>10}  server CPU {:>6.1} us/op ({:>3.0} % of a core)  ({} ops in {:.1} s, {errors} errors)",
+        "  {sessions:>4} sessions: {:>8.0} ops/s  p50 {:>10}  p99 {:>10}  server CPU {:>6.1} us/op ({:>3.0} % of a core)  load generator CPU {:>6.1} us/op ({:>3.0} %)  ({} ops in {:.1} s, {errors} errors)",
         latencies.len() as f64 / elapsed.as_secs_f64(),
         ms(percentile(&latencies, 50.0)),
         ms(percentile(&latencies, 99.0)),
-        cpu.as_secs_f64() * 1e6 / ops,
-        cpu.as_secs_f64() * 100.0 / elapsed.as_secs_f64(),
+        per_op(cpu),
+        of_a_core(cpu),
+        per_op(own_cpu),
+        of_a_core(own_cpu),
         latencies.len(),
         elapsed.as_secs_f64(),
     );

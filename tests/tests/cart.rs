@@ -918,6 +918,78 @@ both_backends!(
     }
 );
 
+/// Statements that make the history refuse the op id `boom` (a stand-in for a full disk
+/// or a lost connection in the middle of a batch's writes), and those that undo them.
+fn history_refuses_boom(
+    backend: meridian_tests::db::Backend,
+) -> (&'static [&'static str], &'static [&'static str]) {
+    match backend {
+        meridian_tests::db::Backend::Sqlite => (
+            &["CREATE TRIGGER fail_boom BEFORE INSERT ON cart_history
+               WHEN NEW.op_id = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END"],
+            &["DROP TRIGGER fail_boom"],
+        ),
+        meridian_tests::db::Backend::Postgres => (
+            &[
+                "CREATE FUNCTION fail_boom() RETURNS trigger AS $$
+                 BEGIN IF NEW.op_id = 'boom' THEN RAISE EXCEPTION 'boom'; END IF;
+                 RETURN NEW; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER fail_boom BEFORE INSERT ON cart_history
+                 FOR EACH ROW EXECUTE FUNCTION fail_boom()",
+            ],
+            &["DROP TRIGGER fail_boom ON cart_history"],
+        ),
+    }
+}
+
+async fn run_all(pool: &sqlx::AnyPool, statements: &[&str]) {
+    for sql in statements {
+        sqlx::query(sql)
+            .execute(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+// The committer writes on a connection it keeps from one batch to the next. A failed
+// batch answers its requests with an error and closes that connection (the error may
+// have been the connection's own); the next batch takes another and is written, and the
+// failed request, sent again, applies once.
+both_backends!(
+    the_committer_carries_on_after_a_failed_batch,
+    |db: TestDatabase| async move {
+        let server = TestServer::start(&db).await;
+        let guest = Client::new(&server);
+        let ids = products(&guest).await;
+        assert_eq!(send(&guest, vec![add("c1", &ids[0], 1)]).await.version, 1);
+        let pool = &server.state.db.pool;
+        let (install, remove) = history_refuses_boom(db.backend);
+        run_all(pool, install).await;
+        let boom = CartOpsRequest {
+            ops: vec![add("boom", &ids[1], 2)],
+        };
+        let failed = guest.post_json("/api/cart/ops", &boom).await;
+        assert_eq!(failed.status, 500, "{}", failed.json);
+        assert_eq!(failed.json["code"], "internal");
+        // Still refused while the trigger stands, and nothing else is lost meanwhile.
+        assert_eq!(guest.post_json("/api/cart/ops", &boom).await.status, 500);
+        assert_eq!(send(&guest, vec![add("c2", &ids[0], 1)]).await.version, 2);
+        run_all(pool, remove).await;
+        let view = send(&guest, boom.ops.clone()).await;
+        assert_eq!(view.version, 3);
+        assert_eq!(
+            quantities(&view),
+            [(ids[0].clone(), 2), (ids[1].clone(), 2)]
+        );
+        assert_eq!(
+            send(&guest, boom.ops.clone()).await.version,
+            3,
+            "applied once"
+        );
+        server.shutdown().await;
+    }
+);
+
 // A database error while a batch is written fails every change of the batch, accepted
 // or not, and leaves nothing of it: no history, no snapshot, no event; the carts read
 // afterwards (and so what the next batch starts from) are those of before.
@@ -943,32 +1015,9 @@ both_backends!(
         )
         .await;
         assert!(matches!(&first[0], Ok((stored, true)) if stored.version == 1));
-        // The history refuses the op id `boom` (a stand-in for a full disk or a lost
-        // connection in the middle of the batch's writes).
         let pool = &server.state.db.pool;
-        let (install, remove): (&[&str], &[&str]) = match db.backend {
-            meridian_tests::db::Backend::Sqlite => (
-                &["CREATE TRIGGER fail_boom BEFORE INSERT ON cart_history
-                   WHEN NEW.op_id = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END"],
-                &["DROP TRIGGER fail_boom"],
-            ),
-            meridian_tests::db::Backend::Postgres => (
-                &[
-                    "CREATE FUNCTION fail_boom() RETURNS trigger AS $$
-                     BEGIN IF NEW.op_id = 'boom' THEN RAISE EXCEPTION 'boom'; END IF;
-                     RETURN NEW; END $$ LANGUAGE plpgsql",
-                    "CREATE TRIGGER fail_boom BEFORE INSERT ON cart_history
-                     FOR EACH ROW EXECUTE FUNCTION fail_boom()",
-                ],
-                &["DROP TRIGGER fail_boom ON cart_history"],
-            ),
-        };
-        for sql in install {
-            sqlx::query(sql)
-                .execute(pool)
-                .await
-                .expect("install the trigger");
-        }
+        let (install, remove) = history_refuses_boom(db.backend);
+        run_all(pool, install).await;
         let failed = write_batch(
             &server.state,
             vec![
@@ -993,12 +1042,7 @@ both_backends!(
         assert!(history_of(&server, &b.id).await.is_empty());
         assert_eq!(head(pool, &a.topic).await.expect("a's topic"), 1);
         assert_eq!(head(pool, &b.topic).await.expect("b's topic"), 0);
-        for sql in remove {
-            sqlx::query(sql)
-                .execute(pool)
-                .await
-                .expect("remove the trigger");
-        }
+        run_all(pool, remove).await;
         // The same changes again, in a batch that can commit: they apply on the cart
         // as it was before the failed batch.
         let retried = write_batch(
