@@ -32,7 +32,7 @@ pub mod fulfil;
 pub mod store;
 pub mod writer;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -72,9 +72,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
     )
 }
 
-/// How many recent checkouts an instance remembers, and for how long at least.
+/// How many recent checkouts an instance remembers: between half of this and all of it
+/// (two generations of half each).
 const SEEN_KEYS: usize = 200_000;
-const SEEN_FOR_MS: i64 = 10 * 60 * 1000;
 
 /// The flash sale's in-memory part on this instance: one writer per sale touched, the
 /// checkout rate limits, the payment simulator's failure rate.
@@ -85,7 +85,7 @@ pub struct Sales {
     /// The checkouts (buyer and idempotency key) this instance has seen lately: asking
     /// again with the same key is how a queued buyer follows its place, so it is an
     /// answer to look up, not a new attempt for the rate limits.
-    seen: Mutex<HashMap<(String, String), i64>>,
+    seen: Mutex<Seen>,
     /// Payment failures per million attempts.
     payment_failure_ppm: AtomicU32,
     fulfilment: tokio::sync::Notify,
@@ -118,18 +118,14 @@ impl Sales {
     /// Whether `buyer` already checked out with `key` (lately, on this instance) past
     /// the rate limits.
     fn seen_before(&self, buyer: &str, key: &str) -> bool {
-        let seen = self.seen.lock().expect("the seen-keys lock");
-        seen.contains_key(&(buyer.to_owned(), key.to_owned()))
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.contains(&(buyer.to_owned(), key.to_owned()))
     }
 
-    /// Remembers a checkout the rate limits let through. The memory is bounded: past
-    /// [`SEEN_KEYS`] entries, those older than [`SEEN_FOR_MS`] are forgotten.
-    fn remember(&self, buyer: &str, key: &str, now_ms: i64) {
-        let mut seen = self.seen.lock().expect("the seen-keys lock");
-        if seen.len() >= SEEN_KEYS {
-            seen.retain(|_, at| now_ms - *at < SEEN_FOR_MS);
-        }
-        seen.insert((buyer.to_owned(), key.to_owned()), now_ms);
+    /// Remembers a checkout the rate limits let through.
+    fn remember(&self, buyer: &str, key: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.insert((buyer.to_owned(), key.to_owned()));
     }
 
     pub(crate) fn wake_fulfilment(&self) {
@@ -177,6 +173,29 @@ impl Sales {
         let mut bytes = [0u8; 4];
         state.entropy.fill(&mut bytes);
         u32::from_le_bytes(bytes) % 1_000_000 < self.payment_failure_ppm.load(Ordering::Relaxed)
+    }
+}
+
+/// The checkouts an instance saw lately, bounded by [`SEEN_KEYS`] in two generations:
+/// when the newer one holds half, the older is forgotten and the newer takes its place.
+/// Constant time per checkout: forgetting by age meant a scan of every entry per
+/// checkout once the memory was full of young entries (a rush of distinct keys).
+#[derive(Default)]
+struct Seen {
+    newer: HashSet<(String, String)>,
+    older: HashSet<(String, String)>,
+}
+
+impl Seen {
+    fn contains(&self, checkout: &(String, String)) -> bool {
+        self.newer.contains(checkout) || self.older.contains(checkout)
+    }
+
+    fn insert(&mut self, checkout: (String, String)) {
+        if self.newer.len() >= SEEN_KEYS / 2 {
+            self.older = std::mem::take(&mut self.newer);
+        }
+        self.newer.insert(checkout);
     }
 }
 
@@ -430,7 +449,7 @@ async fn checkout(
                 .attempt(&address.to_string(), now)
                 .map_err(|secs| ApiError::too_many("too many checkouts from this address", secs))?;
         }
-        state.sales.remember(&buyer, key, now);
+        state.sales.remember(&buyer, key);
     }
     let writer = state
         .sales
@@ -590,4 +609,24 @@ async fn orders(State(state): State<AppState>, session: Session) -> ApiResult<Js
             })
             .collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Seen, SEEN_KEYS};
+
+    #[test]
+    fn seen_checkouts_are_bounded_and_the_latest_half_kept() {
+        let mut seen = Seen::default();
+        let key = |i: usize| ("guest:b".to_owned(), format!("k{i}"));
+        let n = SEEN_KEYS * 2 + 17;
+        for i in 0..n {
+            seen.insert(key(i));
+            assert!(seen.newer.len() + seen.older.len() <= SEEN_KEYS);
+        }
+        for i in n - SEEN_KEYS / 2..n {
+            assert!(seen.contains(&key(i)), "checkout {i} forgotten too soon");
+        }
+        assert!(!seen.contains(&key(0)));
+    }
 }

@@ -16,6 +16,8 @@
 //! - Every tick (250 ms) the writer expires due reservations (returning their units),
 //!   admits queue heads when units are left and refreshes its figures, so units freed
 //!   on other instances reach this queue too.
+//! - The locked path writes on a connection the writer keeps between transactions: it
+//!   never queues for the pool behind the requests it answers.
 //! - Bounded: [`QUEUE`] jobs wait at most; a full queue answers 503 at once.
 //! - Sold out is final (sold = stock: units come back only from reservations, and none
 //!   is left): once the writer observes it, it reads the fingerprints of every
@@ -31,6 +33,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use meridian_shared::sales::{sale_topic, SaleFigures};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, Connection};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::engine::{Attempt, BuyerRows, Existing, Plan, ReservationState, SaleBook, Verdict};
@@ -148,6 +152,7 @@ impl SaleWriter {
             book,
             publish,
             sold_out: sold_out.clone(),
+            held: std::sync::Mutex::default(),
         };
         state.tasks.spawn(writer.run(queue));
         SaleWriter {
@@ -206,6 +211,11 @@ struct Writer {
     book: SaleBook,
     publish: watch::Sender<Snapshot>,
     sold_out: Arc<OnceLock<SoldOut>>,
+    /// The connection the locked path writes on, kept from one transaction to the next
+    /// (a failed one drops it back to the pool, which tests it): taken from the pool
+    /// each time, it queued behind the requests' own reads (sessions, reservations).
+    /// (In a mutex only so that the writer is `Sync`: only the writer's task takes it.)
+    held: std::sync::Mutex<Option<PoolConnection<Any>>>,
 }
 
 static NEXT_EVENT: AtomicU64 = AtomicU64::new(1);
@@ -411,7 +421,12 @@ impl Writer {
         let mut events = Events::new(&state.hub);
         let (payments, plan, granted, after) = {
             let _turn = state.db.write_turn().await;
-            let mut tx = state.db.pool.begin().await.map_err(db_error)?;
+            let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let mut conn = match held {
+                Some(conn) => conn,
+                None => state.db.pool.acquire().await.map_err(db_error)?,
+            };
+            let mut tx = Connection::begin(&mut *conn).await.map_err(db_error)?;
             let locked = store::lock_sale(&mut tx, &self.sale.id)
                 .await
                 .map_err(db_error)?
@@ -479,6 +494,7 @@ impl Writer {
                 tx.commit().await.map_err(db_error)?;
                 after
             };
+            *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
             (payments, plan, granted, after)
         };
         events.deliver();
