@@ -57,12 +57,33 @@ impl RateLimiter {
                 !times.is_empty()
             });
             if keys.len() >= self.max_keys {
-                let stalest = keys
-                    .iter()
-                    .min_by_key(|(_, times)| times.back().copied().unwrap_or(i64::MIN))
-                    .map(|(k, _)| k.clone());
-                if let Some(stalest) = stalest {
-                    keys.remove(&stalest);
+                // Every key is young: the stalest tenth goes at once, so the next scan
+                // comes only after as many new keys (one scan per key made a flood of
+                // distinct keys cost a scan of the whole map each).
+                let mut last: Vec<i64> = keys
+                    .values()
+                    .map(|times| times.back().copied().unwrap_or(i64::MIN))
+                    .collect();
+                let cut = (self.max_keys / 10).max(1).min(last.len() - 1);
+                let (_, &mut threshold, _) = last.select_nth_unstable(cut);
+                let mut over = keys.len() + 1 - self.max_keys.saturating_sub(cut);
+                keys.retain(|_, times| {
+                    let stale = times.back().copied().unwrap_or(i64::MIN) < threshold;
+                    if stale && over > 0 {
+                        over -= 1;
+                        return false;
+                    }
+                    true
+                });
+                if keys.len() >= self.max_keys {
+                    // Ties at the threshold: drop one of them.
+                    if let Some(k) = keys
+                        .iter()
+                        .min_by_key(|(_, times)| times.back().copied().unwrap_or(i64::MIN))
+                        .map(|(k, _)| k.clone())
+                    {
+                        keys.remove(&k);
+                    }
                 }
             }
         }
@@ -124,6 +145,25 @@ mod tests {
         assert!(limiter.check("alice", 1).is_err());
         limiter.reset("alice");
         assert_eq!(limiter.check("alice", 1), Ok(()));
+    }
+
+    #[test]
+    fn a_flood_of_young_keys_evicts_the_stalest_tenth_at_once() {
+        let limiter = RateLimiter::with_capacity(2, 60_000, 100);
+        for i in 0..100 {
+            limiter.record(&format!("key{i}"), i);
+        }
+        limiter.record("new", 100);
+        // The ten stalest went together: the next nine new keys need no scan.
+        assert_eq!(limiter.key_count(), 91);
+        assert!(limiter.check("key0", 101).is_ok());
+        limiter.record("key99", 101);
+        limiter.record("key99", 102);
+        assert!(limiter.check("key99", 103).is_err(), "a young key is kept");
+        for i in 0..1000 {
+            limiter.record(&format!("more{i}"), 200 + i);
+            assert!(limiter.key_count() <= 100);
+        }
     }
 
     #[test]
