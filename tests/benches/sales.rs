@@ -283,27 +283,33 @@ async fn sessions(base: &str, n: usize) -> Vec<String> {
     Arc::try_unwrap(out).ok().unwrap().into_inner().unwrap()
 }
 
-async fn run_meridian(settings: Settings) -> f64 {
-    let db = TestDatabase::create(Backend::Postgres).await;
-    let server = ServerProcess::start(BIN, &db).await;
-    let base = server.base_url();
-    let admin = Client::at(&base);
+/// Signs up the admin of the server at `base` and opens a sale of `units` that started a
+/// second ago (one unit per buyer, reservations held 10 minutes).
+async fn open_sale(base: &str, name: &str, units: i64) -> SaleView {
+    let admin = Client::at(base);
     admin
         .signup("admin", "flash-sale-bench-1")
         .await
         .expect::<serde_json::Value>(201);
     let now = meridian_server::Clock::now_ms(&meridian_server::SystemClock);
-    let sale: SaleView = admin
+    admin
         .post_json(
             "/api/sales",
             &json!({
-                "name": "bench", "product_id": "lantern", "stock": settings.units,
+                "name": name, "product_id": "lantern", "stock": units,
                 "starts_at": format_rfc3339_ms(now - 1000), "per_user_limit": 1,
                 "reservation_ttl_s": 600,
             }),
         )
         .await
-        .expect(201);
+        .expect(201)
+}
+
+async fn run_meridian(settings: Settings) -> f64 {
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let server = ServerProcess::start(BIN, &db).await;
+    let base = server.base_url();
+    let sale = open_sale(&base, "bench", settings.units).await;
     let made = Instant::now();
     let cookies = Arc::new(sessions(&base, settings.buyers).await);
     println!(
@@ -388,20 +394,25 @@ async fn naive_serve(database_url: &str) {
     axum::serve(listener, app).await.expect("serve");
 }
 
-async fn run_naive(settings: Settings) -> f64 {
-    let db = TestDatabase::create(Backend::Postgres).await;
-    let pool = PgPool::connect(&db.url).await.expect("connect");
+/// The naive peer's one row, holding `units`.
+async fn naive_row(pool: &PgPool, units: i64) {
     sqlx::query(
         "CREATE TABLE naive_sale (id BIGINT PRIMARY KEY, stock BIGINT NOT NULL CHECK (stock >= 0))",
     )
-    .execute(&pool)
+    .execute(pool)
     .await
     .expect("create");
     sqlx::query("INSERT INTO naive_sale (id, stock) VALUES (1, $1)")
-        .bind(settings.units)
-        .execute(&pool)
+        .bind(units)
+        .execute(pool)
         .await
         .expect("seed");
+}
+
+async fn run_naive(settings: Settings) -> f64 {
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let pool = PgPool::connect(&db.url).await.expect("connect");
+    naive_row(&pool, settings.units).await;
     let (child, base) = start_naive(&db.url).await;
     let pid = child.id().expect("a pid");
     let outcome = rush(settings, base, pid, Arc::new(Vec::new()), None).await;
@@ -427,17 +438,7 @@ async fn ledger_naive(settings: Settings) -> f64 {
         .connect(&db.url)
         .await
         .expect("connect");
-    sqlx::query(
-        "CREATE TABLE naive_sale (id BIGINT PRIMARY KEY, stock BIGINT NOT NULL CHECK (stock >= 0))",
-    )
-    .execute(&pool)
-    .await
-    .expect("create");
-    sqlx::query("INSERT INTO naive_sale (id, stock) VALUES (1, $1)")
-        .bind(settings.units)
-        .execute(&pool)
-        .await
-        .expect("seed");
+    naive_row(&pool, settings.units).await;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..settings.workers {
@@ -473,23 +474,7 @@ async fn ledger_meridian(settings: Settings) -> f64 {
 
     let db = TestDatabase::create(Backend::Postgres).await;
     let server = meridian_tests::server::TestServer::start(&db).await;
-    let admin = Client::at(&server.base_url());
-    admin
-        .signup("admin", "flash-sale-bench-1")
-        .await
-        .expect::<serde_json::Value>(201);
-    let now = meridian_server::Clock::now_ms(&meridian_server::SystemClock);
-    let sale: SaleView = admin
-        .post_json(
-            "/api/sales",
-            &json!({
-                "name": "ledger", "product_id": "lantern", "stock": settings.units,
-                "starts_at": format_rfc3339_ms(now - 1000), "per_user_limit": 1,
-                "reservation_ttl_s": 600,
-            }),
-        )
-        .await
-        .expect(201);
+    let sale = open_sale(&server.base_url(), "ledger", settings.units).await;
     let writer = server
         .state
         .sales

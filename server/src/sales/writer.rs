@@ -320,6 +320,24 @@ impl Writer {
         });
     }
 
+    /// Moves the ledger row (locked by `conn`'s transaction) and appends its new figures
+    /// to the sale's topic in the same transaction; answers them.
+    async fn move_ledger(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        events: &mut Events,
+        reserved_delta: i64,
+        sold_delta: i64,
+    ) -> Result<SaleFigures, WriteError> {
+        let after = store::change_figures(conn, &self.sale.id, reserved_delta, sold_delta)
+            .await
+            .map_err(db_error)?;
+        self.append_figures(conn, events, after)
+            .await
+            .map_err(db_error)?;
+        Ok(after)
+    }
+
     /// Appends the sale's new figures to its topic in `conn`'s transaction.
     async fn append_figures(
         &self,
@@ -485,12 +503,9 @@ impl Writer {
                 locked
             } else {
                 let reserved_delta = plan.grants.len() as i64 - sold;
-                let after = store::change_figures(&mut tx, &self.sale.id, reserved_delta, sold)
-                    .await
-                    .map_err(db_error)?;
-                self.append_figures(&mut tx, &mut events, after)
-                    .await
-                    .map_err(db_error)?;
+                let after = self
+                    .move_ledger(&mut tx, &mut events, reserved_delta, sold)
+                    .await?;
                 tx.commit().await.map_err(db_error)?;
                 after
             };
@@ -623,12 +638,9 @@ impl Writer {
                 expired = store::expire_due(&mut tx, &self.sale.id, now)
                     .await
                     .map_err(db_error)?;
-                let after = store::change_figures(&mut tx, &self.sale.id, -(expired as i64), 0)
-                    .await
-                    .map_err(db_error)?;
-                self.append_figures(&mut tx, &mut events, after)
-                    .await
-                    .map_err(db_error)?;
+                let after = self
+                    .move_ledger(&mut tx, &mut events, -(expired as i64), 0)
+                    .await?;
                 tx.commit().await.map_err(db_error)?;
                 after
             };
