@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use meridian_shared::api::DatabaseBackend;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Connection, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor};
 
 /// A pooled connection idle this long is pinged before it is handed out.
 const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
@@ -181,4 +182,31 @@ pub fn placeholder_rows(rows: usize, columns: usize, first: usize) -> String {
         sql.push(')');
     }
     sql
+}
+
+/// The connection a single writer (a cart committer, a sale's writer) keeps from one
+/// transaction to the next: taken from the pool for each, it queued behind the requests
+/// the writer answers (their session reads). A failed transaction [`discard`]s it (the
+/// error may have been the connection's own); the next [`get`] takes another.
+///
+/// [`discard`]: HeldConnection::discard
+/// [`get`]: HeldConnection::get
+#[derive(Default)]
+pub struct HeldConnection(Option<PoolConnection<Any>>);
+
+impl HeldConnection {
+    /// The held connection, taken from `pool` if there is none.
+    pub async fn get(&mut self, pool: &AnyPool) -> Result<&mut AnyConnection, sqlx::Error> {
+        if self.0.is_none() {
+            self.0 = Some(pool.acquire().await?);
+        }
+        Ok(&mut **self.0.as_mut().expect("a connection was just taken"))
+    }
+
+    /// Closes the held connection, if any.
+    pub fn discard(&mut self) {
+        if let Some(mut conn) = self.0.take() {
+            conn.close_on_drop();
+        }
+    }
 }

@@ -305,6 +305,15 @@ async fn open_sale(base: &str, name: &str, units: i64) -> SaleView {
         .expect(201)
 }
 
+/// How many transactions moved a sale's ledger: each appended one event to its topic.
+async fn ledger_transactions(pool: &PgPool, sale_id: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM realtime_events WHERE topic = $1")
+        .bind(format!("public:sale-{sale_id}"))
+        .fetch_one(pool)
+        .await
+        .expect("events")
+}
+
 async fn run_meridian(settings: Settings) -> f64 {
     let db = TestDatabase::create(Backend::Postgres).await;
     let server = ServerProcess::start(BIN, &db).await;
@@ -329,13 +338,7 @@ async fn run_meridian(settings: Settings) -> f64 {
         .fetch_one(&pool)
         .await
         .expect("orders");
-    // Every transaction that moved the ledger appended one event to the sale's topic.
-    let ledger_transactions: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM realtime_events WHERE topic = $1")
-            .bind(format!("public:sale-{}", sale.id))
-            .fetch_one(&pool)
-            .await
-            .expect("events");
+    let ledger_transactions = ledger_transactions(&pool, &sale.id).await;
     println!(
         "(meridian: the ledger row was locked by {ledger_transactions} transactions for {orders} orders)"
     );
@@ -530,12 +533,7 @@ async fn ledger_meridian(settings: Settings) -> f64 {
         (settings.units, 0),
         "sold exactly the stock"
     );
-    let transactions: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM realtime_events WHERE topic = $1")
-            .bind(format!("public:sale-{}", sale.id))
-            .fetch_one(&pool)
-            .await
-            .expect("events");
+    let transactions = ledger_transactions(&pool, &sale.id).await;
     println!("  (meridian writer: {transactions} ledger transactions)");
     ledger_report("meridian writer", settings, &orders, elapsed)
 }

@@ -36,13 +36,13 @@ use std::sync::Arc;
 
 use meridian_shared::api::DatabaseBackend;
 use meridian_shared::cart::{Cart, CartEvent, CartOp};
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, Connection};
+use sqlx::{AnyConnection, Connection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::apply::{Change, WorkingCart};
 use super::store::{self, StoredCart, WriteError};
 use super::CartRef;
+use crate::db::HeldConnection;
 use crate::realtime::{Append, Events};
 use crate::AppState;
 
@@ -121,7 +121,7 @@ impl Committer {
 /// One committer: waits for a change, takes everything queued behind it, writes the
 /// batch; until shutdown, then drains what is left.
 async fn run(state: AppState, mut queue: mpsc::Receiver<Job>) {
-    let mut held = None;
+    let mut held = HeldConnection::default();
     let mut closing = false;
     loop {
         let first = if closing {
@@ -150,7 +150,7 @@ async fn run(state: AppState, mut queue: mpsc::Receiver<Job>) {
 }
 
 /// Writes a batch on the committer's connection and answers each of its requests.
-async fn commit(state: &AppState, held: &mut Held, batch: Vec<Job>) {
+async fn commit(state: &AppState, held: &mut HeldConnection, batch: Vec<Job>) {
     let (changes, replies): (Vec<Request>, Vec<_>) =
         batch.into_iter().map(|job| (job.change, job.reply)).unzip();
     for (reply, outcome) in replies
@@ -161,23 +161,21 @@ async fn commit(state: &AppState, held: &mut Held, batch: Vec<Job>) {
     }
 }
 
-/// A committer's own database connection, kept from one batch to the next (`None` until
-/// the first batch, and after a failed one). Taken from the pool for every batch, it
-/// queued behind the requests' session reads: at 512 sessions a batch waited about
-/// 40 ms for a connection on PostgreSQL, several times its statements' own time.
-type Held = Option<PoolConnection<Any>>;
-
 /// Writes `changes` as one batch (see the module's invariants) and delivers their events
 /// once it committed. Answers each change's outcome, in the order given. Requests
 /// normally come here through [`Committer::submit`]; tests call it to build a batch
 /// deterministically.
 pub async fn write_batch(state: &AppState, changes: Vec<Request>) -> Vec<Outcome> {
-    write_batch_on(state, &mut None, changes).await
+    write_batch_on(state, &mut HeldConnection::default(), changes).await
 }
 
 /// [`write_batch`] on the connection `held` (taken from the pool when there is none).
 /// A failed batch closes it: the error may have been the connection's own.
-async fn write_batch_on(state: &AppState, held: &mut Held, changes: Vec<Request>) -> Vec<Outcome> {
+async fn write_batch_on(
+    state: &AppState,
+    held: &mut HeldConnection,
+    changes: Vec<Request>,
+) -> Vec<Outcome> {
     let count = changes.len();
     // Descending cart ids: accounts' carts before guests' (see the lock order); stable,
     // so one cart's changes keep their order.
@@ -203,9 +201,7 @@ async fn write_batch_on(state: &AppState, held: &mut Held, changes: Vec<Request>
         }
         Err(err) => {
             tracing::warn!(%err, requests = count, "a cart batch failed");
-            if let Some(mut conn) = held.take() {
-                conn.close_on_drop();
-            }
+            held.discard();
             let err = Arc::new(err);
             (0..count)
                 .map(|_| Err(WriteError::Batch(err.clone())))
@@ -221,17 +217,13 @@ async fn write_batch_on(state: &AppState, held: &mut Held, changes: Vec<Request>
 /// events. Any database error aborts the batch.
 async fn write(
     state: &AppState,
-    held: &mut Held,
+    held: &mut HeldConnection,
     changes: Vec<Request>,
     events: &mut Events,
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     let _turn = state.db.write_turn().await;
     let now = state.clock.now_ms();
-    let conn = match held {
-        Some(conn) => conn,
-        None => held.insert(state.db.pool.acquire().await?),
-    };
-    let mut tx = Connection::begin(&mut **conn).await?;
+    let mut tx = Connection::begin(held.get(&state.db.pool).await?).await?;
     let mut distinct = HashSet::new();
     let carts: Vec<&CartRef> = changes
         .iter()

@@ -16,8 +16,9 @@
 //! - Every tick (250 ms) the writer expires due reservations (returning their units),
 //!   admits queue heads when units are left and refreshes its figures, so units freed
 //!   on other instances reach this queue too.
-//! - The locked path writes on a connection the writer keeps between transactions: it
-//!   never queues for the pool behind the requests it answers.
+//! - The locked path writes on a connection the writer keeps between transactions
+//!   ([`HeldConnection`]): it never queues for the pool behind the requests it answers;
+//!   a failed transaction closes it.
 //! - Bounded: [`QUEUE`] jobs wait at most; a full queue answers 503 at once.
 //! - Sold out is final (sold = stock: units come back only from reservations, and none
 //!   is left): once the writer observes it, it reads the fingerprints of every
@@ -33,12 +34,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use meridian_shared::sales::{sale_topic, SaleFigures};
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, Connection};
+use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::engine::{Attempt, BuyerRows, Existing, Plan, ReservationState, SaleBook, Verdict};
 use super::store::{self, NewOrder, NewReservation, SaleRow};
+use crate::db::HeldConnection;
 use crate::realtime::Events;
 use crate::AppState;
 
@@ -152,7 +153,6 @@ impl SaleWriter {
             book,
             publish,
             sold_out: sold_out.clone(),
-            held: std::sync::Mutex::default(),
         };
         state.tasks.spawn(writer.run(queue));
         SaleWriter {
@@ -211,11 +211,6 @@ struct Writer {
     book: SaleBook,
     publish: watch::Sender<Snapshot>,
     sold_out: Arc<OnceLock<SoldOut>>,
-    /// The connection the locked path writes on, kept from one transaction to the next
-    /// (a failed one drops it back to the pool, which tests it): taken from the pool
-    /// each time, it queued behind the requests' own reads (sessions, reservations).
-    /// (In a mutex only so that the writer is `Sync`: only the writer's task takes it.)
-    held: std::sync::Mutex<Option<PoolConnection<Any>>>,
 }
 
 static NEXT_EVENT: AtomicU64 = AtomicU64::new(1);
@@ -229,6 +224,8 @@ impl Writer {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut closing = false;
+        // The connection the locked path writes on (see `HeldConnection`).
+        let mut held = HeldConnection::default();
         loop {
             let first = if closing {
                 match queue.recv().await {
@@ -248,7 +245,7 @@ impl Writer {
                         continue;
                     }
                     _ = tick.tick() => {
-                        if let Err(err) = self.tick().await {
+                        if let Err(err) = self.tick(&mut held).await {
                             tracing::warn!(%err, sale = %self.sale.id, "sale tick failed");
                         }
                         self.note_sold_out().await;
@@ -276,7 +273,7 @@ impl Writer {
                 }
             }
             if !ticks.is_empty() {
-                let result = self.tick().await;
+                let result = self.tick(&mut held).await;
                 for reply in ticks {
                     let _ = reply.send(match &result {
                         Ok(n) => Ok(*n),
@@ -285,7 +282,7 @@ impl Writer {
                 }
             }
             if !pays.is_empty() || !checkouts.is_empty() {
-                self.batch(pays, checkouts).await;
+                self.batch(&mut held, pays, checkouts).await;
             }
             self.note_sold_out().await;
         }
@@ -360,7 +357,12 @@ impl Writer {
     /// Answers a pass's payments and checkouts: checkouts this instance can answer from
     /// its book at once; the rest, with every payment, in one transaction (or, without
     /// payments and without units left, without the ledger's lock).
-    async fn batch(&mut self, pays: Vec<PayJob>, checkouts: Vec<CheckoutJob>) {
+    async fn batch(
+        &mut self,
+        held: &mut HeldConnection,
+        pays: Vec<PayJob>,
+        checkouts: Vec<CheckoutJob>,
+    ) {
         let now = self.state.clock.now_ms();
         // Answers this instance knows (a waiting attempt's position; how a wait ended).
         let mut rest = Vec::with_capacity(checkouts.len());
@@ -384,7 +386,7 @@ impl Writer {
                 .await
                 .map(|(plan, granted)| (Vec::new(), plan, granted))
         } else {
-            self.write(&pays, &attempts, now).await
+            self.write(held, &pays, &attempts, now).await
         };
         match result {
             Ok((payments, plan, granted)) => {
@@ -420,6 +422,22 @@ impl Writer {
     /// the ledger once; commit; then update the book.
     async fn write(
         &mut self,
+        held: &mut HeldConnection,
+        pays: &[PayJob],
+        attempts: &[Attempt],
+        now: i64,
+    ) -> Result<Written, WriteError> {
+        let written = self.write_on(held, pays, attempts, now).await;
+        if written.is_err() {
+            held.discard();
+        }
+        written
+    }
+
+    /// [`write`](Self::write) on the writer's connection.
+    async fn write_on(
+        &mut self,
+        held: &mut HeldConnection,
         pays: &[PayJob],
         attempts: &[Attempt],
         now: i64,
@@ -439,12 +457,8 @@ impl Writer {
         let mut events = Events::new(&state.hub);
         let (payments, plan, granted, after) = {
             let _turn = state.db.write_turn().await;
-            let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
-            let mut conn = match held {
-                Some(conn) => conn,
-                None => state.db.pool.acquire().await.map_err(db_error)?,
-            };
-            let mut tx = Connection::begin(&mut *conn).await.map_err(db_error)?;
+            let conn = held.get(&state.db.pool).await.map_err(db_error)?;
+            let mut tx = Connection::begin(conn).await.map_err(db_error)?;
             let locked = store::lock_sale(&mut tx, &self.sale.id)
                 .await
                 .map_err(db_error)?
@@ -509,7 +523,6 @@ impl Writer {
                 tx.commit().await.map_err(db_error)?;
                 after
             };
-            *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
             (payments, plan, granted, after)
         };
         events.deliver();
@@ -620,7 +633,7 @@ impl Writer {
 
     /// Expires due reservations (returning their units), admits queue heads while units
     /// are left, and refreshes the figures.
-    async fn tick(&mut self) -> Result<u64, WriteError> {
+    async fn tick(&mut self, held: &mut HeldConnection) -> Result<u64, WriteError> {
         let state = self.state.clone();
         let now = state.clock.now_ms();
         let due = store::count_due(&state.db.pool, &self.sale.id, now)
@@ -653,7 +666,7 @@ impl Writer {
             self.book.observe(figures);
         }
         if self.book.queue_len() > 0 && self.book.may_grant() {
-            self.write(&[], &[], now).await?;
+            self.write(held, &[], &[], now).await?;
         }
         self.published();
         Ok(expired)
