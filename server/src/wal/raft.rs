@@ -242,10 +242,22 @@ impl LogStore {
             return Ok(());
         }
         let Some(index) = latest else { return Ok(()) };
-        let Some(record) = self.log.read(index..index + 1)?.pop() else {
-            return Ok(());
+        let committed = match self.log.read(index..index + 1)?.pop() {
+            Some(record) => log_id(record.term, index),
+            // Not in the log: a node that caught up from a snapshot holds no record
+            // at the snapshot's index, and its log may hold nothing after it yet.
+            // What a snapshot covers was applied, so committed.
+            None => match self
+                .hard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .last_purged
+            {
+                Some(purged) if purged.index >= index => purged,
+                _ => return Ok(()),
+            },
         };
-        self.save(|hard| hard.committed = Some(log_id(record.term, index)))
+        self.save(|hard| hard.committed = Some(committed))
     }
 
     fn last_log_id(&self) -> Result<Option<LogId<NodeId>>, WalError> {
@@ -707,6 +719,35 @@ mod tests {
                 .collect(),
             leader_commit: None,
         }
+    }
+
+    /// A node that caught up from a snapshot has no record at the committed index
+    /// (the snapshot's last), and nothing after it until the next write: the commit
+    /// index is still saved, so `wal recover` reaches it.
+    #[tokio::test]
+    async fn a_commit_at_a_snapshot_beyond_the_log_is_saved() {
+        let disk = Arc::new(crate::wal::disk::SimDisk::new());
+        let options = crate::wal::log::LogOptions {
+            segment_bytes: 4096,
+            max_payload: 200,
+        };
+        let open = || {
+            let (log, _) = Log::open(disk.clone(), Path::new("/wal"), options.clone()).unwrap();
+            LogStore::open(log).unwrap()
+        };
+        let mut store = open();
+        for index in 1..=3 {
+            store
+                .log()
+                .append(vec![crate::wal::record::Record::new(index, 1, "x")])
+                .await
+                .unwrap();
+        }
+        let snapshot = log_id(2, 10);
+        store.purge(snapshot).await.unwrap();
+        store.save_committed(Some(snapshot)).await.unwrap();
+        store.flush_committed().unwrap();
+        assert_eq!(open().read_committed().await.unwrap(), Some(snapshot));
     }
 
     #[test]
