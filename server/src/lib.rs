@@ -83,6 +83,12 @@ pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::config::Config;
 pub use crate::db::Db;
 
+/// How many sessions an instance keeps in memory ([`auth::known`]).
+const KNOWN_SESSIONS: usize = 200_000;
+/// How long the record of session changes is kept: an instance idle for longer forgets
+/// the sessions it knew.
+const SESSION_CHANGES_KEPT_MS: i64 = 3_600_000;
+
 /// Everything a request handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -93,6 +99,8 @@ pub struct AppState {
     pub entropy: Arc<dyn clock::Entropy>,
     pub hub: realtime::hub::Hub,
     pub auth_limits: Arc<auth::AuthLimits>,
+    /// The sessions this instance has read (kept exact by the change log).
+    pub sessions: Arc<auth::known::KnownSessions>,
     /// A random id of this process.
     pub instance_id: Arc<str>,
     pub started_at: Instant,
@@ -133,6 +141,7 @@ impl axum::extract::FromRef<AppState> for auth::Auth {
             entropy: state.entropy.clone(),
             config: state.config.clone(),
             hub: state.hub.clone(),
+            sessions: state.sessions.clone(),
             ids: state.ids.clone(),
             limits: state.auth_limits.clone(),
             platform: state.platform.clone(),
@@ -248,6 +257,7 @@ impl AppState {
             )),
             hub,
             auth_limits: Arc::new(auth::AuthLimits::new(&config)),
+            sessions: Arc::new(auth::known::KnownSessions::new(KNOWN_SESSIONS)),
             ids,
             carts: Arc::new(cart::Carts::new(catalog, &instance_id)),
             flags: Arc::default(),
@@ -314,6 +324,7 @@ impl AppState {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct MaintenanceReport {
     pub guest_sessions_deleted: u64,
+    pub session_changes_pruned: u64,
     pub events_trimmed: u64,
     pub guest_carts_deleted: u64,
     pub sale_reservations_expired: u64,
@@ -330,6 +341,12 @@ pub async fn run_maintenance(state: &AppState) -> Result<MaintenanceReport, sqlx
         guest_sessions_deleted: auth::store::delete_idle_guest_sessions(
             &state.db.pool,
             idle_before,
+            state.clock.now_ms(),
+        )
+        .await?,
+        session_changes_pruned: auth::store::prune_session_changes(
+            &state.db.pool,
+            state.clock.now_ms() - SESSION_CHANGES_KEPT_MS,
         )
         .await?,
         guest_carts_deleted: cart::store::delete_idle_guest_carts(

@@ -513,3 +513,59 @@ both_backends!(
         assert!(session_exists(&server, &active_guest.session_id).await);
     }
 );
+
+both_backends!(
+    a_session_change_on_one_instance_holds_on_another_at_once,
+    |db: TestDatabase| async move {
+        // Two instances on one database. B keeps the sessions it has read; each change
+        // made on A must hold on B's very next request.
+        let a = TestServer::start(&db).await;
+        let b = TestServer::start(&db).await;
+        let alice = Client::new(&a);
+        alice.signup("alice", PASSWORD).await.expect::<Me>(201);
+        let bob = Client::new(&a);
+        let bob_me: Me = bob.signup("bob", PASSWORD).await.expect(201);
+        let bob_id = bob_me.user.clone().expect("an account").id;
+        let bob_on_b = bob.same_browser_at(&b.base_url());
+        assert_eq!(bob_on_b.me().await, bob_me);
+        assert_eq!(bob_on_b.me().await, bob_me);
+        assert_eq!(b.state.sessions.len(), 1, "B knows bob's session");
+
+        // A role change.
+        let viewer = bob_on_b.me().await.access.expect("access");
+        assert!(!viewer.allows("flags:write"));
+        alice
+            .send(
+                alice
+                    .http()
+                    .put(alice.url(&format!("/api/admin/users/{bob_id}/role")))
+                    .json(&serde_json::json!({ "role": "editor" })),
+            )
+            .await
+            .expect::<serde_json::Value>(200);
+        let editor = bob_on_b.me().await.access.expect("access");
+        assert!(editor.allows("flags:write"), "{:?}", editor.permissions);
+
+        // Revoking a session from another one.
+        let phone = Client::new(&a);
+        let on_phone: Me = phone.signin("bob", PASSWORD).await.expect(200);
+        let phone_on_b = phone.same_browser_at(&b.base_url());
+        assert_eq!(phone_on_b.me().await, on_phone);
+        let revoked = bob
+            .delete(&format!("/api/auth/sessions/{}", on_phone.session_id))
+            .await;
+        assert_eq!(revoked.status, 204, "{}", revoked.json);
+        let after = phone_on_b.me().await;
+        assert_eq!(after.kind, SessionKind::Guest, "the revoked session is gone");
+
+        // Signing out.
+        let token = bob.session_token().expect("bob's cookie");
+        bob.signout().await.expect::<Me>(200);
+        Client::with_session_token(&b, &token)
+            .get("/api/auth/me")
+            .await
+            .assert_error(401, "session_replaced");
+        a.shutdown().await;
+        b.shutdown().await;
+    }
+);

@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod known;
 pub mod password;
 pub mod rate_limit;
 pub mod session;
@@ -50,6 +51,8 @@ pub struct Auth {
     pub config: Arc<Config>,
     /// To close the realtime connections of a revoked session.
     pub hub: Hub,
+    /// The sessions this instance has read.
+    pub sessions: Arc<known::KnownSessions>,
     pub ids: Ids,
     pub limits: Arc<AuthLimits>,
     /// The permissions the systems declare.

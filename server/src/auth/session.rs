@@ -5,7 +5,9 @@
 //! Invariants:
 //! - The middleware attaches exactly one [`Session`] to every request that needs one
 //!   (`/api/...` and the pages of the web UI; not static files).
-//! - A revoked session's token never authenticates again.
+//! - A revoked session's token never authenticates again, on any instance: a request is
+//!   checked against every change to sessions committed before it arrived
+//!   ([`super::known`]), though most requests no longer read their session.
 //! - Signing in or out always issues a new token (no session fixation).
 //! - A request still carrying the token a sign-in or sign-out just replaced never gets a
 //!   new guest cookie (it would overwrite the new session's in the browser); for a minute
@@ -20,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use meridian_shared::api::{Me, Role, SessionKind, UserInfo};
 use sha2::{Digest, Sha256};
 
-use super::store::{self, NewSession};
+use super::store::{self, NewSession, SessionRow};
 use super::Auth;
 use crate::clock::Entropy;
 use crate::error::ApiError;
@@ -187,7 +189,7 @@ pub async fn session_middleware(
     let mut new_token = None;
     let token_hash = token_from_headers(request.headers()).map(|token| hash_token(&token));
     let existing = match &token_hash {
-        Some(hash) => match store::session_by_token(&state.db.pool, hash).await {
+        Some(hash) => match live_session(&state, hash).await {
             Ok(found) => found,
             Err(err) => return ApiError::from(err).into_response(),
         },
@@ -196,8 +198,11 @@ pub async fn session_middleware(
     let session = match existing {
         Some(row) => {
             if now - row.last_seen_ms >= TOUCH_EVERY_MS {
-                if let Err(err) = store::touch_session(&state.db.pool, &row.id, now).await {
-                    tracing::warn!(%err, "could not record session activity");
+                match store::touch_session(&state.db.pool, &row.id, now).await {
+                    Ok(()) => state
+                        .sessions
+                        .touched(token_hash.as_deref().unwrap_or(""), now),
+                    Err(err) => tracing::warn!(%err, "could not record session activity"),
                 }
             }
             Session {
@@ -253,6 +258,22 @@ pub async fn session_middleware(
         }
     }
     response
+}
+
+/// The live session with this token hash: as this instance knows it once every change
+/// committed before this request is applied (see [`super::known`]), else as the database
+/// has it.
+async fn live_session(state: &Auth, token_hash: &str) -> Result<Option<SessionRow>, sqlx::Error> {
+    let known = &state.sessions;
+    let epoch = known.catch_up(&state.db.pool).await?;
+    if let Some(row) = known.get(token_hash) {
+        return Ok(Some(row));
+    }
+    let row = store::session_by_token(&state.db.pool, token_hash).await?;
+    if let Some(row) = &row {
+        known.keep(token_hash, row.clone(), epoch);
+    }
+    Ok(row)
 }
 
 /// Whether the token's session was replaced by a sign-in or sign-out in the last

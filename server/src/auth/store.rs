@@ -6,7 +6,7 @@ use meridian_shared::api::{
 use sqlx::{AnyConnection, AnyPool, Row};
 
 /// A session row joined with its account.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionRow {
     pub id: String,
     pub user: Option<UserInfo>,
@@ -81,13 +81,16 @@ pub async fn touch_session(pool: &AnyPool, id: &str, now_ms: i64) -> Result<(), 
 
 /// Revokes a session; true if it was live.
 pub async fn revoke_session(pool: &AnyPool, id: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
     let done = sqlx::query(
         "UPDATE sessions SET revoked_at_ms = $2 WHERE id = $1 AND revoked_at_ms IS NULL",
     )
     .bind(id)
     .bind(now_ms)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    record_session_change(&mut tx, SessionChange::Session(id.to_owned()), now_ms).await?;
+    tx.commit().await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -99,6 +102,7 @@ pub async fn replace_session(
     new_id: &str,
     now_ms: i64,
 ) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
     let done = sqlx::query(
         "UPDATE sessions SET revoked_at_ms = $2, replaced_by = $3
          WHERE id = $1 AND revoked_at_ms IS NULL",
@@ -106,9 +110,104 @@ pub async fn replace_session(
     .bind(id)
     .bind(now_ms)
     .bind(new_id)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    record_session_change(&mut tx, SessionChange::Session(id.to_owned()), now_ms).await?;
+    tx.commit().await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// A change that can end or alter live sessions (see [`session_changes_since`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionChange {
+    /// The session was revoked or replaced.
+    Session(String),
+    /// The account's role changed: each of its sessions.
+    User(String),
+    /// Guest sessions last seen before this instant were deleted.
+    GuestsIdleBefore(i64),
+}
+
+/// Records `change` in the transaction that makes it, under the next epoch. The epoch
+/// row's lock is held until the transaction ends, so epochs commit in order.
+async fn record_session_change(
+    conn: &mut AnyConnection,
+    change: SessionChange,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let epoch: i64 = sqlx::query_scalar(
+        "UPDATE session_epoch SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let (session_id, user_id, idle_before_ms) = match change {
+        SessionChange::Session(id) => (Some(id), None, None),
+        SessionChange::User(id) => (None, Some(id), None),
+        SessionChange::GuestsIdleBefore(at) => (None, None, Some(at)),
+    };
+    sqlx::query(
+        "INSERT INTO session_changes (epoch, session_id, user_id, idle_before_ms, at_ms)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(epoch)
+    .bind(session_id)
+    .bind(user_id)
+    .bind(idle_before_ms)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The latest session epoch, and the changes after `after` in epoch order (none when
+/// `after` is `None`). One statement, so one snapshot: it holds every change up to the
+/// epoch it shows, unless they were pruned ([`prune_session_changes`]).
+pub async fn session_changes_since(
+    pool: &AnyPool,
+    after: Option<i64>,
+) -> Result<(i64, Vec<(i64, SessionChange)>), sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT e.epoch, c.epoch, c.session_id, c.user_id, c.idle_before_ms
+         FROM session_epoch e LEFT JOIN session_changes c ON c.epoch > $1
+         WHERE e.id = 1 ORDER BY c.epoch",
+    )
+    .bind(after.unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await?;
+    let mut latest = 0;
+    let mut changes = Vec::new();
+    for row in rows {
+        latest = row.try_get(0)?;
+        let Some(epoch) = row.try_get::<Option<i64>, _>(1)? else {
+            continue;
+        };
+        let change = match (
+            row.try_get::<Option<String>, _>(2)?,
+            row.try_get::<Option<String>, _>(3)?,
+            row.try_get::<Option<i64>, _>(4)?,
+        ) {
+            (Some(session), _, _) => SessionChange::Session(session),
+            (None, Some(user), _) => SessionChange::User(user),
+            (None, None, Some(at)) => SessionChange::GuestsIdleBefore(at),
+            (None, None, None) => {
+                return Err(sqlx::Error::Decode(
+                    format!("session change {epoch} names nothing").into(),
+                ))
+            }
+        };
+        changes.push((epoch, change));
+    }
+    Ok((latest, changes))
+}
+
+/// Deletes the record of session changes made before `before_ms`. An instance that had
+/// not read them since finds a gap in the epochs and forgets every session it knew.
+pub async fn prune_session_changes(pool: &AnyPool, before_ms: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM session_changes WHERE at_ms < $1")
+        .bind(before_ms)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
 }
 
 /// When the session with this token hash was replaced by a sign-in or sign-out, if it was.
@@ -169,15 +268,22 @@ pub async fn session_belongs_to(
 pub async fn delete_idle_guest_sessions(
     pool: &AnyPool,
     idle_before_ms: i64,
+    now_ms: i64,
 ) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
     let done = sqlx::query(
         "DELETE FROM sessions WHERE user_id IS NULL AND last_seen_ms < $1
          AND id NOT IN (SELECT guest_session_id FROM sessions
                         WHERE guest_session_id IS NOT NULL AND revoked_at_ms IS NULL)",
     )
     .bind(idle_before_ms)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    if done.rows_affected() > 0 {
+        let change = SessionChange::GuestsIdleBefore(idle_before_ms);
+        record_session_change(&mut tx, change, now_ms).await?;
+    }
+    tx.commit().await?;
     Ok(done.rows_affected())
 }
 
@@ -324,6 +430,7 @@ pub async fn set_role(
         .bind(change.after.as_str())
         .execute(&mut *tx)
         .await?;
+    let (user_id, at_ms) = (change.user_id.to_owned(), change.at_ms);
     insert_role_change(
         &mut tx,
         RoleChangeRow {
@@ -332,6 +439,7 @@ pub async fn set_role(
         },
     )
     .await?;
+    record_session_change(&mut tx, SessionChange::User(user_id), at_ms).await?;
     tx.commit().await?;
     Ok(before)
 }
