@@ -556,7 +556,11 @@ both_backends!(
             .await;
         assert_eq!(revoked.status, 204, "{}", revoked.json);
         let after = phone_on_b.me().await;
-        assert_eq!(after.kind, SessionKind::Guest, "the revoked session is gone");
+        assert_eq!(
+            after.kind,
+            SessionKind::Guest,
+            "the revoked session is gone"
+        );
 
         // Signing out.
         let token = bob.session_token().expect("bob's cookie");

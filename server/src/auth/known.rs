@@ -283,6 +283,87 @@ mod tests {
         assert!(known.get("t-c1").is_some());
     }
 
+    /// One step of the property below.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Read session `n` of user `n % 3` after the check at the epoch applied
+        /// `stale` changes ago.
+        Read { n: u8, stale: bool },
+        /// Another instance commits a change: of session `n`, or of user `n % 3`.
+        Commit { n: u8, user: bool },
+        /// Apply what was committed; `lose` of the oldest unread changes were pruned.
+        Apply { lose: u8 },
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u8..8, any::<bool>()).prop_map(|(n, stale)| Step::Read { n, stale }),
+            (0u8..8, any::<bool>()).prop_map(|(n, user)| Step::Commit { n, user }),
+            (0u8..3).prop_map(|lose| Step::Apply { lose: lose / 2 }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the order of reads, changes, applies and pruned changes, a session
+        /// this instance knows was read after every applied change that touches it.
+        #[test]
+        fn a_known_session_was_read_after_every_change_to_it(
+            steps in proptest::collection::vec(step(), 1..60),
+        ) {
+            let known = KnownSessions::new(5);
+            known.lock().apply(0, Vec::new());
+            let mut log: Vec<SessionChange> = Vec::new();
+            // Epoch each known session was read at (by the model).
+            let mut previous = 0;
+            for step in steps {
+                match step {
+                    Step::Read { n, stale } => {
+                        let epoch = known.epoch();
+                        let read_at = if stale { previous } else { epoch };
+                        let user = format!("user{}", n % 3);
+                        // The row carries the epoch it was read at as its last-seen time.
+                        let read = row(&format!("s{n}"), Some(&user), read_at);
+                        known.keep(&format!("t{n}"), read, read_at);
+                    }
+                    Step::Commit { n, user } => log.push(if user {
+                        SessionChange::User(format!("user{}", n % 3))
+                    } else {
+                        SessionChange::Session(format!("s{n}"))
+                    }),
+                    Step::Apply { lose } => {
+                        let applied = known.epoch() as usize;
+                        let unread: Vec<(i64, SessionChange)> = log[applied..]
+                            .iter()
+                            .cloned()
+                            .zip(applied as i64 + 1..)
+                            .map(|(change, n)| (n, change))
+                            .skip(lose as usize)
+                            .collect();
+                        previous = applied as i64;
+                        known.lock().apply(log.len() as i64, unread);
+                    }
+                }
+                // Check: no known session is touched by a change after it was read.
+                let state = known.lock();
+                proptest::prop_assert_eq!(state.by_token.len(), state.by_id.len());
+                for row in state.by_token.values() {
+                    let user = row.user.as_ref().map(|u| u.id.clone()).unwrap_or_default();
+                    let applied = state.epoch.unwrap_or(0) as usize;
+                    let touched_at = log[..applied].iter().rposition(|change| match change {
+                        SessionChange::Session(id) => *id == row.id,
+                        SessionChange::User(id) => *id == user,
+                        SessionChange::GuestsIdleBefore(_) => false,
+                    });
+                    proptest::prop_assert!(
+                        touched_at.is_none_or(|at| (at as i64) < row.last_seen_ms),
+                        "{row:?} known though change {touched_at:?} touched it"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_full_table_starts_over_and_touches_are_remembered() {
         let known = KnownSessions::new(2);
