@@ -89,9 +89,33 @@ const KNOWN_SESSIONS: usize = 200_000;
 /// the sessions it knew.
 const SESSION_CHANGES_KEPT_MS: i64 = 3_600_000;
 
-/// Everything a request handler can reach. Cheap to clone.
+/// Everything a request handler can reach: one shared [`Shared`], so a clone (axum
+/// clones the state for each extractor and middleware of every request) is one atomic
+/// increment, not one per handle.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Another state sharing this one's handles but those `change` replaces.
+    #[cfg(test)]
+    pub(crate) fn with(&self, change: impl FnOnce(&mut Shared)) -> AppState {
+        let mut shared = Shared::clone(&self.0);
+        change(&mut shared);
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+#[derive(Clone)]
+pub struct Shared {
     pub config: Arc<Config>,
     pub db: Db,
     pub clock: Arc<dyn Clock>,
@@ -247,7 +271,7 @@ impl AppState {
             .map_err(|err| StartError::Traces(std::io::Error::other(err).into()))?
             .map_err(StartError::Traces)?
         };
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             feed: Arc::new(feed::Feeds::new(
                 db.clone(),
                 hub.clone(),
@@ -287,7 +311,7 @@ impl AppState {
             clock,
             entropy: Arc::new(clock::OsEntropy),
             db,
-        };
+        }));
         if state.db.backend == meridian_shared::api::DatabaseBackend::Postgres {
             let listener = realtime::pg::listen(&state.db.url)
                 .await

@@ -298,8 +298,9 @@ mod tests {
         let decoded = meridian_shared::ids::decode_snowflake(first).unwrap();
         assert_eq!(Some(decoded.node), test.state.ids.node_id());
 
-        let mut without_lease = test.state.clone();
-        without_lease.ids = crate::ids::Ids::new("no-lease");
+        let without_lease = test
+            .state
+            .with(|shared| shared.ids = crate::ids::Ids::new("no-lease"));
         let err = new_id(&without_lease).unwrap_err();
         assert_eq!((err.status.as_u16(), err.code), (503, "unavailable"));
         assert_eq!(err.retry_after, Some(1));
