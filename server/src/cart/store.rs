@@ -12,7 +12,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::apply::{Change, HistoryRow, Recorded, WorkingCart};
 use super::{batch, CartRef};
-use crate::db::placeholder_rows;
+use crate::db::value_rows;
 use crate::realtime::Events;
 use crate::AppState;
 
@@ -172,7 +172,7 @@ pub async fn lock_carts(
              VALUES {}
              ON CONFLICT (id) DO UPDATE SET updated_at_ms = excluded.updated_at_ms
              RETURNING id, version, created_at_ms",
-            placeholder_rows(chunk.len(), 7, 1)
+            value_rows(conn, chunk.len(), 7)
         );
         let mut query = sqlx::query(&sql).persistent(false);
         for cart in chunk {
@@ -209,7 +209,7 @@ pub async fn live_ops(
         let sql = format!(
             "WITH wanted (id) AS (VALUES {})
              SELECT c.id, c.ops FROM carts c JOIN wanted ON c.id = wanted.id",
-            placeholder_rows(chunk.len(), 1, 1)
+            value_rows(conn, chunk.len(), 1)
         );
         let mut query = sqlx::query(&sql).persistent(false);
         for id in chunk {
@@ -237,7 +237,7 @@ pub async fn recorded(
              UNION ALL
              SELECT 'tombstone', t.cart_id, t.op_id, t.scope FROM cart_tombstones t
                JOIN wanted w ON t.cart_id = w.cart_id AND t.op_id = w.op_id",
-            placeholder_rows(chunk.len(), 2, 1)
+            value_rows(conn, chunk.len(), 2)
         );
         let mut query = sqlx::query(&sql).persistent(false);
         for (cart_id, op_id) in chunk {
@@ -266,7 +266,7 @@ pub async fn write_snapshots(
             "WITH changed (id, version, ops) AS (VALUES {})
              UPDATE carts SET version = changed.version, ops = changed.ops
              FROM changed WHERE carts.id = changed.id",
-            placeholder_rows(chunk.len(), 3, 1)
+            value_rows(conn, chunk.len(), 3)
         );
         let mut query = sqlx::query(&sql).persistent(false);
         for cart in chunk {
@@ -300,7 +300,7 @@ pub async fn insert_history(
             "INSERT INTO cart_history
                  (cart_id, op_id, version, position, kind, entry, dead, session_id, at_ms)
              VALUES {}",
-            placeholder_rows(chunk.len(), 9, 1)
+            value_rows(conn, chunk.len(), 9)
         );
         let mut query = sqlx::query(&sql).persistent(false);
         for insert in chunk {
@@ -329,7 +329,7 @@ pub async fn insert_tombstones(
         let sql = format!(
             "INSERT INTO cart_tombstones (cart_id, op_id, scope) VALUES {}
              ON CONFLICT DO NOTHING",
-            placeholder_rows(chunk.len(), 3, 1)
+            value_rows(conn, chunk.len(), 3)
         );
         let mut query = sqlx::query(&sql).persistent(false);
         for (cart_id, op_id, scope) in chunk {

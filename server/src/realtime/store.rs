@@ -3,7 +3,7 @@
 use meridian_shared::realtime::Event;
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use crate::db::placeholder_rows;
+use crate::db::{placeholder_rows, value_rows};
 
 /// Takes the next sequence number of a topic. It takes the topic row's write lock until
 /// the transaction ends, so appends to one topic are serialised on every instance and
@@ -170,7 +170,7 @@ pub async fn take_seqs(
             "INSERT INTO realtime_topics (topic, head) VALUES {}
              ON CONFLICT (topic) DO UPDATE SET head = realtime_topics.head + excluded.head
              RETURNING topic, head",
-            placeholder_rows(chunk.len(), 2, 1)
+            value_rows(conn, chunk.len(), 2)
         );
         let mut query = sqlx::query(&sql).persistent(false);
         for (topic, count) in chunk {
@@ -209,7 +209,7 @@ pub async fn seqs_of_ops(
             "WITH wanted (topic, op_id) AS (VALUES {})
              SELECT e.topic, e.op_id, e.seq FROM realtime_events e
                JOIN wanted ON e.topic = wanted.topic AND e.op_id = wanted.op_id",
-            placeholder_rows(chunk.len(), 2, 1)
+            value_rows(conn, chunk.len(), 2)
         );
         let mut query = sqlx::query(&sql).persistent(false);
         for (topic, op_id) in chunk {
@@ -236,7 +236,7 @@ pub async fn insert_events(
         let sql = format!(
             "INSERT INTO realtime_events (topic, seq, op_id, payload, session_id, created_at_ms)
              VALUES {}",
-            placeholder_rows(chunk.len(), 6, 1)
+            value_rows(conn, chunk.len(), 6)
         );
         let mut query = sqlx::query(&sql).persistent(false);
         for (event, payload_json, session_id) in chunk {
