@@ -171,37 +171,64 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
 /// too: quadratic in the parameters. With the hundreds of rows of a batch that was a
 /// quarter of the server's CPU under cart load.
 pub fn value_rows(conn: &sqlx::AnyConnection, rows: usize, columns: usize) -> String {
-    let anonymous = conn.backend_name().eq_ignore_ascii_case("sqlite");
-    value_rows_of(anonymous, rows, columns)
+    value_rows_after(conn, 0, rows, columns)
 }
 
-fn value_rows_of(anonymous: bool, rows: usize, columns: usize) -> String {
-    if anonymous {
-        let row = format!("({})", vec!["?"; columns].join(", "));
-        vec![row; rows].join(", ")
-    } else {
-        placeholder_rows(rows, columns, 1)
+/// [`value_rows`] after `before` parameters, numbered from `before + 1`. On SQLite they
+/// are anonymous too, so the statement's text must hold its parameters in the order
+/// they are bound: the `before` ones first.
+pub fn value_rows_after(
+    conn: &sqlx::AnyConnection,
+    before: usize,
+    rows: usize,
+    columns: usize,
+) -> String {
+    value_rows_of(anonymous(conn), before + 1, rows, columns)
+}
+
+/// `$2, $3, …` (`count` parameters after `before`) for an `IN` list; anonymous on SQLite,
+/// as [`value_rows_after`].
+pub fn value_list_after(conn: &sqlx::AnyConnection, before: usize, count: usize) -> String {
+    list_of(anonymous(conn), before + 1, count)
+}
+
+/// Parameter `n` of a statement whose other parameters come from [`value_rows_after`] or
+/// [`value_list_after`]: `$n`, or `?` on SQLite (so in the text at its place in the
+/// binding order).
+pub fn param(conn: &sqlx::AnyConnection, n: usize) -> String {
+    list_of(anonymous(conn), n, 1)
+}
+
+fn anonymous(conn: &sqlx::AnyConnection) -> bool {
+    conn.backend_name().eq_ignore_ascii_case("sqlite")
+}
+
+fn list_of(anonymous: bool, first: usize, count: usize) -> String {
+    let mut sql = String::with_capacity(count * 5);
+    for i in 0..count {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        if anonymous {
+            sql.push('?');
+        } else {
+            sql.push('$');
+            sql.push_str(&(first + i).to_string());
+        }
     }
+    sql
+}
+
+fn value_rows_of(anonymous: bool, first: usize, rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| format!("({})", list_of(anonymous, first + row * columns, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `($1, $2), ($3, $4), …`: `rows` rows of `columns` placeholders, numbered from `first`.
 pub fn placeholder_rows(rows: usize, columns: usize, first: usize) -> String {
-    let mut sql = String::with_capacity(rows * columns * 5);
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('$');
-            sql.push_str(&(first + row * columns + column).to_string());
-        }
-        sql.push(')');
-    }
-    sql
+    value_rows_of(false, first, rows, columns)
 }
 
 /// The connection a single writer (a cart committer, a sale's writer) keeps from one
@@ -236,10 +263,13 @@ mod tests {
     #[test]
     fn value_rows_are_numbered_on_postgres_and_anonymous_on_sqlite() {
         assert_eq!(
-            super::value_rows_of(false, 2, 3),
+            super::value_rows_of(false, 1, 2, 3),
             "($1, $2, $3), ($4, $5, $6)"
         );
-        assert_eq!(super::value_rows_of(true, 2, 3), "(?, ?, ?), (?, ?, ?)");
-        assert_eq!(super::value_rows_of(true, 1, 1), "(?)");
+        assert_eq!(super::value_rows_of(false, 3, 1, 2), "($3, $4)");
+        assert_eq!(super::value_rows_of(true, 1, 2, 3), "(?, ?, ?), (?, ?, ?)");
+        assert_eq!(super::value_rows_of(true, 1, 1, 1), "(?)");
+        assert_eq!(super::list_of(false, 2, 3), "$2, $3, $4");
+        assert_eq!(super::list_of(true, 2, 3), "?, ?, ?");
     }
 }

@@ -1,5 +1,6 @@
-//! The flash sale's SQL, written once for both backends (`$n` parameters, `BIGINT`
-//! milliseconds, `TEXT` ids). The `sales` row is the ledger of record: every statement
+//! The flash sale's SQL, written once for both backends (`$n` parameters, anonymous on
+//! SQLite in multi-row statements: see `db::value_rows`; `BIGINT` milliseconds, `TEXT`
+//! ids). The `sales` row is the ledger of record: every statement
 //! that changes `sold` or `reserved` runs in a transaction that first locked that row
 //! ([`lock_sale`]) and writes the reservation or order rows that explain the change;
 //! the table's CHECK refuses sold + reserved > stock whatever happens.
@@ -12,6 +13,7 @@ use meridian_shared::sales::{SaleFigures, ValidSale};
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::engine::{BuyerRows, Existing, ReservationState};
+use crate::db::{param, value_list_after, value_rows};
 
 /// Rows per multi-row INSERT (well under both backends' parameter limits).
 const INSERT_CHUNK: usize = 200;
@@ -158,12 +160,9 @@ pub async fn buyer_rows(
 ) -> Result<HashMap<String, BuyerRows>, sqlx::Error> {
     let mut out: HashMap<String, BuyerRows> = HashMap::new();
     for chunk in buyers.chunks(INSERT_CHUNK) {
-        let list = (0..chunk.len())
-            .map(|i| format!("${}", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let (sale, list) = (param(conn, 1), value_list_after(conn, 1, chunk.len()));
         let sql = format!(
-            "SELECT buyer, idempotency_key, id, state, expires_at_ms FROM sale_reservations WHERE sale_id = $1 AND buyer IN ({list})"
+            "SELECT buyer, idempotency_key, id, state, expires_at_ms FROM sale_reservations WHERE sale_id = {sale} AND buyer IN ({list})"
         );
         let mut query = sqlx::query(&sql).bind(sale_id);
         for buyer in chunk {
@@ -223,22 +222,20 @@ pub async fn insert_reservations(
     expires_at_ms: i64,
 ) -> Result<(), sqlx::Error> {
     for chunk in rows.chunks(INSERT_CHUNK) {
-        let values = (0..chunk.len())
-            .map(|i| {
-                let b = 4 + i * 3;
-                format!("(${}, $1, ${}, ${}, 'reserved', $2, $3)", b, b + 1, b + 2)
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = value_rows(conn, chunk.len(), 7);
         let sql = format!(
             "INSERT INTO sale_reservations (id, sale_id, buyer, idempotency_key, state, created_at_ms, expires_at_ms) VALUES {values}"
         );
-        let mut query = sqlx::query(&sql)
-            .bind(sale_id)
-            .bind(now_ms)
-            .bind(expires_at_ms);
+        let mut query = sqlx::query(&sql);
         for row in chunk {
-            query = query.bind(row.id).bind(row.buyer).bind(row.key);
+            query = query
+                .bind(row.id)
+                .bind(sale_id)
+                .bind(row.buyer)
+                .bind(row.key)
+                .bind(ReservationState::Reserved.as_str())
+                .bind(now_ms)
+                .bind(expires_at_ms);
         }
         query.execute(&mut *conn).await?;
     }
@@ -287,25 +284,22 @@ pub async fn mark_paid(
 ) -> Result<Vec<String>, sqlx::Error> {
     let mut paid = Vec::new();
     for chunk in payments.chunks(INSERT_CHUNK) {
-        let values = (0..chunk.len())
-            .map(|i| {
-                let b = 2 + i * 3;
-                format!("(${}, ${}, ${})", b, b + 1, b + 2)
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        // VALUES columns are `column1, column2, ...` on both backends.
+        let values = value_rows(conn, chunk.len(), 3);
+        let now = param(conn, chunk.len() * 3 + 1);
+        // VALUES columns are `column1, column2, ...` on both backends. The time is bound
+        // last, as it comes last in the text.
         let sql = format!(
             "UPDATE sale_reservations SET state = 'paid', order_id = v.column2 \
              FROM (VALUES {values}) AS v \
              WHERE sale_reservations.id = v.column1 AND sale_reservations.buyer = v.column3 \
-             AND sale_reservations.state = 'reserved' AND sale_reservations.expires_at_ms > $1 \
+             AND sale_reservations.state = 'reserved' AND sale_reservations.expires_at_ms > {now} \
              RETURNING sale_reservations.id"
         );
-        let mut query = sqlx::query_scalar(&sql).bind(now_ms);
+        let mut query = sqlx::query_scalar(&sql);
         for (reservation_id, order_id, buyer) in chunk {
             query = query.bind(*reservation_id).bind(*order_id).bind(*buyer);
         }
+        let query = query.bind(now_ms);
         paid.extend(query.fetch_all(&mut *conn).await?);
     }
     Ok(paid)
@@ -327,36 +321,27 @@ pub async fn insert_orders(
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
     for chunk in orders.chunks(INSERT_CHUNK) {
-        let values = (0..chunk.len())
-            .map(|i| {
-                let b = 4 + i * 3;
-                format!("(${}, $1, ${}, ${}, $2, $3)", b, b + 1, b + 2)
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = value_rows(conn, chunk.len(), 6);
         let sql = format!(
             "INSERT INTO sale_orders (id, sale_id, reservation_id, buyer, product_id, created_at_ms) VALUES {values}"
         );
-        let mut query = sqlx::query(&sql)
-            .bind(sale_id)
-            .bind(product_id)
-            .bind(now_ms);
+        let mut query = sqlx::query(&sql);
         for order in chunk {
             query = query
                 .bind(order.id)
+                .bind(sale_id)
                 .bind(order.reservation_id)
-                .bind(order.buyer);
+                .bind(order.buyer)
+                .bind(product_id)
+                .bind(now_ms);
         }
         query.execute(&mut *conn).await?;
-        let values = (0..chunk.len())
-            .map(|i| format!("(${}, $1, 0)", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = value_rows(conn, chunk.len(), 3);
         let sql =
             format!("INSERT INTO sale_outbox (order_id, created_at_ms, attempts) VALUES {values}");
-        let mut query = sqlx::query(&sql).bind(now_ms);
+        let mut query = sqlx::query(&sql);
         for order in chunk {
-            query = query.bind(order.id);
+            query = query.bind(order.id).bind(now_ms).bind(0i64);
         }
         query.execute(&mut *conn).await?;
     }
@@ -489,25 +474,19 @@ pub async fn fulfil(
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
     for chunk in order_ids.chunks(INSERT_CHUNK) {
-        let values = (0..chunk.len())
-            .map(|i| format!("(${}, $1, $2)", i + 3))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = value_rows(conn, chunk.len(), 3);
         let sql = format!(
             "INSERT INTO sale_fulfilments (order_id, fulfilled_at_ms, instance_id) VALUES {values} ON CONFLICT (order_id) DO NOTHING"
         );
-        let mut query = sqlx::query(&sql).bind(now_ms).bind(instance_id);
+        let mut query = sqlx::query(&sql);
         for id in chunk {
-            query = query.bind(id);
+            query = query.bind(id).bind(now_ms).bind(instance_id);
         }
         query.execute(&mut *conn).await?;
-        let list = (0..chunk.len())
-            .map(|i| format!("${}", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let (now, list) = (param(conn, 1), value_list_after(conn, 1, chunk.len()));
         for sql in [
-            format!("UPDATE sale_orders SET fulfilled_at_ms = $1 WHERE fulfilled_at_ms IS NULL AND id IN ({list})"),
-            format!("UPDATE sale_outbox SET done_at_ms = $1 WHERE done_at_ms IS NULL AND order_id IN ({list})"),
+            format!("UPDATE sale_orders SET fulfilled_at_ms = {now} WHERE fulfilled_at_ms IS NULL AND id IN ({list})"),
+            format!("UPDATE sale_outbox SET done_at_ms = {now} WHERE done_at_ms IS NULL AND order_id IN ({list})"),
         ] {
             let mut query = sqlx::query(&sql).bind(now_ms);
             for id in chunk {
