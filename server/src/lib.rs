@@ -159,7 +159,7 @@ pub struct Shared {
 
 impl axum::extract::FromRef<AppState> for auth::Auth {
     fn from_ref(state: &AppState) -> auth::Auth {
-        auth::Auth {
+        auth::Auth::new(auth::AuthParts {
             db: state.db.clone(),
             clock: state.clock.clone(),
             entropy: state.entropy.clone(),
@@ -170,7 +170,7 @@ impl axum::extract::FromRef<AppState> for auth::Auth {
             limits: state.auth_limits.clone(),
             platform: state.platform.clone(),
             on_sign_in: Arc::new(SystemHooks(state.clone())),
-        }
+        })
     }
 }
 

@@ -41,9 +41,27 @@ use crate::platform::{Platform, SignInHook};
 use crate::realtime::hub::Hub;
 use crate::{Clock, Config, Db};
 
-/// What accounts and sessions need of the instance: narrow handles, no system.
+/// What accounts and sessions need of the instance: narrow handles, no system. One
+/// shared [`AuthParts`]: the session middleware clones it for every request.
 #[derive(Clone)]
-pub struct Auth {
+pub struct Auth(Arc<AuthParts>);
+
+impl Auth {
+    pub fn new(parts: AuthParts) -> Auth {
+        Auth(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for Auth {
+    type Target = AuthParts;
+
+    fn deref(&self) -> &AuthParts {
+        &self.0
+    }
+}
+
+/// What [`Auth`] shares.
+pub struct AuthParts {
     pub db: Db,
     pub clock: Arc<dyn Clock>,
     /// Session tokens and session ids.

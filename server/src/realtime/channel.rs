@@ -338,7 +338,7 @@ impl Channel {
                 )
             }
         }
-        if payload.to_string().len() > MAX_PAYLOAD_BYTES {
+        if serde_json::to_vec(&payload).map_or(0, |text| text.len()) > MAX_PAYLOAD_BYTES {
             return error(
                 error_code::INVALID_PAYLOAD,
                 format!("a payload has at most {MAX_PAYLOAD_BYTES} bytes of JSON"),
