@@ -164,71 +164,49 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     }
 }
 
-/// The placeholders of `rows` rows of `columns` values that are a statement's only
-/// parameters, for `conn`'s backend: `($1, $2), ($3, $4), …` on PostgreSQL; on SQLite
-/// anonymous `(?, ?), (?, ?), …`, numbered by position. SQLite looks each `$N` name up in
-/// a list as it parses, and sqlx asks the name of each parameter as it binds, in a list
-/// too: quadratic in the parameters. With the hundreds of rows of a batch that was a
-/// quarter of the server's CPU under cart load.
-pub fn value_rows(conn: &sqlx::AnyConnection, rows: usize, columns: usize) -> String {
-    value_rows_after(conn, 0, rows, columns)
-}
-
-/// [`value_rows`] after `before` parameters, numbered from `before + 1`. On SQLite they
-/// are anonymous too, so the statement's text must hold its parameters in the order
-/// they are bound: the `before` ones first.
-pub fn value_rows_after(
-    conn: &sqlx::AnyConnection,
-    before: usize,
-    rows: usize,
-    columns: usize,
-) -> String {
-    value_rows_of(anonymous(conn), before + 1, rows, columns)
-}
-
-/// `$2, $3, …` (`count` parameters after `before`) for an `IN` list; anonymous on SQLite,
-/// as [`value_rows_after`].
-pub fn value_list_after(conn: &sqlx::AnyConnection, before: usize, count: usize) -> String {
-    list_of(anonymous(conn), before + 1, count)
-}
-
-/// Parameter `n` of a statement whose other parameters come from [`value_rows_after`] or
-/// [`value_list_after`]: `$n`, or `?` on SQLite (so in the text at its place in the
-/// binding order).
+/// Parameter `n` of a statement: `$n`, or `?` on SQLite. SQLite's anonymous parameters
+/// are numbered by position, so the statement's text must hold them in the order they
+/// are bound. (SQLite looks each `$N` name up in a list as it parses, and sqlx asks the
+/// name of each parameter as it binds, in a list too: quadratic in the parameters.)
 pub fn param(conn: &sqlx::AnyConnection, n: usize) -> String {
-    list_of(anonymous(conn), n, 1)
+    param_of(anonymous(conn), n)
 }
 
 fn anonymous(conn: &sqlx::AnyConnection) -> bool {
     conn.backend_name().eq_ignore_ascii_case("sqlite")
 }
 
-fn list_of(anonymous: bool, first: usize, count: usize) -> String {
-    let mut sql = String::with_capacity(count * 5);
-    for i in 0..count {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        if anonymous {
-            sql.push('?');
-        } else {
-            sql.push('$');
-            sql.push_str(&(first + i).to_string());
-        }
+fn param_of(anonymous: bool, n: usize) -> String {
+    if anonymous {
+        "?".to_owned()
+    } else {
+        format!("${n}")
     }
-    sql
 }
 
-fn value_rows_of(anonymous: bool, first: usize, rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|row| format!("({})", list_of(anonymous, first + row * columns, columns)))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// A FROM item over rows bound as one parameter `$n` ([`json_param`]: a JSON array of
+/// arrays): one row `v` per element, its columns `v.r ->> 0`, `v.r ->> 1`, … (text; `CAST`
+/// a number). PostgreSQL: `jsonb_array_elements($n::jsonb) AS v (r)`; SQLite:
+/// `(SELECT value AS r FROM json_each(?)) AS v` (anonymous: bind in text order). The text
+/// is the same for any number of rows, so a statement of a batch is prepared once per
+/// connection and cached, where a `VALUES` list of bound rows was a new statement for
+/// each batch size (parsed and planned again, with hundreds of parameters).
+pub fn json_rows(conn: &sqlx::AnyConnection, n: usize) -> String {
+    json_rows_of(anonymous(conn), n)
 }
 
-/// `($1, $2), ($3, $4), …`: `rows` rows of `columns` placeholders, numbered from `first`.
-pub fn placeholder_rows(rows: usize, columns: usize, first: usize) -> String {
-    value_rows_of(false, first, rows, columns)
+fn json_rows_of(anonymous: bool, n: usize) -> String {
+    if anonymous {
+        "(SELECT value AS r FROM json_each(?)) AS v".to_owned()
+    } else {
+        format!("jsonb_array_elements(${n}::jsonb) AS v (r)")
+    }
+}
+
+/// The rows [`json_rows`] reads, as the JSON text to bind: `rows` is a slice of tuples
+/// (each a JSON array), of strings, numbers and options (`null`).
+pub fn json_param<T: serde::Serialize>(rows: &[T]) -> Result<String, sqlx::Error> {
+    serde_json::to_string(rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))
 }
 
 /// The connection a single writer (a cart committer, a sale's writer) keeps from one
@@ -260,16 +238,91 @@ impl HeldConnection {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use sqlx::{Connection, Row};
+
     #[test]
-    fn value_rows_are_numbered_on_postgres_and_anonymous_on_sqlite() {
+    fn parameters_are_numbered_on_postgres_and_anonymous_on_sqlite() {
+        assert_eq!(super::param_of(false, 3), "$3");
+        assert_eq!(super::param_of(true, 3), "?");
         assert_eq!(
-            super::value_rows_of(false, 1, 2, 3),
-            "($1, $2, $3), ($4, $5, $6)"
+            super::json_rows_of(false, 2),
+            "jsonb_array_elements($2::jsonb) AS v (r)"
         );
-        assert_eq!(super::value_rows_of(false, 3, 1, 2), "($3, $4)");
-        assert_eq!(super::value_rows_of(true, 1, 2, 3), "(?, ?, ?), (?, ?, ?)");
-        assert_eq!(super::value_rows_of(true, 1, 1, 1), "(?)");
-        assert_eq!(super::list_of(false, 2, 3), "$2, $3, $4");
-        assert_eq!(super::list_of(true, 2, 3), "?, ?, ?");
+        assert_eq!(
+            super::json_rows_of(true, 2),
+            "(SELECT value AS r FROM json_each(?)) AS v"
+        );
+    }
+
+    type Triple = (String, i64, Option<String>);
+
+    /// Binds `rows` with [`super::json_param`] and reads them back through
+    /// [`super::json_rows`] on SQLite, with a parameter before and after them.
+    fn round_trip(rows: &[Triple]) -> Vec<Triple> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            sqlx::any::install_default_drivers();
+            let mut conn = sqlx::AnyConnection::connect("sqlite::memory:")
+                .await
+                .expect("an in-memory database");
+            let sql = format!(
+                "SELECT {} || (v.r ->> 0), CAST(v.r ->> 1 AS BIGINT) + {}, v.r ->> 2 FROM {}",
+                super::param(&conn, 1),
+                super::param(&conn, 2),
+                super::json_rows(&conn, 3)
+            );
+            sqlx::query(&sql)
+                .bind("")
+                .bind(0i64)
+                .bind(super::json_param(rows).expect("rows encode"))
+                .fetch_all(&mut conn)
+                .await
+                .expect("the rows are read back")
+                .iter()
+                .map(|row| {
+                    (
+                        row.try_get(0).expect("text"),
+                        row.try_get(1).expect("a number"),
+                        row.try_get(2).expect("text or null"),
+                    )
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn awkward_text_survives_the_json_parameter() {
+        let rows = vec![
+            ("'; DROP TABLE carts; --".to_owned(), i64::MIN, None),
+            (
+                "\"quoted\" \\ back\\slash\n\t".to_owned(),
+                i64::MAX,
+                Some(String::new()),
+            ),
+            (
+                r#"{"op":"add","qty":2}"#.to_owned(),
+                -1,
+                Some("åäö 😀".to_owned()),
+            ),
+        ];
+        assert_eq!(round_trip(&rows), rows);
+        assert_eq!(round_trip(&[]), Vec::<Triple>::new());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_rows_survive_the_json_parameter(
+            rows in proptest::collection::vec(
+                ("[^\\x00]{0,40}", any::<i64>(), proptest::option::of("[^\\x00]{0,20}")),
+                0..40,
+            )
+        ) {
+            prop_assert_eq!(round_trip(&rows), rows);
+        }
     }
 }

@@ -305,7 +305,8 @@ async fn open_sale(base: &str, name: &str, units: i64) -> SaleView {
         .expect(201)
 }
 
-/// How many transactions moved a sale's ledger: each appended one event to its topic.
+/// How many transactions locked a sale's ledger row: each appended one event to its topic
+/// (the writer's, which moved it, and the fulfilment worker's).
 async fn ledger_transactions(pool: &PgPool, sale_id: &str) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM realtime_events WHERE topic = $1")
         .bind(format!("public:sale-{sale_id}"))

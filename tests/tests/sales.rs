@@ -18,7 +18,8 @@ use std::sync::Arc;
 use meridian_server::{sales, Clock, Db};
 use meridian_shared::ids::format_rfc3339_ms;
 use meridian_shared::sales::{
-    CheckoutAnswer, Fulfilment, OrderList, PaymentAnswer, SaleDashboard, SaleState, SaleView,
+    CheckoutAnswer, Fulfilment, OrderList, PaymentAnswer, SaleDashboard, SaleFigures, SaleState,
+    SaleView,
 };
 use meridian_tests::both_backends;
 use meridian_tests::client::{Client, Reply};
@@ -272,6 +273,18 @@ both_backends!(
             assert!(orders.contains(&list.orders[0].order_id));
         }
         assert_eq!(assert_ledger(&pool, &created.id).await, (3, 0));
+        // The fulfilment told the sale's topic (so dashboards refresh their backlog),
+        // with the ledger's figures.
+        let (op_id, payload): (String, String) = sqlx::query_as(
+            "SELECT op_id, payload FROM realtime_events WHERE topic = $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(&created.topic)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert!(op_id.starts_with("fulfil-"), "{op_id}");
+        let figures: SaleFigures = serde_json::from_str(&payload).unwrap();
+        assert_eq!((figures.sold, figures.reserved), (3, 0));
         let dashboard: SaleDashboard = admin
             .get(&format!("/api/sales/{}/dashboard", created.id))
             .await

@@ -1,6 +1,6 @@
 //! The flash sale's SQL, written once for both backends (`$n` parameters, anonymous on
-//! SQLite in multi-row statements: see `db::value_rows`; `BIGINT` milliseconds, `TEXT`
-//! ids). The `sales` row is the ledger of record: every statement
+//! SQLite where a batch's rows are bound as one JSON parameter: see `db::json_rows`;
+//! `BIGINT` milliseconds, `TEXT` ids). The `sales` row is the ledger of record: every statement
 //! that changes `sold` or `reserved` runs in a transaction that first locked that row
 //! ([`lock_sale`]) and writes the reservation or order rows that explain the change;
 //! the table's CHECK refuses sold + reserved > stock whatever happens.
@@ -13,10 +13,7 @@ use meridian_shared::sales::{SaleFigures, ValidSale};
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::engine::{BuyerRows, Existing, ReservationState};
-use crate::db::{param, value_list_after, value_rows};
-
-/// Rows per multi-row INSERT (well under both backends' parameter limits).
-const INSERT_CHUNK: usize = 200;
+use crate::db::{json_param, json_rows, param};
 
 /// A sale as stored.
 #[derive(Debug, Clone)]
@@ -159,32 +156,32 @@ pub async fn buyer_rows(
     buyers: &[&str],
 ) -> Result<HashMap<String, BuyerRows>, sqlx::Error> {
     let mut out: HashMap<String, BuyerRows> = HashMap::new();
-    for chunk in buyers.chunks(INSERT_CHUNK) {
-        let (sale, list) = (param(conn, 1), value_list_after(conn, 1, chunk.len()));
-        let sql = format!(
-            "SELECT buyer, idempotency_key, id, state, expires_at_ms FROM sale_reservations WHERE sale_id = {sale} AND buyer IN ({list})"
+    if buyers.is_empty() {
+        return Ok(out);
+    }
+    let listed: Vec<(&str,)> = buyers.iter().map(|b| (*b,)).collect();
+    let (sale, list) = (param(conn, 1), json_rows(conn, 2));
+    let sql = format!(
+        "SELECT buyer, idempotency_key, id, state, expires_at_ms FROM sale_reservations \
+         WHERE sale_id = {sale} AND buyer IN (SELECT v.r ->> 0 FROM {list})"
+    );
+    let query = sqlx::query(&sql).bind(sale_id).bind(json_param(&listed)?);
+    for row in query.fetch_all(&mut *conn).await? {
+        let buyer: String = row.try_get(0)?;
+        let state: String = row.try_get(3)?;
+        let state = ReservationState::parse(&state).unwrap_or(ReservationState::Expired);
+        let entry = out.entry(buyer).or_default();
+        if state != ReservationState::Expired {
+            entry.held += 1;
+        }
+        entry.by_key.insert(
+            row.try_get(1)?,
+            Existing {
+                reservation_id: row.try_get(2)?,
+                expires_at_ms: row.try_get(4)?,
+                state,
+            },
         );
-        let mut query = sqlx::query(&sql).bind(sale_id);
-        for buyer in chunk {
-            query = query.bind(*buyer);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            let buyer: String = row.try_get(0)?;
-            let state: String = row.try_get(3)?;
-            let state = ReservationState::parse(&state).unwrap_or(ReservationState::Expired);
-            let entry = out.entry(buyer).or_default();
-            if state != ReservationState::Expired {
-                entry.held += 1;
-            }
-            entry.by_key.insert(
-                row.try_get(1)?,
-                Existing {
-                    reservation_id: row.try_get(2)?,
-                    expires_at_ms: row.try_get(4)?,
-                    state,
-                },
-            );
-        }
     }
     Ok(out)
 }
@@ -213,7 +210,7 @@ pub struct NewReservation<'a> {
     pub key: &'a str,
 }
 
-/// Inserts reservations (state `reserved`), many per statement.
+/// Inserts reservations (state `reserved`) in one statement.
 pub async fn insert_reservations(
     conn: &mut AnyConnection,
     sale_id: &str,
@@ -221,24 +218,23 @@ pub async fn insert_reservations(
     now_ms: i64,
     expires_at_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        let values = value_rows(conn, chunk.len(), 7);
-        let sql = format!(
-            "INSERT INTO sale_reservations (id, sale_id, buyer, idempotency_key, state, created_at_ms, expires_at_ms) VALUES {values}"
-        );
-        let mut query = sqlx::query(&sql);
-        for row in chunk {
-            query = query
-                .bind(row.id)
-                .bind(sale_id)
-                .bind(row.buyer)
-                .bind(row.key)
-                .bind(ReservationState::Reserved.as_str())
-                .bind(now_ms)
-                .bind(expires_at_ms);
-        }
-        query.execute(&mut *conn).await?;
+    if rows.is_empty() {
+        return Ok(());
     }
+    let listed: Vec<(&str, &str, &str)> = rows.iter().map(|r| (r.id, r.buyer, r.key)).collect();
+    let (sale, now, expires) = (param(conn, 1), param(conn, 2), param(conn, 3));
+    let sql = format!(
+        "INSERT INTO sale_reservations (id, sale_id, buyer, idempotency_key, state, created_at_ms, expires_at_ms) \
+         SELECT v.r ->> 0, {sale}, v.r ->> 1, v.r ->> 2, 'reserved', {now}, {expires} FROM {}",
+        json_rows(conn, 4)
+    );
+    sqlx::query(&sql)
+        .bind(sale_id)
+        .bind(now_ms)
+        .bind(expires_at_ms)
+        .bind(json_param(&listed)?)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -276,33 +272,29 @@ pub async fn reservation(
 }
 
 /// Marks reservations paid, each with its order id, where still reserved, unexpired and
-/// held by the given buyer: one statement per chunk. Answers the reservations it paid.
+/// held by the given buyer, in one statement. `payments` are `(reservation, order,
+/// buyer)`. Answers the reservations it paid.
 pub async fn mark_paid(
     conn: &mut AnyConnection,
     payments: &[(&str, &str, &str)],
     now_ms: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
-    let mut paid = Vec::new();
-    for chunk in payments.chunks(INSERT_CHUNK) {
-        let values = value_rows(conn, chunk.len(), 3);
-        let now = param(conn, chunk.len() * 3 + 1);
-        // VALUES columns are `column1, column2, ...` on both backends. The time is bound
-        // last, as it comes last in the text.
-        let sql = format!(
-            "UPDATE sale_reservations SET state = 'paid', order_id = v.column2 \
-             FROM (VALUES {values}) AS v \
-             WHERE sale_reservations.id = v.column1 AND sale_reservations.buyer = v.column3 \
-             AND sale_reservations.state = 'reserved' AND sale_reservations.expires_at_ms > {now} \
-             RETURNING sale_reservations.id"
-        );
-        let mut query = sqlx::query_scalar(&sql);
-        for (reservation_id, order_id, buyer) in chunk {
-            query = query.bind(*reservation_id).bind(*order_id).bind(*buyer);
-        }
-        let query = query.bind(now_ms);
-        paid.extend(query.fetch_all(&mut *conn).await?);
+    if payments.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(paid)
+    // The rows come first in the text, then the time: bound in that order.
+    let (rows, now) = (json_rows(conn, 1), param(conn, 2));
+    let sql = format!(
+        "UPDATE sale_reservations SET state = 'paid', order_id = v.r ->> 1 FROM {rows} \
+         WHERE sale_reservations.id = v.r ->> 0 AND sale_reservations.buyer = v.r ->> 2 \
+         AND sale_reservations.state = 'reserved' AND sale_reservations.expires_at_ms > {now} \
+         RETURNING sale_reservations.id"
+    );
+    sqlx::query_scalar(&sql)
+        .bind(json_param(payments)?)
+        .bind(now_ms)
+        .fetch_all(&mut *conn)
+        .await
 }
 
 /// A confirmed order to insert with its outbox row.
@@ -312,7 +304,7 @@ pub struct NewOrder<'a> {
     pub buyer: &'a str,
 }
 
-/// Inserts orders and, in the same statement batch, their outbox rows.
+/// Inserts orders and their outbox rows, a statement each.
 pub async fn insert_orders(
     conn: &mut AnyConnection,
     sale_id: &str,
@@ -320,31 +312,37 @@ pub async fn insert_orders(
     orders: &[NewOrder<'_>],
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    for chunk in orders.chunks(INSERT_CHUNK) {
-        let values = value_rows(conn, chunk.len(), 6);
-        let sql = format!(
-            "INSERT INTO sale_orders (id, sale_id, reservation_id, buyer, product_id, created_at_ms) VALUES {values}"
-        );
-        let mut query = sqlx::query(&sql);
-        for order in chunk {
-            query = query
-                .bind(order.id)
-                .bind(sale_id)
-                .bind(order.reservation_id)
-                .bind(order.buyer)
-                .bind(product_id)
-                .bind(now_ms);
-        }
-        query.execute(&mut *conn).await?;
-        let values = value_rows(conn, chunk.len(), 3);
-        let sql =
-            format!("INSERT INTO sale_outbox (order_id, created_at_ms, attempts) VALUES {values}");
-        let mut query = sqlx::query(&sql);
-        for order in chunk {
-            query = query.bind(order.id).bind(now_ms).bind(0i64);
-        }
-        query.execute(&mut *conn).await?;
+    if orders.is_empty() {
+        return Ok(());
     }
+    let listed: Vec<(&str, &str, &str)> = orders
+        .iter()
+        .map(|o| (o.id, o.reservation_id, o.buyer))
+        .collect();
+    let listed = json_param(&listed)?;
+    let (sale, product, now) = (param(conn, 1), param(conn, 2), param(conn, 3));
+    let sql = format!(
+        "INSERT INTO sale_orders (id, sale_id, reservation_id, buyer, product_id, created_at_ms) \
+         SELECT v.r ->> 0, {sale}, v.r ->> 1, v.r ->> 2, {product}, {now} FROM {}",
+        json_rows(conn, 4)
+    );
+    sqlx::query(&sql)
+        .bind(sale_id)
+        .bind(product_id)
+        .bind(now_ms)
+        .bind(&listed)
+        .execute(&mut *conn)
+        .await?;
+    let sql = format!(
+        "INSERT INTO sale_outbox (order_id, created_at_ms, attempts) SELECT v.r ->> 0, {}, 0 FROM {}",
+        param(conn, 1),
+        json_rows(conn, 2)
+    );
+    sqlx::query(&sql)
+        .bind(now_ms)
+        .bind(&listed)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -465,6 +463,25 @@ pub async fn claim_outbox(
     .await
 }
 
+/// The sales of some orders, each once, in ascending order.
+pub async fn sales_of_orders(
+    conn: &mut AnyConnection,
+    order_ids: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    if order_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let listed: Vec<(&str,)> = order_ids.iter().map(|id| (id.as_str(),)).collect();
+    let sql = format!(
+        "SELECT DISTINCT sale_id FROM sale_orders WHERE id IN (SELECT v.r ->> 0 FROM {}) ORDER BY sale_id",
+        json_rows(conn, 1)
+    );
+    sqlx::query_scalar(&sql)
+        .bind(json_param(&listed)?)
+        .fetch_all(&mut *conn)
+        .await
+}
+
 /// Fulfils claimed orders: the fulfilment row (once per order: a replay inserts
 /// nothing), the order's fulfilled time (set once) and the outbox row done.
 pub async fn fulfil(
@@ -473,27 +490,35 @@ pub async fn fulfil(
     instance_id: &str,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    for chunk in order_ids.chunks(INSERT_CHUNK) {
-        let values = value_rows(conn, chunk.len(), 3);
-        let sql = format!(
-            "INSERT INTO sale_fulfilments (order_id, fulfilled_at_ms, instance_id) VALUES {values} ON CONFLICT (order_id) DO NOTHING"
-        );
-        let mut query = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(id).bind(now_ms).bind(instance_id);
-        }
-        query.execute(&mut *conn).await?;
-        let (now, list) = (param(conn, 1), value_list_after(conn, 1, chunk.len()));
-        for sql in [
-            format!("UPDATE sale_orders SET fulfilled_at_ms = {now} WHERE fulfilled_at_ms IS NULL AND id IN ({list})"),
-            format!("UPDATE sale_outbox SET done_at_ms = {now} WHERE done_at_ms IS NULL AND order_id IN ({list})"),
-        ] {
-            let mut query = sqlx::query(&sql).bind(now_ms);
-            for id in chunk {
-                query = query.bind(id);
-            }
-            query.execute(&mut *conn).await?;
-        }
+    if order_ids.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<(&str,)> = order_ids.iter().map(|id| (id.as_str(),)).collect();
+    let listed = json_param(&listed)?;
+    let (now, instance) = (param(conn, 1), param(conn, 2));
+    // SQLite reads `ON CONFLICT` after a SELECT's FROM as a join's constraint unless a
+    // WHERE comes between.
+    let sql = format!(
+        "INSERT INTO sale_fulfilments (order_id, fulfilled_at_ms, instance_id) \
+         SELECT v.r ->> 0, {now}, {instance} FROM {} WHERE true ON CONFLICT (order_id) DO NOTHING",
+        json_rows(conn, 3)
+    );
+    sqlx::query(&sql)
+        .bind(now_ms)
+        .bind(instance_id)
+        .bind(&listed)
+        .execute(&mut *conn)
+        .await?;
+    let list = json_rows(conn, 2);
+    for sql in [
+        format!("UPDATE sale_orders SET fulfilled_at_ms = {now} WHERE fulfilled_at_ms IS NULL AND id IN (SELECT v.r ->> 0 FROM {list})"),
+        format!("UPDATE sale_outbox SET done_at_ms = {now} WHERE done_at_ms IS NULL AND order_id IN (SELECT v.r ->> 0 FROM {list})"),
+    ] {
+        sqlx::query(&sql)
+            .bind(now_ms)
+            .bind(&listed)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

@@ -215,6 +215,29 @@ struct Writer {
 
 static NEXT_EVENT: AtomicU64 = AtomicU64::new(1);
 
+/// Appends a sale's figures to its topic in `conn`'s transaction, which holds the sale's
+/// ledger row ([`store::lock_sale`]): so the topic's payloads follow the ledger's order.
+/// `origin` prefixes the event's op id (`""` for the writer's ledger moves).
+pub(super) async fn append_figures(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    events: &mut Events,
+    sale_id: &str,
+    figures: SaleFigures,
+    origin: &str,
+) -> Result<(), sqlx::Error> {
+    let op_id = format!(
+        "{origin}{}-{}",
+        state.instance_id,
+        NEXT_EVENT.fetch_add(1, Ordering::Relaxed)
+    );
+    let payload = serde_json::to_value(figures).unwrap_or_default();
+    events
+        .append(conn, &sale_topic(sale_id), &op_id, payload, None)
+        .await?;
+    Ok(())
+}
+
 fn db_error(err: sqlx::Error) -> WriteError {
     WriteError::Db(Arc::new(err))
 }
@@ -329,29 +352,10 @@ impl Writer {
         let after = store::change_figures(conn, &self.sale.id, reserved_delta, sold_delta)
             .await
             .map_err(db_error)?;
-        self.append_figures(conn, events, after)
+        append_figures(&self.state, conn, events, &self.sale.id, after, "")
             .await
             .map_err(db_error)?;
         Ok(after)
-    }
-
-    /// Appends the sale's new figures to its topic in `conn`'s transaction.
-    async fn append_figures(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        events: &mut Events,
-        figures: SaleFigures,
-    ) -> Result<(), sqlx::Error> {
-        let op_id = format!(
-            "{}-{}",
-            self.state.instance_id,
-            NEXT_EVENT.fetch_add(1, Ordering::Relaxed)
-        );
-        let payload = serde_json::to_value(figures).unwrap_or_default();
-        events
-            .append(conn, &sale_topic(&self.sale.id), &op_id, payload, None)
-            .await?;
-        Ok(())
     }
 
     /// Answers a pass's payments and checkouts: checkouts this instance can answer from
