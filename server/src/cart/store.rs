@@ -12,7 +12,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::apply::{Change, HistoryRow, Recorded, WorkingCart};
 use super::{batch, CartRef};
-use crate::db::{json_param, json_rows, param};
+use crate::db::value_rows;
 use crate::realtime::Events;
 use crate::AppState;
 
@@ -144,6 +144,11 @@ pub async fn history(
         .collect()
 }
 
+/// The most rows one multi-row statement carries (well under both backends' limits on
+/// bound parameters). Such statements vary in length, so they are not kept prepared
+/// (`persistent(false)`): they would push every other statement out of the cache.
+const ROWS_PER_STATEMENT: usize = 256;
+
 /// A cart row locked for this transaction.
 #[derive(Debug)]
 pub struct Locked {
@@ -161,39 +166,35 @@ pub async fn lock_carts(
     now: i64,
 ) -> Result<Vec<Locked>, sqlx::Error> {
     let mut locked = Vec::with_capacity(carts.len());
-    if carts.is_empty() {
-        return Ok(locked);
-    }
-    let listed: Vec<(&str, &str, &str)> = carts
-        .iter()
-        .map(|cart| {
-            let kind = match cart.owner {
-                CartOwner::Guest => "guest",
-                CartOwner::User => "user",
-            };
-            (cart.id.as_str(), kind, cart.owner_id.as_str())
-        })
-        .collect();
-    // Rows are inserted, so locked, in the array's order. SQLite reads `ON CONFLICT`
-    // after a SELECT's FROM as a join's constraint unless a WHERE comes between.
-    let (created, updated) = (param(conn, 1), param(conn, 2));
-    let sql = format!(
-        "INSERT INTO carts (id, owner_kind, owner_id, version, ops, created_at_ms, updated_at_ms)
-         SELECT v.r ->> 0, v.r ->> 1, v.r ->> 2, 0, '[]', {created}, {updated} FROM {} WHERE true
-         ON CONFLICT (id) DO UPDATE SET updated_at_ms = excluded.updated_at_ms
-         RETURNING id, version, created_at_ms",
-        json_rows(conn, 3)
-    );
-    let query = sqlx::query(&sql)
-        .bind(now)
-        .bind(now)
-        .bind(json_param(&listed)?);
-    for row in query.fetch_all(&mut *conn).await? {
-        locked.push(Locked {
-            id: row.try_get(0)?,
-            version: row.try_get::<i64, _>(1)? as u64,
-            created_at_ms: row.try_get(2)?,
-        });
+    for chunk in carts.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO carts (id, owner_kind, owner_id, version, ops, created_at_ms, updated_at_ms)
+             VALUES {}
+             ON CONFLICT (id) DO UPDATE SET updated_at_ms = excluded.updated_at_ms
+             RETURNING id, version, created_at_ms",
+            value_rows(conn, chunk.len(), 7)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for cart in chunk {
+            query = query
+                .bind(&cart.id)
+                .bind(match cart.owner {
+                    CartOwner::Guest => "guest",
+                    CartOwner::User => "user",
+                })
+                .bind(&cart.owner_id)
+                .bind(0i64)
+                .bind("[]")
+                .bind(now)
+                .bind(now);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            locked.push(Locked {
+                id: row.try_get(0)?,
+                version: row.try_get::<i64, _>(1)? as u64,
+                created_at_ms: row.try_get(2)?,
+            });
+        }
     }
     Ok(locked)
 }
@@ -204,17 +205,19 @@ pub async fn live_ops(
     ids: &[&str],
 ) -> Result<Vec<(String, Cart)>, sqlx::Error> {
     let mut carts = Vec::with_capacity(ids.len());
-    if ids.is_empty() {
-        return Ok(carts);
-    }
-    let listed: Vec<(&str,)> = ids.iter().map(|id| (*id,)).collect();
-    let sql = format!(
-        "SELECT c.id, c.ops FROM carts c JOIN {} ON c.id = v.r ->> 0",
-        json_rows(conn, 1)
-    );
-    let query = sqlx::query(&sql).bind(json_param(&listed)?);
-    for row in query.fetch_all(&mut *conn).await? {
-        carts.push((row.try_get(0)?, decode_ops(&row.try_get::<String, _>(1)?)?));
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH wanted (id) AS (VALUES {})
+             SELECT c.id, c.ops FROM carts c JOIN wanted ON c.id = wanted.id",
+            value_rows(conn, chunk.len(), 1)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            carts.push((row.try_get(0)?, decode_ops(&row.try_get::<String, _>(1)?)?));
+        }
     }
     Ok(carts)
 }
@@ -226,28 +229,28 @@ pub async fn recorded(
     wanted: &[(&str, &str)],
 ) -> Result<Recorded, sqlx::Error> {
     let mut recorded = Recorded::default();
-    if wanted.is_empty() {
-        return Ok(recorded);
-    }
-    // The same rows, bound twice (SQLite's parameters are anonymous).
-    let listed = json_param(wanted)?;
-    let sql = format!(
-        "SELECT 'applied', h.cart_id, h.op_id, '' FROM cart_history h
-           JOIN {} ON h.cart_id = v.r ->> 0 AND h.op_id = v.r ->> 1
-         UNION ALL
-         SELECT 'tombstone', t.cart_id, t.op_id, t.scope FROM cart_tombstones t
-           JOIN {} ON t.cart_id = v.r ->> 0 AND t.op_id = v.r ->> 1",
-        json_rows(conn, 1),
-        json_rows(conn, 2)
-    );
-    let query = sqlx::query(&sql).bind(&listed).bind(&listed);
-    for row in query.fetch_all(&mut *conn).await? {
-        let what: String = row.try_get(0)?;
-        let (cart_id, op_id): (String, String) = (row.try_get(1)?, row.try_get(2)?);
-        if what == "applied" {
-            recorded.insert_applied(cart_id, op_id);
-        } else {
-            recorded.insert_tombstone(cart_id, op_id, row.try_get(3)?);
+    for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH wanted (cart_id, op_id) AS (VALUES {})
+             SELECT 'applied', h.cart_id, h.op_id, '' FROM cart_history h
+               JOIN wanted w ON h.cart_id = w.cart_id AND h.op_id = w.op_id
+             UNION ALL
+             SELECT 'tombstone', t.cart_id, t.op_id, t.scope FROM cart_tombstones t
+               JOIN wanted w ON t.cart_id = w.cart_id AND t.op_id = w.op_id",
+            value_rows(conn, chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (cart_id, op_id) in chunk {
+            query = query.bind(*cart_id).bind(*op_id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let what: String = row.try_get(0)?;
+            let (cart_id, op_id): (String, String) = (row.try_get(1)?, row.try_get(2)?);
+            if what == "applied" {
+                recorded.insert_applied(cart_id, op_id);
+            } else {
+                recorded.insert_tombstone(cart_id, op_id, row.try_get(3)?);
+            }
         }
     }
     Ok(recorded)
@@ -258,28 +261,22 @@ pub async fn write_snapshots(
     conn: &mut AnyConnection,
     carts: &[&WorkingCart],
 ) -> Result<(), sqlx::Error> {
-    if carts.is_empty() {
-        return Ok(());
+    for chunk in carts.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH changed (id, version, ops) AS (VALUES {})
+             UPDATE carts SET version = changed.version, ops = changed.ops
+             FROM changed WHERE carts.id = changed.id",
+            value_rows(conn, chunk.len(), 3)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for cart in chunk {
+            query = query
+                .bind(&cart.id)
+                .bind(cart.version as i64)
+                .bind(encode_ops(&cart.live));
+        }
+        query.execute(&mut *conn).await?;
     }
-    let listed: Vec<(&str, i64, String)> = carts
-        .iter()
-        .map(|cart| {
-            (
-                cart.id.as_str(),
-                cart.version as i64,
-                encode_ops(&cart.live),
-            )
-        })
-        .collect();
-    let sql = format!(
-        "UPDATE carts SET version = CAST(v.r ->> 1 AS BIGINT), ops = v.r ->> 2
-         FROM {} WHERE carts.id = v.r ->> 0",
-        json_rows(conn, 1)
-    );
-    sqlx::query(&sql)
-        .bind(json_param(&listed)?)
-        .execute(&mut *conn)
-        .await?;
     Ok(())
 }
 
@@ -298,48 +295,28 @@ pub async fn insert_history(
     rows: &[HistoryInsert<'_>],
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(());
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO cart_history
+                 (cart_id, op_id, version, position, kind, entry, dead, session_id, at_ms)
+             VALUES {}",
+            value_rows(conn, chunk.len(), 9)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for insert in chunk {
+            query = query
+                .bind(insert.cart_id)
+                .bind(&insert.row.op_id)
+                .bind(insert.version as i64)
+                .bind(insert.position as i64)
+                .bind(insert.row.kind)
+                .bind(&insert.row.json)
+                .bind(i64::from(insert.row.dead))
+                .bind(insert.session_id)
+                .bind(now);
+        }
+        query.execute(&mut *conn).await?;
     }
-    type Row<'a> = (
-        &'a str,
-        &'a str,
-        i64,
-        i64,
-        &'a str,
-        &'a str,
-        i64,
-        Option<&'a str>,
-    );
-    let listed: Vec<Row> = rows
-        .iter()
-        .map(|insert| {
-            (
-                insert.cart_id,
-                insert.row.op_id.as_str(),
-                insert.version as i64,
-                insert.position as i64,
-                insert.row.kind,
-                insert.row.json.as_str(),
-                i64::from(insert.row.dead),
-                insert.session_id,
-            )
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO cart_history
-             (cart_id, op_id, version, position, kind, entry, dead, session_id, at_ms)
-         SELECT v.r ->> 0, v.r ->> 1, CAST(v.r ->> 2 AS BIGINT), CAST(v.r ->> 3 AS BIGINT),
-                v.r ->> 4, v.r ->> 5, CAST(v.r ->> 6 AS BIGINT), v.r ->> 7, {}
-         FROM {}",
-        param(conn, 1),
-        json_rows(conn, 2)
-    );
-    sqlx::query(&sql)
-        .bind(now)
-        .bind(json_param(&listed)?)
-        .execute(&mut *conn)
-        .await?;
     Ok(())
 }
 
@@ -348,19 +325,18 @@ pub async fn insert_tombstones(
     conn: &mut AnyConnection,
     rows: &[(&str, &str, &str)],
 ) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(());
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO cart_tombstones (cart_id, op_id, scope) VALUES {}
+             ON CONFLICT DO NOTHING",
+            value_rows(conn, chunk.len(), 3)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (cart_id, op_id, scope) in chunk {
+            query = query.bind(*cart_id).bind(*op_id).bind(*scope);
+        }
+        query.execute(&mut *conn).await?;
     }
-    let sql = format!(
-        "INSERT INTO cart_tombstones (cart_id, op_id, scope)
-         SELECT v.r ->> 0, v.r ->> 1, v.r ->> 2 FROM {} WHERE true
-         ON CONFLICT DO NOTHING",
-        json_rows(conn, 1)
-    );
-    sqlx::query(&sql)
-        .bind(json_param(rows)?)
-        .execute(&mut *conn)
-        .await?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use meridian_shared::realtime::Event;
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use crate::db::{json_param, json_rows};
+use crate::db::{placeholder_rows, value_rows};
 
 /// Takes the next sequence number of a topic. It takes the topic row's write lock until
 /// the transaction ends, so appends to one topic are serialised on every instance and
@@ -153,6 +153,10 @@ pub async fn trim(pool: &AnyPool, keep: u64) -> Result<u64, sqlx::Error> {
     Ok(done.rows_affected())
 }
 
+/// The most rows one multi-row statement carries (well under both backends' limits on
+/// bound parameters).
+const ROWS_PER_STATEMENT: usize = 256;
+
 /// Takes `count` sequence numbers of each topic at once: answers each topic's new head
 /// (its numbers are `head - count + 1 ..= head`). Topics are locked in the order given
 /// (see [`next_seq`]); each topic at most once.
@@ -161,22 +165,20 @@ pub async fn take_seqs(
     counts: &[(&str, u64)],
 ) -> Result<Vec<(String, u64)>, sqlx::Error> {
     let mut heads = Vec::with_capacity(counts.len());
-    if counts.is_empty() {
-        return Ok(heads);
-    }
-    let listed: Vec<(&str, i64)> = counts.iter().map(|(t, n)| (*t, *n as i64)).collect();
-    // SQLite reads `ON CONFLICT` after a SELECT's FROM as a join's constraint unless a
-    // WHERE comes between.
-    let sql = format!(
-        "INSERT INTO realtime_topics (topic, head)
-         SELECT v.r ->> 0, CAST(v.r ->> 1 AS BIGINT) FROM {} WHERE true
-         ON CONFLICT (topic) DO UPDATE SET head = realtime_topics.head + excluded.head
-         RETURNING topic, head",
-        json_rows(conn, 1)
-    );
-    let query = sqlx::query(&sql).bind(json_param(&listed)?);
-    for row in query.fetch_all(&mut *conn).await? {
-        heads.push((row.try_get(0)?, row.try_get::<i64, _>(1)? as u64));
+    for chunk in counts.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO realtime_topics (topic, head) VALUES {}
+             ON CONFLICT (topic) DO UPDATE SET head = realtime_topics.head + excluded.head
+             RETURNING topic, head",
+            value_rows(conn, chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (topic, count) in chunk {
+            query = query.bind(*topic).bind(*count as i64);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            heads.push((row.try_get(0)?, row.try_get::<i64, _>(1)? as u64));
+        }
     }
     Ok(heads)
 }
@@ -202,21 +204,24 @@ pub async fn seqs_of_ops(
     ops: &[(&str, &str)],
 ) -> Result<Vec<(String, String, u64)>, sqlx::Error> {
     let mut found = Vec::new();
-    if ops.is_empty() {
-        return Ok(found);
-    }
-    let sql = format!(
-        "SELECT e.topic, e.op_id, e.seq FROM realtime_events e
-           JOIN {} ON e.topic = v.r ->> 0 AND e.op_id = v.r ->> 1",
-        json_rows(conn, 1)
-    );
-    let query = sqlx::query(&sql).bind(json_param(ops)?);
-    for row in query.fetch_all(&mut *conn).await? {
-        found.push((
-            row.try_get(0)?,
-            row.try_get(1)?,
-            row.try_get::<i64, _>(2)? as u64,
-        ));
+    for chunk in ops.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH wanted (topic, op_id) AS (VALUES {})
+             SELECT e.topic, e.op_id, e.seq FROM realtime_events e
+               JOIN wanted ON e.topic = wanted.topic AND e.op_id = wanted.op_id",
+            value_rows(conn, chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (topic, op_id) in chunk {
+            query = query.bind(*topic).bind(*op_id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            found.push((
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get::<i64, _>(2)? as u64,
+            ));
+        }
     }
     Ok(found)
 }
@@ -227,34 +232,24 @@ pub async fn insert_events(
     conn: &mut AnyConnection,
     events: &[(&Event, &str, Option<&str>)],
 ) -> Result<(), sqlx::Error> {
-    if events.is_empty() {
-        return Ok(());
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO realtime_events (topic, seq, op_id, payload, session_id, created_at_ms)
+             VALUES {}",
+            value_rows(conn, chunk.len(), 6)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (event, payload_json, session_id) in chunk {
+            query = query
+                .bind(&event.topic)
+                .bind(event.seq as i64)
+                .bind(&event.op_id)
+                .bind(*payload_json)
+                .bind(*session_id)
+                .bind(event.at_ms);
+        }
+        query.execute(&mut *conn).await?;
     }
-    type Row<'a> = (&'a str, i64, &'a str, &'a str, Option<&'a str>, i64);
-    let listed: Vec<Row> = events
-        .iter()
-        .map(|(event, payload_json, session_id)| {
-            (
-                event.topic.as_str(),
-                event.seq as i64,
-                event.op_id.as_str(),
-                *payload_json,
-                *session_id,
-                event.at_ms,
-            )
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO realtime_events (topic, seq, op_id, payload, session_id, created_at_ms)
-         SELECT v.r ->> 0, CAST(v.r ->> 1 AS BIGINT), v.r ->> 2, v.r ->> 3, v.r ->> 4,
-                CAST(v.r ->> 5 AS BIGINT)
-         FROM {}",
-        json_rows(conn, 1)
-    );
-    sqlx::query(&sql)
-        .bind(json_param(&listed)?)
-        .execute(&mut *conn)
-        .await?;
     Ok(())
 }
 
@@ -265,17 +260,29 @@ pub async fn notify_all(
     channel: &str,
     payloads: &[String],
 ) -> Result<(), sqlx::Error> {
-    if payloads.is_empty() {
-        return Ok(());
+    for chunk in payloads.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT 1 AS sent FROM (SELECT pg_notify($1, v.payload)
+                                    FROM (VALUES {}) AS v (payload)) AS n",
+            placeholder_rows(chunk.len(), 1, 2)
+        );
+        let mut query = sqlx::query(&sql).persistent(false).bind(channel);
+        for payload in chunk {
+            query = query.bind(payload);
+        }
+        query.execute(&mut *conn).await?;
     }
-    let listed: Vec<(&str,)> = payloads.iter().map(|p| (p.as_str(),)).collect();
-    sqlx::query(
-        "SELECT 1 AS sent FROM (SELECT pg_notify($1, v.r ->> 0)
-                                FROM jsonb_array_elements($2::jsonb) AS v (r)) AS n",
-    )
-    .bind(channel)
-    .bind(json_param(&listed)?)
-    .execute(&mut *conn)
-    .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholder_rows_number_every_column_of_every_row() {
+        assert_eq!(
+            super::placeholder_rows(2, 3, 2),
+            "($2, $3, $4), ($5, $6, $7)"
+        );
+        assert_eq!(super::placeholder_rows(1, 1, 1), "($1)");
+    }
 }

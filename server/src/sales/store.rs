@@ -165,7 +165,10 @@ pub async fn buyer_rows(
         "SELECT buyer, idempotency_key, id, state, expires_at_ms FROM sale_reservations \
          WHERE sale_id = {sale} AND buyer IN (SELECT v.r ->> 0 FROM {list})"
     );
-    let query = sqlx::query(&sql).bind(sale_id).bind(json_param(&listed)?);
+    let query = sqlx::query(&sql)
+        .persistent(false)
+        .bind(sale_id)
+        .bind(json_param(&listed)?);
     for row in query.fetch_all(&mut *conn).await? {
         let buyer: String = row.try_get(0)?;
         let state: String = row.try_get(3)?;
@@ -291,6 +294,7 @@ pub async fn mark_paid(
          RETURNING sale_reservations.id"
     );
     sqlx::query_scalar(&sql)
+        .persistent(false)
         .bind(json_param(payments)?)
         .bind(now_ms)
         .fetch_all(&mut *conn)
@@ -477,6 +481,7 @@ pub async fn sales_of_orders(
         json_rows(conn, 1)
     );
     sqlx::query_scalar(&sql)
+        .persistent(false)
         .bind(json_param(&listed)?)
         .fetch_all(&mut *conn)
         .await
@@ -514,7 +519,7 @@ pub async fn fulfil(
         format!("UPDATE sale_orders SET fulfilled_at_ms = {now} WHERE fulfilled_at_ms IS NULL AND id IN (SELECT v.r ->> 0 FROM {list})"),
         format!("UPDATE sale_outbox SET done_at_ms = {now} WHERE done_at_ms IS NULL AND order_id IN (SELECT v.r ->> 0 FROM {list})"),
     ] {
-        sqlx::query(&sql)
+        sqlx::query(&sql).persistent(false)
             .bind(now_ms)
             .bind(&listed)
             .execute(&mut *conn)
