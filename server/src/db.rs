@@ -202,16 +202,25 @@ pub fn placeholder_rows(rows: usize, columns: usize, first: usize) -> String {
     value_rows_of(false, first, rows, columns)
 }
 
+/// Written into one buffer: a batch's statement has up to thousands of placeholders.
 fn value_rows_of(anonymous: bool, first: usize, rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|row| {
-            let row = (0..columns)
-                .map(|column| param_of(anonymous, first + row * columns + column))
-                .collect::<Vec<_>>();
-            format!("({})", row.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        sql.push_str(if row > 0 { ", (" } else { "(" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            if anonymous {
+                sql.push('?');
+            } else {
+                let _ = write!(sql, "${}", first + row * columns + column);
+            }
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// A FROM item over rows bound as one parameter `$n` ([`json_param`]: a JSON array of

@@ -8,7 +8,7 @@
 //! time commit together, so a crash before the commit leaves the row pending for the
 //! next claim, and a replay (a retry after a lost answer) inserts nothing.
 //!
-//! A pass that fulfilled orders appends each of their sales' figures to the sale's topic
+//! A pass that marked orders fulfilled appends each of their sales' figures to the sale's topic
 //! (op id `fulfil-…`), read under the ledger row's lock taken just before the commit, so
 //! that a dashboard refreshes its fulfilment backlog live and the topic's payloads still
 //! follow the ledger's order.
@@ -34,10 +34,10 @@ pub async fn fulfil_pending(state: &AppState) -> Result<u64, sqlx::Error> {
         tx.rollback().await?;
         return Ok(0);
     }
-    store::fulfil(&mut tx, &claimed, &state.instance_id, state.clock.now_ms()).await?;
+    let sales = store::fulfil(&mut tx, &claimed, &state.instance_id, state.clock.now_ms()).await?;
     let mut events = Events::new(&state.hub);
     // Sorted: several sales' rows are locked in one order on every instance.
-    for sale_id in store::sales_of_orders(&mut tx, &claimed).await? {
+    for sale_id in sales {
         if let Some(figures) = store::lock_sale(&mut tx, &sale_id).await? {
             append_figures(state, &mut tx, &mut events, &sale_id, figures, "fulfil-").await?;
         }

@@ -467,36 +467,17 @@ pub async fn claim_outbox(
     .await
 }
 
-/// The sales of some orders, each once, in ascending order.
-pub async fn sales_of_orders(
-    conn: &mut AnyConnection,
-    order_ids: &[String],
-) -> Result<Vec<String>, sqlx::Error> {
-    if order_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let listed: Vec<(&str,)> = order_ids.iter().map(|id| (id.as_str(),)).collect();
-    let sql = format!(
-        "SELECT DISTINCT sale_id FROM sale_orders WHERE id IN (SELECT v.r ->> 0 FROM {}) ORDER BY sale_id",
-        json_rows(conn, 1)
-    );
-    sqlx::query_scalar(&sql)
-        .persistent(false)
-        .bind(json_param(&listed)?)
-        .fetch_all(&mut *conn)
-        .await
-}
-
 /// Fulfils claimed orders: the fulfilment row (once per order: a replay inserts
-/// nothing), the order's fulfilled time (set once) and the outbox row done.
+/// nothing), the order's fulfilled time (set once) and the outbox row done. Answers the
+/// sales of the orders it marked fulfilled, each once, in ascending order.
 pub async fn fulfil(
     conn: &mut AnyConnection,
     order_ids: &[String],
     instance_id: &str,
     now_ms: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<String>, sqlx::Error> {
     if order_ids.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let listed: Vec<(&str,)> = order_ids.iter().map(|id| (id.as_str(),)).collect();
     let listed = json_param(&listed)?;
@@ -515,15 +496,27 @@ pub async fn fulfil(
         .execute(&mut *conn)
         .await?;
     let list = json_rows(conn, 2);
-    for sql in [
-        format!("UPDATE sale_orders SET fulfilled_at_ms = {now} WHERE fulfilled_at_ms IS NULL AND id IN (SELECT v.r ->> 0 FROM {list})"),
-        format!("UPDATE sale_outbox SET done_at_ms = {now} WHERE done_at_ms IS NULL AND order_id IN (SELECT v.r ->> 0 FROM {list})"),
-    ] {
-        sqlx::query(&sql).persistent(false)
-            .bind(now_ms)
-            .bind(&listed)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    let sql = format!(
+        "UPDATE sale_orders SET fulfilled_at_ms = {now} \
+         WHERE fulfilled_at_ms IS NULL AND id IN (SELECT v.r ->> 0 FROM {list}) RETURNING sale_id"
+    );
+    let sales: std::collections::BTreeSet<String> = sqlx::query_scalar(&sql)
+        .persistent(false)
+        .bind(now_ms)
+        .bind(&listed)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+    let sql = format!(
+        "UPDATE sale_outbox SET done_at_ms = {now} \
+         WHERE done_at_ms IS NULL AND order_id IN (SELECT v.r ->> 0 FROM {list})"
+    );
+    sqlx::query(&sql)
+        .persistent(false)
+        .bind(now_ms)
+        .bind(&listed)
+        .execute(&mut *conn)
+        .await?;
+    Ok(sales.into_iter().collect())
 }
